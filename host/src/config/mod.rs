@@ -1,0 +1,323 @@
+//! The gateway's TOML configuration: typed, strict (`deny_unknown_fields`), and validated as a
+//! whole before anything is activated. Every error carries file:line:column and the route or
+//! plugin it concerns. See `docs/config.md` for the reference.
+
+mod units;
+mod validate;
+
+pub use units::{ByteSize, Millis};
+pub(crate) use validate::check_endpoint;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed, validated configuration file.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub source: String,
+    pub file: ConfigFile,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Returns every error found, not just the first.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic::new(format!(
+                "cannot read config file {}: {e}",
+                path.display()
+            ))])
+        })?;
+        Config::parse(path, source)
+    }
+
+    /// Parses and validates `source` as if read from `path` (used for error locations and to
+    /// resolve relative plugin and certificate paths).
+    pub fn parse(path: &Path, source: String) -> Result<Config, Diagnostics> {
+        let file: ConfigFile = toml::from_str(&source).map_err(|e| {
+            let mut d = Diagnostic::new(e.message().trim_end().to_string());
+            if let Some(span) = e.span() {
+                d = d.at(Location::at(path, &source, span.start));
+            } else {
+                d.message = format!("{}: {}", path.display(), d.message);
+            }
+            Diagnostics(vec![d])
+        })?;
+        let config = Config {
+            path: path.to_path_buf(),
+            source,
+            file,
+        };
+        let errors = validate::validate(&config);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    /// The location of a byte span in this file.
+    pub fn location(&self, span: std::ops::Range<usize>) -> Location {
+        Location::at(&self.path, &self.source, span.start)
+    }
+
+    /// Resolves a path written in the config relative to the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+/// The top level of `weir.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where the gateway accepts traffic.
+    #[serde(default)]
+    pub listeners: Vec<Spanned<ListenerConfig>>,
+    /// Gateway-wide limits and timeouts; upstreams and routes may override some.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Settings of the Wasm runtime shared by all plugins.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Named upstream services.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamConfig>>,
+    /// Named plugins (Wasm components) that routes put in their chains.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Spanned<PluginConfig>>,
+    /// Routes, tried in file order; the first whose `match` fits handles the request.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name for routes' `listeners` filter; defaults to the address.
+    pub name: Option<String>,
+    /// `host:port` to bind, e.g. `127.0.0.1:8080`.
+    pub address: Spanned<String>,
+    /// Terminate TLS here (HTTP/1.1 and HTTP/2 negotiated by ALPN).
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM certificate chain.
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head (request line + headers) accepted; larger gets 431.
+    pub max_header_size: ByteSize,
+    /// Largest request body accepted; larger gets 413. Routes may lower or raise it.
+    pub max_body_size: ByteSize,
+    /// Time to establish an upstream connection (TCP + TLS).
+    pub connect_timeout: Millis,
+    /// Time from sending a request upstream to receiving its response head; then 504.
+    /// Bodies (e.g. long SSE streams) are not limited by it.
+    pub request_timeout: Millis,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_size: ByteSize::kib(64),
+            max_body_size: ByteSize::gib(1),
+            connect_timeout: Millis(std::time::Duration::from_secs(5)),
+            request_timeout: Millis(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Upper bound of plugin instances alive at once across the gateway (pooling allocator).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// One or more base URLs (`http://host:port` or `https://host:port`), used round-robin.
+    pub endpoints: Vec<Spanned<String>>,
+    /// Wire protocol towards the upstream.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// PEM file of CA certificates to trust for `https` endpoints instead of the built-in roots.
+    pub ca_file: Option<Spanned<PathBuf>>,
+    pub connect_timeout: Option<Millis>,
+    pub request_timeout: Option<Millis>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over `http`; HTTP/2 or HTTP/1.1 by ALPN over `https`.
+    #[default]
+    Auto,
+    /// Always HTTP/1.1.
+    Http1,
+    /// Always HTTP/2 (prior knowledge over `http`, i.e. h2c). Needed for gRPC over `http`.
+    Http2,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Path of the Wasm component, relative to this config file.
+    pub path: Spanned<PathBuf>,
+    /// Instance policy: `fresh` (a new instance per request) or `pooled` (reused).
+    #[serde(default)]
+    pub instances: InstancePolicy,
+    /// Linear memory an instance may grow to; past it the hook traps.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: ByteSize,
+    /// CPU time one hook call may take; past it the hook is interrupted.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout: Millis,
+    /// Pooled instances: recycle an instance after this many requests.
+    #[serde(default = "default_pool_max_requests")]
+    pub pool_max_requests: u64,
+    /// Pooled instances: recycle an instance whose memory grew past this.
+    #[serde(default = "default_pool_max_memory")]
+    pub pool_max_memory: ByteSize,
+    /// Pooled instances: keep at most this many idle instances per chain entry.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+}
+
+fn default_memory_limit() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_hook_timeout() -> Millis {
+    Millis(std::time::Duration::from_millis(100))
+}
+fn default_pool_max_requests() -> u64 {
+    10_000
+}
+fn default_pool_max_memory() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_pool_max_idle() -> usize {
+    64
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstancePolicy {
+    /// A new instance for every request: no state survives between requests.
+    #[default]
+    Fresh,
+    /// Instances reused across requests, one request at a time.
+    Pooled,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs, errors and by plugins (`request.route`).
+    pub name: Spanned<String>,
+    /// Only serve on these listeners (by name); all listeners when absent.
+    pub listeners: Option<Vec<Spanned<String>>>,
+    /// What requests this route takes; an empty match takes everything.
+    #[serde(rename = "match", default)]
+    pub matcher: MatchConfig,
+    /// The upstream to forward to, unless a plugin answers or routes elsewhere.
+    pub upstream: Option<Spanned<String>>,
+    /// Path rewrite applied before the chain runs.
+    pub rewrite: Option<RewriteConfig>,
+    /// Overrides `limits.max_body_size` for this route.
+    pub max_body_size: Option<ByteSize>,
+    /// The plugin chain, run in order.
+    #[serde(default)]
+    pub chain: Vec<Spanned<ChainEntryConfig>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Exact host (`api.example.com`) or a wildcard for subdomains (`*.example.com`); the port
+    /// is ignored.
+    pub host: Option<Spanned<String>>,
+    /// Path must start with this, at a segment boundary (`/api` matches `/api` and `/api/x`,
+    /// not `/apix`).
+    pub path_prefix: Option<Spanned<String>>,
+    /// Path must equal this (query ignored).
+    pub path: Option<Spanned<String>>,
+    /// Method or list of methods.
+    pub method: Option<OneOrMany>,
+    /// Headers that must be present with exactly these values (`"*"`: present, any value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// Replace the matched `path_prefix` with this (e.g. `/api/x` → `/v1/x` with `"/v1"`).
+    pub prefix: Option<String>,
+    /// Replace the whole path (the query is kept).
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainEntryConfig {
+    /// Name of a plugin from `[plugins]`.
+    pub plugin: Spanned<String>,
+    /// Configuration handed to the plugin's `init` (as JSON).
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// What a failing plugin (trap, timeout, memory limit) means for the request.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Answer 500 naming the plugin.
+    #[default]
+    FailClosed,
+    /// Skip the plugin for this request and log it.
+    FailOpen,
+}

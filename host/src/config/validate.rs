@@ -1,0 +1,286 @@
+//! Whole-config checks that serde cannot express: names that refer to each other, addresses and
+//! URLs that must parse, and combinations that make no sense. All errors are collected.
+
+use super::{Config, OneOrMany};
+use crate::diagnostic::Diagnostic;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    let file = &config.file;
+    let err = |span: std::ops::Range<usize>, subject: &str, msg: String| {
+        Diagnostic::new(msg)
+            .about(subject.to_string())
+            .at(config.location(span))
+    };
+
+    if file.listeners.is_empty() {
+        errors.push(Diagnostic::new(format!(
+            "{}: no [[listeners]]: add one, e.g. `[[listeners]]\\naddress = \"127.0.0.1:8080\"`",
+            config.path.display()
+        )));
+    }
+    let mut listener_names = HashSet::new();
+    for l in &file.listeners {
+        let addr = l.get_ref().address.get_ref();
+        let name = l.get_ref().name.clone().unwrap_or_else(|| addr.clone());
+        let subject = format!("listener \"{name}\"");
+        if addr.parse::<SocketAddr>().is_err() {
+            errors.push(err(
+                l.get_ref().address.span(),
+                &subject,
+                format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:8080\""),
+            ));
+        }
+        if !listener_names.insert(name.clone()) {
+            errors.push(err(l.span(), &subject, "duplicate listener name".into()));
+        }
+    }
+
+    for (name, up) in &file.upstreams {
+        let subject = format!("upstream \"{name}\"");
+        if up.get_ref().endpoints.is_empty() {
+            errors.push(err(up.span(), &subject, "`endpoints` is empty".into()));
+        }
+        for ep in &up.get_ref().endpoints {
+            if let Err(msg) = check_endpoint(ep.get_ref()) {
+                errors.push(err(ep.span(), &subject, msg));
+            }
+        }
+    }
+
+    let mut route_names = HashSet::new();
+    for r in &file.routes {
+        let route = r.get_ref();
+        let name = route.name.get_ref();
+        let subject = format!("route \"{name}\"");
+        if name.is_empty() {
+            errors.push(err(route.name.span(), "route", "`name` is empty".into()));
+        } else if !route_names.insert(name.clone()) {
+            errors.push(err(
+                route.name.span(),
+                &subject,
+                "duplicate route name".into(),
+            ));
+        }
+        for l in route.listeners.iter().flatten() {
+            if !listener_names.contains(l.get_ref()) {
+                errors.push(err(
+                    l.span(),
+                    &subject,
+                    format!("unknown listener \"{}\"", l.get_ref()),
+                ));
+            }
+        }
+        if let Some(up) = &route.upstream
+            && !file.upstreams.contains_key(up.get_ref())
+        {
+            errors.push(err(
+                up.span(),
+                &subject,
+                format!(
+                    "unknown upstream \"{}\" (defined: {})",
+                    up.get_ref(),
+                    list(file.upstreams.keys())
+                ),
+            ));
+        }
+        if route.upstream.is_none() && route.chain.is_empty() {
+            errors.push(err(
+                r.span(),
+                &subject,
+                "no `upstream` and no `chain`: nothing could answer its requests".into(),
+            ));
+        }
+        for entry in &route.chain {
+            let plugin = entry.get_ref().plugin.get_ref();
+            if !file.plugins.contains_key(plugin) {
+                errors.push(err(
+                    entry.get_ref().plugin.span(),
+                    &subject,
+                    format!(
+                        "unknown plugin \"{plugin}\" (defined: {})",
+                        list(file.plugins.keys())
+                    ),
+                ));
+            }
+        }
+        let m = &route.matcher;
+        for p in [&m.path_prefix, &m.path].into_iter().flatten() {
+            if !p.get_ref().starts_with('/') {
+                errors.push(err(
+                    p.span(),
+                    &subject,
+                    format!("path {:?} must start with '/'", p.get_ref()),
+                ));
+            }
+        }
+        if let (Some(_), Some(p)) = (&m.path_prefix, &m.path) {
+            errors.push(err(
+                p.span(),
+                &subject,
+                "`path` and `path_prefix` cannot both be set".into(),
+            ));
+        }
+        if let Some(h) = &m.host
+            && (h.get_ref().is_empty() || h.get_ref().contains('/'))
+        {
+            errors.push(err(
+                h.span(),
+                &subject,
+                format!("invalid host {:?}", h.get_ref()),
+            ));
+        }
+        if let Some(methods) = &m.method {
+            for method in methods_of(methods) {
+                if http::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
+                    errors.push(err(
+                        r.span(),
+                        &subject,
+                        format!("invalid method {method:?}"),
+                    ));
+                }
+            }
+        }
+        for name in m.headers.keys() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                errors.push(err(
+                    r.span(),
+                    &subject,
+                    format!("invalid header name {name:?} in match.headers"),
+                ));
+            }
+        }
+        if let Some(rw) = &route.rewrite {
+            if rw.prefix.is_some() && rw.path.is_some() {
+                errors.push(err(
+                    r.span(),
+                    &subject,
+                    "rewrite: `prefix` and `path` cannot both be set".into(),
+                ));
+            }
+            if rw.prefix.is_some() && m.path_prefix.is_none() {
+                errors.push(err(
+                    r.span(),
+                    &subject,
+                    "rewrite.prefix needs match.path_prefix (it replaces the matched prefix)"
+                        .into(),
+                ));
+            }
+            for p in [&rw.prefix, &rw.path].into_iter().flatten() {
+                if !p.starts_with('/') {
+                    errors.push(err(
+                        r.span(),
+                        &subject,
+                        format!("rewrite path {p:?} must start with '/'"),
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn methods_of(m: &OneOrMany) -> Vec<String> {
+    m.to_vec()
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// An endpoint is a base URL: scheme http or https, a host, an optional port, no path.
+pub(crate) fn check_endpoint(ep: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = ep
+        .parse()
+        .map_err(|e| format!("invalid endpoint {ep:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(format!(
+                "invalid endpoint {ep:?}: must start with http:// or https://"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("invalid endpoint {ep:?}: no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "invalid endpoint {ep:?}: must not have a path; use the route's `rewrite` instead"
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    fn errors(src: &str) -> Vec<String> {
+        match Config::parse(Path::new("weir.toml"), src.to_string()) {
+            Ok(_) => vec![],
+            Err(d) => d.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const BASE: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[upstreams.app]\nendpoints = [\"http://127.0.0.1:9000\"]\n";
+
+    #[test]
+    fn good_config_has_no_errors() {
+        let src = format!("{BASE}[[routes]]\nname = \"r\"\nupstream = \"app\"\n");
+        assert_eq!(errors(&src), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        let src = format!("{BASE}[[routes]]\nname = \"r\"\nupstraem = \"app\"\n");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("weir.toml:7:1: unknown field `upstraem`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_toml_reports_line() {
+        let e = errors("[[listeners]]\naddress = \n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("weir.toml:2:"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_names_are_all_reported_with_route() {
+        let src = format!(
+            "{BASE}[[routes]]\nname = \"r\"\nupstream = \"nope\"\nchain = [{{ plugin = \"ghost\" }}]\n"
+        );
+        let e = errors(&src);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[0],
+            "weir.toml:7:12: route \"r\": unknown upstream \"nope\" (defined: app)"
+        );
+        assert_eq!(
+            e[1],
+            "weir.toml:8:21: route \"r\": unknown plugin \"ghost\" (defined: none)"
+        );
+    }
+
+    #[test]
+    fn bad_endpoint_and_address() {
+        let src = "[[listeners]]\naddress = \"localhost\"\n[upstreams.app]\nendpoints = [\"ftp://x\", \"http://h:1/p\"]\n";
+        let e = errors(src);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].contains("listener \"localhost\": invalid address"));
+        assert!(e[1].contains("must start with http://"));
+        assert!(e[2].contains("must not have a path"));
+    }
+}

@@ -1,0 +1,52 @@
+//! The request/response pair as plugins see it through the `request`, `response` and `context`
+//! host interfaces. The pipeline owns it and lends it to one plugin instance per hook call.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Which hook is running; decides which half of the exchange is writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Request,
+    Response,
+}
+
+/// Everything a hook may read or change about one request.
+#[derive(Debug)]
+pub struct Exchange {
+    pub phase: Phase,
+    /// The request head. In the response phase, a copy of what was sent upstream.
+    pub request: http::request::Parts,
+    /// The buffered request body, when some plugin in the chain asked for it.
+    pub request_body: Option<Bytes>,
+    /// The response head, in the response phase.
+    pub response: Option<http::response::Parts>,
+    /// The buffered response body, when some plugin in the chain asked for it.
+    pub response_body: Option<Bytes>,
+    pub context: Context,
+    pub client_addr: SocketAddr,
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'static str,
+    pub route: Arc<str>,
+}
+
+/// The per-request context shared by the plugins of one chain.
+#[derive(Debug, Default, Clone)]
+pub struct Context {
+    pub principal: Option<String>,
+    pub attributes: HashMap<String, String>,
+}
+
+impl Exchange {
+    /// A copy of the request head (without extensions) for the response phase.
+    pub fn request_head_copy(parts: &http::request::Parts) -> http::request::Parts {
+        let (mut copy, ()) = http::Request::new(()).into_parts();
+        copy.method = parts.method.clone();
+        copy.uri = parts.uri.clone();
+        copy.version = parts.version;
+        copy.headers = parts.headers.clone();
+        copy
+    }
+}

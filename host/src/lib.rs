@@ -1,0 +1,17 @@
+//! Weir: a WebAssembly plugin-driven programmable gateway. See `ARCHITECTURE.md` for the map.
+
+pub mod body;
+pub mod chain;
+pub mod config;
+pub mod demo_backend;
+pub mod diagnostic;
+pub mod exchange;
+pub mod gateway;
+pub mod headers;
+pub mod plugin;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,92 @@
+//! The `weir` command line.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use weir::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A WebAssembly plugin-driven programmable gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(short, long, default_value = "weir.toml")]
+        config: PathBuf,
+    },
+    /// Load and validate the configuration and every plugin, then exit: 0 if all is well,
+    /// 1 after printing every error.
+    Check {
+        #[arg(short, long, default_value = "weir.toml")]
+        config: PathBuf,
+    },
+    /// Run a small echo server (for the quickstart and benchmarks).
+    DemoBackend {
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            match Config::load(&config).and_then(|c| weir::gateway::check(&c)) {
+                Ok(()) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(diags) => {
+                    eprintln!("{diags}");
+                    eprintln!("{}: {} error(s)", config.display(), diags.0.len());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(diags) => {
+                    eprintln!("{diags}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            block_on(weir::gateway::run(config))
+        }
+        Command::DemoBackend { listen } => block_on(weir::demo_backend::run(listen)),
+    }
+}
+
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! One live plugin instance: a store, its bindings, and the calls into it. Every call runs under
+//! the plugin's CPU deadline; failures are classified for the `on_error` policy and for logs.
+
+use super::LoadedPlugin;
+use super::bindings::{Plugin, PluginInfo, RequestDecision, ResponseDecision};
+use super::host::{HostState, MemoryLimitExceeded};
+use crate::exchange::Exchange;
+use std::fmt;
+use wasmtime::Store;
+
+/// Why a plugin call did not return a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookFailure {
+    /// Instantiation failed (e.g. the instance pool is exhausted).
+    Instantiate(String),
+    /// `init` returned an error for this configuration.
+    Rejected(String),
+    /// The guest trapped (panic, unreachable, out-of-bounds...).
+    Trap(String),
+    /// The hook ran past its CPU deadline and was interrupted.
+    Timeout,
+    /// The guest tried to grow its memory past the plugin's limit.
+    MemoryLimit(String),
+    /// The guest returned something the host cannot act on (e.g. an invalid status code).
+    BadDecision(String),
+}
+
+impl fmt::Display for HookFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookFailure::Instantiate(e) => write!(f, "instantiation failed: {e}"),
+            HookFailure::Rejected(e) => write!(f, "rejected its config: {e}"),
+            HookFailure::Trap(e) => write!(f, "trapped: {e}"),
+            HookFailure::Timeout => f.write_str("exceeded its hook timeout"),
+            HookFailure::MemoryLimit(e) => write!(f, "{e}"),
+            HookFailure::BadDecision(e) => write!(f, "returned an invalid decision: {e}"),
+        }
+    }
+}
+
+fn classify(err: wasmtime::Error) -> HookFailure {
+    if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
+        return HookFailure::MemoryLimit(m.to_string());
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => HookFailure::Timeout,
+        Some(trap) => HookFailure::Trap(trap.to_string()),
+        None => HookFailure::Trap(format!("{err:#}").lines().next().unwrap_or("").to_string()),
+    }
+}
+
+/// A plugin instance, initialised with one chain entry's config.
+pub struct PluginInstance {
+    store: Store<HostState>,
+    bindings: Plugin,
+    pub info: PluginInfo,
+    /// Requests served (for pool recycling).
+    pub uses: u64,
+    /// Set after any failure: the instance must not be reused.
+    pub poisoned: bool,
+}
+
+impl PluginInstance {
+    /// Instantiates `plugin` and runs `init(config)`.
+    pub fn new(plugin: &LoadedPlugin, config: &str) -> Result<PluginInstance, HookFailure> {
+        let mut store = Store::new(
+            &plugin.engine,
+            HostState::new(plugin.name.clone(), plugin.settings.memory_limit),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(plugin.settings.deadline_ticks());
+        let bindings = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| match classify(e) {
+                HookFailure::Trap(t) => HookFailure::Instantiate(t),
+                other => other,
+            })?;
+        let info = bindings
+            .call_init(&mut store, config)
+            .map_err(classify)?
+            .map_err(HookFailure::Rejected)?;
+        Ok(PluginInstance {
+            store,
+            bindings,
+            info,
+            uses: 0,
+            poisoned: false,
+        })
+    }
+
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.store.data().limiter.peak
+    }
+
+    fn lend(&mut self, exchange: Box<Exchange>, ticks: u64) {
+        let (req_body, resp_body) = (
+            self.info.request_body_limit.is_some(),
+            self.info.response_body_limit.is_some(),
+        );
+        let data = self.store.data_mut();
+        data.exchange = Some(exchange);
+        data.body_access = (req_body, resp_body);
+        self.store.set_epoch_deadline(ticks);
+    }
+
+    fn take_back(&mut self) -> Option<Box<Exchange>> {
+        self.store.data_mut().exchange.take()
+    }
+
+    /// Runs `on-request` with the exchange lent to the instance; always gives the exchange back.
+    pub fn on_request(
+        &mut self,
+        exchange: Box<Exchange>,
+        ticks: u64,
+    ) -> (Box<Exchange>, Result<RequestDecision, HookFailure>) {
+        self.lend(exchange, ticks);
+        let result = self
+            .bindings
+            .call_on_request(&mut self.store)
+            .map_err(classify);
+        self.finish(result)
+    }
+
+    /// Runs `on-response` with the exchange lent to the instance; always gives the exchange back.
+    pub fn on_response(
+        &mut self,
+        exchange: Box<Exchange>,
+        ticks: u64,
+    ) -> (Box<Exchange>, Result<ResponseDecision, HookFailure>) {
+        self.lend(exchange, ticks);
+        let result = self
+            .bindings
+            .call_on_response(&mut self.store)
+            .map_err(classify);
+        self.finish(result)
+    }
+
+    fn finish<T>(
+        &mut self,
+        result: Result<T, HookFailure>,
+    ) -> (Box<Exchange>, Result<T, HookFailure>) {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        // `lend` put the exchange in and only this takes it out, so it is always there.
+        let exchange = self.take_back().expect("exchange lent to the plugin store");
+        (exchange, result)
+    }
+}
+
+impl LoadedPlugin {
+    pub fn deadline_ticks(&self) -> u64 {
+        self.settings.deadline_ticks()
+    }
+}

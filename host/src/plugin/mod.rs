@@ -1,0 +1,179 @@
+//! The plugin runtime: one wasmtime `Engine` with the pooling allocator, components compiled once
+//! and pre-instantiated, and instances that run one request's hooks under a memory limit and a
+//! per-hook CPU deadline (epoch interruption).
+
+mod bindings;
+mod host;
+mod instance;
+mod pool;
+
+pub use bindings::{LocalResponse, PluginInfo, RequestDecision, ResponseDecision};
+pub use host::HostState;
+pub use instance::{HookFailure, PluginInstance};
+pub use pool::InstancePool;
+
+use crate::config::{InstancePolicy, PluginConfig, RuntimeConfig};
+use bindings::PluginPre;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances; hook deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Errors loading a plugin; each becomes a diagnostic naming the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a Wasm component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error("{path} does not implement the weir:plugin/plugin@0.1.0 world: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+}
+
+/// The shared Wasm engine and linker.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
+        let mut cfg = wasmtime::Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        let n = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // Guests built by componentize-py have 14 core instances per component; Rust ones 3.
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .max_memory_size(1 << 30);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        // The epoch ticker ends when the engine is dropped.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and pre-instantiates a component, checking it targets the plugin world.
+    pub fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        settings: PluginSettings,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(name, path, &bytes, settings)
+    }
+
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        settings: PluginSettings,
+    ) -> Result<LoadedPlugin, LoadError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::NotAComponent {
+                path: path.to_path_buf(),
+                reason: "no Wasm header (\\0asm)".into(),
+            });
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = PluginPre::new(pre).map_err(wrong_world)?;
+        Ok(LoadedPlugin {
+            name: name.into(),
+            path: path.to_path_buf(),
+            pre,
+            settings,
+            engine: self.engine.clone(),
+        })
+    }
+}
+
+/// Per-plugin limits and instance policy, from `[plugins.NAME]`.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub policy: InstancePolicy,
+    pub memory_limit: usize,
+    pub hook_timeout: Duration,
+    pub pool_max_requests: u64,
+    pub pool_max_memory: usize,
+    pub pool_max_idle: usize,
+}
+
+impl PluginSettings {
+    pub fn from_config(c: &PluginConfig) -> Self {
+        PluginSettings {
+            policy: c.instances,
+            memory_limit: c.memory_limit.as_usize(),
+            hook_timeout: c.hook_timeout.0,
+            pool_max_requests: c.pool_max_requests,
+            pool_max_memory: c.pool_max_memory.as_usize(),
+            pool_max_idle: c.pool_max_idle,
+        }
+    }
+
+    /// The hook deadline in epoch ticks (rounded up, plus one for the tick in progress).
+    fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_micros().max(1);
+        let ticks = self.hook_timeout.as_micros().div_ceil(tick);
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+    }
+}
+
+/// A compiled, pre-instantiated plugin. Shared by every route that uses it.
+pub struct LoadedPlugin {
+    pub name: Arc<str>,
+    pub path: PathBuf,
+    pre: PluginPre<HostState>,
+    pub settings: PluginSettings,
+    engine: Engine,
+}

@@ -1,0 +1,275 @@
+//! The request path, top to bottom:
+//!
+//! listener → **route** → limits → hop-by-hop + rewrite + `x-forwarded-*` → (buffer body if a
+//! plugin asked) → **request chain** → **upstream** (or the local response) → (buffer response
+//! body if asked) → **response chain** (reverse) → client.
+//!
+//! Everything that can go wrong here ends as a response to the client: 404 (no route), 413/431
+//! (limits), 500 naming the plugin (fail-closed), 502/504 naming the upstream.
+
+use crate::body::{self, Body, CollectError, Limited};
+use crate::chain::{ChainRun, Local, RequestOutcome, replace_response};
+use crate::exchange::{Context, Exchange, Phase};
+use crate::headers;
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub listener: Arc<str>,
+    pub client: SocketAddr,
+    pub scheme: &'static str,
+}
+
+/// Handles one request with the snapshot that was current when it arrived.
+pub async fn handle(
+    snap: Arc<Snapshot>,
+    conn: ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    // Route.
+    let head_size = headers::head_size(req.headers()) + req.uri().to_string().len();
+    if head_size > snap.limits.max_header_size.as_usize() {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request header fields too large",
+        );
+    }
+    let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let Some(route) = snap.route(&conn.listener, &parts).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no route matches this request");
+    };
+
+    // Limits: a declared length over the limit is refused before reading anything.
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body_size) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let (limited, too_large) = Limited::new(incoming, route.max_body_size);
+
+    // Normalise the head before plugins see it.
+    let client_host = crate::router::request_host(&parts.uri, &parts.headers).map(str::to_owned);
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+    if let Some(rw) = &route.rewrite
+        && let Ok(pq) = rw.apply(&parts.uri).parse::<http::uri::PathAndQuery>()
+    {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.path_and_query = Some(pq);
+        parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
+    }
+    headers::set_forwarded(
+        &mut parts.headers,
+        conn.client,
+        conn.scheme,
+        client_host.as_deref(),
+    );
+    // Upstreams get origin-form; the endpoint supplies scheme and authority.
+    if let Some(pq) = parts.uri.path_and_query().cloned() {
+        parts.uri = http::Uri::from(pq);
+    }
+
+    // Buffer the body only if a plugin asked for it.
+    let mut stream = Some(limited);
+    let mut request_body = None;
+    if let Some(limit) = route.chain.request_body_limit {
+        let limit = limit.min(route.max_body_size);
+        match body::collect_limited(stream.take().map(Box::pin).expect("body present"), limit).await
+        {
+            Ok(bytes) => request_body = Some(bytes),
+            Err(CollectError::TooLarge(_)) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            Err(CollectError::Read(_)) if too_large.load(Ordering::Relaxed) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            Err(CollectError::Read(e)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("reading request body: {e}"),
+                );
+            }
+        }
+    }
+
+    // Request chain.
+    let mut ex = Box::new(Exchange {
+        phase: Phase::Request,
+        request: parts,
+        request_body,
+        response: None,
+        response_body: None,
+        context: Context::default(),
+        client_addr: conn.client,
+        scheme: conn.scheme,
+        route: route.name.clone(),
+    });
+    let mut run = ChainRun::new(route.clone());
+    let outcome;
+    (ex, outcome) = run.request_phase(ex, |name| snap.upstreams.contains_key(name));
+
+    // Upstream, or the local response.
+    let mut upstream_body: Option<Incoming> = None;
+    let mut upstream_upgrade = None;
+    match outcome {
+        RequestOutcome::Respond(local) => replace_response(&mut ex, local),
+        RequestOutcome::Forward { upstream } => {
+            let target = match upstream {
+                Some(name) => snap.upstreams.get(&name).cloned(),
+                None => route.upstream.clone(),
+            };
+            let Some(target) = target else {
+                return finish_local(
+                    &mut run,
+                    ex,
+                    Local::text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "weir: route \"{}\" has no upstream and no plugin answered\n",
+                            route.name
+                        ),
+                    ),
+                );
+            };
+            let head = if run.has_response_hooks() {
+                Exchange::request_head_copy(&ex.request)
+            } else {
+                std::mem::replace(&mut ex.request, http::Request::new(()).into_parts().0)
+            };
+            let out_body = match ex.request_body.clone() {
+                Some(bytes) => {
+                    let mut head = head;
+                    set_length(&mut head.headers, bytes.len());
+                    (head, body::full(bytes))
+                }
+                None => (head, stream.take().map_or_else(body::empty, body::boxed)),
+            };
+            let (head, out_body) = out_body;
+            match target.send(Request::from_parts(head, out_body)).await {
+                Ok(mut resp) => {
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        upstream_upgrade = Some(hyper::upgrade::on(&mut resp));
+                    }
+                    let (parts, incoming) = resp.into_parts();
+                    ex.response = Some(parts);
+                    upstream_body = Some(incoming);
+                }
+                Err(e) => {
+                    let status = if too_large.load(Ordering::Relaxed) {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        e.status()
+                    };
+                    tracing::warn!(route = &*route.name, error = %e, "upstream request failed");
+                    let mut local = Local::text(status, format!("weir: {e}\n"));
+                    if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        local = Local::text(status, "weir: request body too large\n".into());
+                    }
+                    replace_response(&mut ex, local);
+                }
+            }
+        }
+    }
+
+    // Response chain.
+    if run.has_response_hooks() {
+        if let (Some(limit), Some(incoming)) =
+            (route.chain.response_body_limit, upstream_body.take())
+        {
+            match body::collect_limited(incoming, limit).await {
+                Ok(bytes) => ex.response_body = Some(bytes),
+                Err(e) => replace_response(
+                    &mut ex,
+                    Local::text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "weir: upstream response body could not be buffered for plugins: {e}\n"
+                        ),
+                    ),
+                ),
+            }
+        }
+        ex.phase = Phase::Response;
+        ex = run.response_phase(ex);
+    }
+    drop(run);
+
+    // To the client.
+    let mut parts = ex
+        .response
+        .take()
+        .unwrap_or_else(|| http::Response::new(()).into_parts().0);
+    let is_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    headers::strip_hop_by_hop(&mut parts.headers, is_upgrade);
+    let body = match (ex.response_body.take(), upstream_body) {
+        (Some(bytes), _) => {
+            set_length(&mut parts.headers, bytes.len());
+            body::full(bytes)
+        }
+        (None, Some(incoming)) => body::boxed(incoming),
+        (None, None) => body::empty(),
+    };
+    if let (true, Some(down), Some(up)) = (is_upgrade, upgrade, upstream_upgrade) {
+        tokio::spawn(tunnel(down, up));
+    }
+    Response::from_parts(parts, body)
+}
+
+/// Runs the response chain on a local response and returns it.
+fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -> Response<Body> {
+    replace_response(&mut ex, local);
+    if run.has_response_hooks() {
+        ex.phase = Phase::Response;
+        ex = run.response_phase(ex);
+    }
+    let parts = ex
+        .response
+        .take()
+        .unwrap_or_else(|| http::Response::new(()).into_parts().0);
+    let bytes = ex.response_body.take().unwrap_or_default();
+    let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
+    set_length(resp.headers_mut(), bytes.len());
+    resp
+}
+
+fn set_length(headers: &mut http::HeaderMap, len: usize) {
+    headers.remove(http::header::TRANSFER_ENCODING);
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// A short plain-text error from the gateway itself.
+pub fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from(format!("weir: {msg}\n"))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Copies bytes both ways between an upgraded client connection and the upstream's.
+async fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+    let (down, up) = match tokio::try_join!(down, up) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut down = hyper_util::rt::TokioIo::new(down);
+    let mut up = hyper_util::rt::TokioIo::new(up);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}

@@ -1,0 +1,116 @@
+//! Listeners: bind, accept, optional TLS (ALPN h2/http1.1), and serve each connection with hyper
+//! (HTTP/1.1 with upgrades, HTTP/2 over TLS and h2c prior knowledge on the same port).
+
+use crate::gateway::Gateway;
+use crate::proxy::{self, ConnInfo};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Listener {
+    pub async fn bind(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Listener> {
+        let tcp = TcpListener::bind(addr).await?;
+        let addr = tcp.local_addr()?;
+        Ok(Listener {
+            name: name.into(),
+            addr,
+            tcp,
+            tls: tls.map(TlsAcceptor::from),
+        })
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub async fn serve(self, gateway: Arc<Gateway>) {
+        let max_header = gateway.current().limits.max_header_size.as_usize();
+        // hyper needs at least 8 KiB of read buffer; smaller limits are enforced per request.
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .max_buf_size(max_header.max(8192))
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+        builder
+            .http2()
+            .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+            .timer(TokioTimer::new());
+        let builder = Arc::new(builder);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        loop {
+            let (stream, client) = match self.tcp.accept().await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // E.g. EMFILE: back off instead of spinning.
+                    tracing::warn!(listener = &*self.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = ConnInfo {
+                listener: self.name.clone(),
+                client,
+                scheme,
+            };
+            let gateway = gateway.clone();
+            let builder = builder.clone();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let snap = gateway.current();
+                    let conn = conn.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(proxy::handle(snap, conn, req).await)
+                    }
+                });
+                let result = match tls {
+                    None => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let tls_stream = match tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%client, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%client, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                            .await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%client, error = %e, "connection ended with error");
+                }
+            });
+        }
+    }
+}

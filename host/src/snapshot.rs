@@ -1,0 +1,141 @@
+//! The running state as one immutable value: routes with their compiled chains, upstream
+//! clients, and limits. It is built and validated completely from a [`Config`] before it serves
+//! anything; a request keeps the snapshot it started with until it ends.
+
+use crate::chain::{Chain, ChainEntry};
+use crate::config::{Config, Limits};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::plugin::{LoadedPlugin, PluginSettings, Runtime};
+use crate::router::{Matcher, Rewrite};
+use crate::upstream::Upstream;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct Route {
+    pub name: Arc<str>,
+    /// Listener names this route serves on; all when `None`.
+    pub listeners: Option<Vec<String>>,
+    pub matcher: Matcher,
+    pub rewrite: Option<Rewrite>,
+    pub upstream: Option<Arc<Upstream>>,
+    pub max_body_size: u64,
+    pub chain: Chain,
+}
+
+pub struct Snapshot {
+    pub routes: Vec<Arc<Route>>,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub plugins: HashMap<String, Arc<LoadedPlugin>>,
+    pub limits: Limits,
+}
+
+impl Snapshot {
+    /// Loads every plugin and builds every route; returns all errors found.
+    pub fn build(config: &Config, runtime: &Runtime) -> Result<Snapshot, Diagnostics> {
+        let mut errors = Vec::new();
+        let file = &config.file;
+
+        let mut upstreams = HashMap::new();
+        for (name, up) in &file.upstreams {
+            let ca = up
+                .get_ref()
+                .ca_file
+                .as_ref()
+                .map(|p| config.resolve(p.get_ref()));
+            match Upstream::new(name, up.get_ref(), &file.limits, ca.as_deref()) {
+                Ok(u) => {
+                    upstreams.insert(name.clone(), Arc::new(u));
+                }
+                Err(e) => errors.push(
+                    Diagnostic::new(e)
+                        .about(format!("upstream \"{name}\""))
+                        .at(config.location(up.span())),
+                ),
+            }
+        }
+
+        let mut plugins = HashMap::new();
+        for (name, p) in &file.plugins {
+            let path = config.resolve(p.get_ref().path.get_ref());
+            let settings = PluginSettings::from_config(p.get_ref());
+            match runtime.load(name, &path, settings) {
+                Ok(loaded) => {
+                    plugins.insert(name.clone(), Arc::new(loaded));
+                }
+                Err(e) => errors.push(
+                    Diagnostic::new(e.to_string())
+                        .about(format!("plugin \"{name}\""))
+                        .at(config.location(p.get_ref().path.span())),
+                ),
+            }
+        }
+
+        let mut routes = Vec::new();
+        for r in &file.routes {
+            let rc = r.get_ref();
+            let name = rc.name.get_ref();
+            let mut entries = Vec::new();
+            for e in &rc.chain {
+                let ec = e.get_ref();
+                let plugin_name = ec.plugin.get_ref();
+                let Some(plugin) = plugins.get(plugin_name) else {
+                    continue; // reported by validation or loading above
+                };
+                let json = match &ec.config {
+                    Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
+                    None => "{}".to_string(),
+                };
+                match ChainEntry::new(plugin.clone(), json.into(), ec.on_error) {
+                    Ok(entry) => entries.push(entry),
+                    Err(failure) => errors.push(
+                        Diagnostic::new(failure.to_string())
+                            .about(format!("route \"{name}\": plugin \"{plugin_name}\""))
+                            .at(config.location(e.span())),
+                    ),
+                }
+            }
+            let matcher = Matcher::new(&rc.matcher);
+            let rewrite = rc
+                .rewrite
+                .as_ref()
+                .and_then(|rw| Rewrite::new(rw, &matcher));
+            routes.push(Arc::new(Route {
+                name: name.as_str().into(),
+                listeners: rc
+                    .listeners
+                    .as_ref()
+                    .map(|v| v.iter().map(|l| l.get_ref().clone()).collect()),
+                matcher,
+                rewrite,
+                upstream: rc
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| upstreams.get(u.get_ref()).cloned()),
+                max_body_size: rc.max_body_size.unwrap_or(file.limits.max_body_size).0,
+                chain: Chain::new(entries),
+            }));
+        }
+
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        Ok(Snapshot {
+            routes,
+            upstreams,
+            plugins,
+            limits: file.limits.clone(),
+        })
+    }
+
+    /// The first route, in config order, that takes this request on this listener.
+    pub fn route(&self, listener: &str, req: &http::request::Parts) -> Option<&Arc<Route>> {
+        let host = crate::router::request_host(&req.uri, &req.headers);
+        self.routes.iter().find(|r| {
+            r.listeners
+                .as_ref()
+                .is_none_or(|ls| ls.iter().any(|l| l == listener))
+                && r.matcher
+                    .matches(&req.method, host, req.uri.path(), &req.headers)
+        })
+    }
+}
