@@ -183,8 +183,8 @@ pub async fn handle(
 
     // Response chain.
     if run.has_response_hooks() {
-        if let (Some(limit), Some(incoming)) =
-            (route.chain.response_body_limit, upstream_body.take())
+        if let Some(limit) = route.chain.response_body_limit
+            && let Some(incoming) = upstream_body.take()
         {
             match body::collect_limited(incoming, limit).await {
                 Ok(bytes) => ex.response_body = Some(bytes),

@@ -1,0 +1,163 @@
+//! `probe`: a test fixture, not for production. Each config key switches on one behaviour, so
+//! the end-to-end tests can exercise every part of the plugin contract through the real gateway.
+
+use serde::Deserialize;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use weir_sdk::{
+    Decision, Info, LocalResponse, Plugin, ResponseDecision, context, request, response,
+};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Appended to request header `x-chain` and (response hook) to response header `x-chain`.
+    tag: Option<String>,
+    /// Answer locally with this status.
+    respond: Option<u16>,
+    /// Route to this upstream.
+    route_to: Option<String>,
+    /// Context attributes to set.
+    #[serde(default)]
+    set_context: BTreeMap<String, String>,
+    set_principal: Option<String>,
+    /// Context attributes (or `principal`) to copy into request headers `x-ctx-<key>`.
+    #[serde(default)]
+    echo_context: Vec<String>,
+    /// Misbehave: `trap`, `loop`, `grow`, or `bad-status`.
+    fail: Option<String>,
+    /// Where to misbehave: `request` (default) or `response`.
+    fail_in: Option<String>,
+    /// Refuse the config with this message.
+    reject: Option<String>,
+    /// Buffer the request body and upper-case it.
+    #[serde(default)]
+    upper_body: bool,
+    /// Buffer the response body and append this.
+    response_suffix: Option<String>,
+    /// Put the number of requests this instance has served in `x-probe-count`.
+    #[serde(default)]
+    count: bool,
+}
+
+thread_local! {
+    static SERVED: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Probe(Config);
+
+fn misbehave(how: &str) -> Decision {
+    match how {
+        "trap" => panic!("probe was asked to trap"),
+        "loop" => {
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        "grow" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(black_box(vec![1u8; 1 << 20]));
+            }
+        }
+        "bad-status" => Decision::Respond(LocalResponse::new(1000)),
+        _ => Decision::Continue,
+    }
+}
+
+impl Plugin for Probe {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        if let Some(reason) = &config.reject {
+            return Err(reason.clone());
+        }
+        Ok(Probe(config))
+    }
+
+    fn info(&self) -> Info {
+        Info {
+            response_hook: self.0.tag.is_some()
+                || self.0.response_suffix.is_some()
+                || self.0.fail_in.as_deref() == Some("response"),
+            request_body_limit: self.0.upper_body.then_some(1 << 20),
+            response_body_limit: self.0.response_suffix.as_ref().map(|_| 1 << 20),
+        }
+    }
+
+    fn on_request(&mut self) -> Decision {
+        let c = &self.0;
+        if let (Some(how), None | Some("request")) = (&c.fail, c.fail_in.as_deref()) {
+            return misbehave(how);
+        }
+        if let Some(tag) = &c.tag {
+            let chain = match request::header("x-chain") {
+                Some(prev) => format!("{prev},{tag}"),
+                None => tag.clone(),
+            };
+            let _ = request::set_header("x-chain", &chain);
+        }
+        for (k, v) in &c.set_context {
+            context::set(k, v);
+        }
+        if let Some(p) = &c.set_principal {
+            context::set_principal(p);
+        }
+        for key in &c.echo_context {
+            let value = if key == "principal" {
+                context::principal()
+            } else {
+                context::get(key)
+            };
+            let _ = request::set_header(
+                &format!("x-ctx-{key}"),
+                value.as_deref().unwrap_or("<none>"),
+            );
+        }
+        if c.upper_body
+            && let Some(body) = request::body()
+        {
+            let _ = request::set_body(&body.to_ascii_uppercase());
+        }
+        if c.count {
+            SERVED.with(|s| s.set(s.get() + 1));
+            let _ = request::set_header("x-probe-count", &SERVED.with(Cell::get).to_string());
+        }
+        if let Some(status) = c.respond {
+            let tag = c.tag.as_deref().unwrap_or("probe");
+            return Decision::Respond(
+                LocalResponse::new(status)
+                    .header("x-responder", tag)
+                    .text(format!("answered by {tag}")),
+            );
+        }
+        if let Some(up) = &c.route_to {
+            return Decision::Route(up.clone());
+        }
+        Decision::Continue
+    }
+
+    fn on_response(&mut self) -> ResponseDecision {
+        let c = &self.0;
+        if let (Some(how), Some("response")) = (&c.fail, c.fail_in.as_deref()) {
+            return match misbehave(how) {
+                Decision::Respond(r) => ResponseDecision::Replace(r),
+                _ => ResponseDecision::Continue,
+            };
+        }
+        if let Some(tag) = &c.tag {
+            let _ = response::append_header("x-chain", tag);
+        }
+        if let Some(suffix) = &c.response_suffix
+            && let Some(mut body) = response::body()
+        {
+            body.extend_from_slice(suffix.as_bytes());
+            let _ = response::set_body(&body);
+        }
+        ResponseDecision::Continue
+    }
+}
+
+weir_sdk::plugin!(Probe);
