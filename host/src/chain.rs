@@ -29,12 +29,12 @@ pub struct ChainEntry {
 impl ChainEntry {
     /// Validates `config` by instantiating the plugin and calling `init`; the instance seeds
     /// the pool of a pooled plugin.
-    pub fn new(
+    pub async fn new(
         plugin: Arc<LoadedPlugin>,
         config: Arc<str>,
         on_error: OnError,
     ) -> Result<ChainEntry, HookFailure> {
-        let first = PluginInstance::new(&plugin, &config)?;
+        let first = PluginInstance::new(&plugin, &config).await?;
         let info = first.info;
         let pool = (plugin.settings.policy == InstancePolicy::Pooled).then(|| {
             let pool = InstancePool::new(plugin.clone(), config.clone());
@@ -50,10 +50,10 @@ impl ChainEntry {
         })
     }
 
-    fn instance(&self) -> Result<PluginInstance, HookFailure> {
+    async fn instance(&self) -> Result<PluginInstance, HookFailure> {
         match &self.pool {
-            Some(pool) => pool.take(),
-            None => PluginInstance::new(&self.plugin, &self.config),
+            Some(pool) => pool.take().await,
+            None => PluginInstance::new(&self.plugin, &self.config).await,
         }
     }
 
@@ -162,7 +162,7 @@ impl ChainRun {
     }
 
     /// Runs the request hooks in order. `upstream_exists` checks a plugin's `route` target.
-    pub fn request_phase(
+    pub async fn request_phase(
         &mut self,
         mut ex: Box<Exchange>,
         upstream_exists: impl Fn(&str) -> bool,
@@ -170,14 +170,14 @@ impl ChainRun {
         let route = self.route.clone();
         let mut upstream = None;
         for (i, entry) in route.chain.entries.iter().enumerate() {
-            let mut instance = match entry.instance() {
+            let mut instance = match entry.instance().await {
                 Ok(instance) => instance,
                 Err(failure) => match self.failed(entry, failure) {
                     Some(local) => return (ex, RequestOutcome::Respond(local)),
                     None => continue,
                 },
             };
-            let (back, result) = instance.on_request(ex, entry.plugin.deadline_ticks());
+            let (back, result) = instance.on_request(ex).await;
             ex = back;
             let result = result.and_then(|decision| match decision {
                 RequestDecision::Continue => Ok(None),
@@ -210,11 +210,11 @@ impl ChainRun {
 
     /// Runs the response hooks in reverse order on `ex.response`. A `replace` decision or a
     /// fail-closed error replaces the response head and sets `ex.response_body`.
-    pub fn response_phase(&mut self, mut ex: Box<Exchange>) -> Box<Exchange> {
+    pub async fn response_phase(&mut self, mut ex: Box<Exchange>) -> Box<Exchange> {
         let route = self.route.clone();
         while let Some((i, mut instance)) = self.ran.pop() {
             let entry = &route.chain.entries[i];
-            let (back, result) = instance.on_response(ex, entry.plugin.deadline_ticks());
+            let (back, result) = instance.on_response(ex).await;
             ex = back;
             let result = result.and_then(|d| match d {
                 ResponseDecision::Continue => Ok(None),

@@ -22,19 +22,19 @@ impl Gateway {
 }
 
 /// Loads and validates `config` with every plugin, without serving (`weir check`).
-pub fn check(config: &Config) -> Result<(), Diagnostics> {
+pub async fn check(config: &Config) -> Result<(), Diagnostics> {
     let runtime = Runtime::new(&config.file.runtime).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(format!(
             "cannot start the Wasm runtime: {e:#}"
         ))])
     })?;
-    Snapshot::build(config, &runtime).map(|_| ())
+    Snapshot::build(config, &runtime).await.map(|_| ())
 }
 
 /// Builds the snapshot, binds every listener and serves until the process is told to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::new(&config.file.runtime)?;
-    let snapshot = Snapshot::build(&config, &runtime).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let snapshot = Snapshot::build(&config, &runtime).await.map_err(|d| anyhow::anyhow!("{d}"))?;
     let gateway = Arc::new(Gateway {
         snapshot: ArcSwap::from_pointee(snapshot),
         runtime,

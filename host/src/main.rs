@@ -48,7 +48,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => {
-            match Config::load(&config).and_then(|c| weir::gateway::check(&c)) {
+            let checked = Config::load(&config).and_then(|c| {
+                tokio::runtime::Runtime::new()
+                    .map_err(|e| {
+                        weir::diagnostic::Diagnostics(vec![weir::diagnostic::Diagnostic::new(
+                            format!("cannot start the async runtime: {e}"),
+                        )])
+                    })?
+                    .block_on(weir::gateway::check(&c))
+            });
+            match checked {
                 Ok(()) => {
                     println!("{}: ok", config.display());
                     ExitCode::SUCCESS

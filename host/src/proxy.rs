@@ -116,7 +116,9 @@ pub async fn handle(
     });
     let mut run = ChainRun::new(route.clone());
     let outcome;
-    (ex, outcome) = run.request_phase(ex, |name| snap.upstreams.contains_key(name));
+    (ex, outcome) = run
+        .request_phase(ex, |name| snap.upstreams.contains_key(name))
+        .await;
 
     // Upstream, or the local response.
     let mut upstream_body: Option<Incoming> = None;
@@ -139,7 +141,8 @@ pub async fn handle(
                             route.name
                         ),
                     ),
-                );
+                )
+                .await;
             };
             let head = if run.has_response_hooks() {
                 Exchange::request_head_copy(&ex.request)
@@ -200,7 +203,7 @@ pub async fn handle(
             }
         }
         ex.phase = Phase::Response;
-        ex = run.response_phase(ex);
+        ex = run.response_phase(ex).await;
     }
     drop(run);
 
@@ -226,11 +229,11 @@ pub async fn handle(
 }
 
 /// Runs the response chain on a local response and returns it.
-fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -> Response<Body> {
+async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -> Response<Body> {
     replace_response(&mut ex, local);
     if run.has_response_hooks() {
         ex.phase = Phase::Response;
-        ex = run.response_phase(ex);
+        ex = run.response_phase(ex).await;
     }
     let parts = ex
         .response

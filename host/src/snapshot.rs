@@ -31,7 +31,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Loads every plugin and builds every route; returns all errors found.
-    pub fn build(config: &Config, runtime: &Runtime) -> Result<Snapshot, Diagnostics> {
+    pub async fn build(config: &Config, runtime: &Runtime) -> Result<Snapshot, Diagnostics> {
         let mut errors = Vec::new();
         let file = &config.file;
 
@@ -85,7 +85,7 @@ impl Snapshot {
                     Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
                     None => "{}".to_string(),
                 };
-                match ChainEntry::new(plugin.clone(), json.into(), ec.on_error) {
+                match ChainEntry::new(plugin.clone(), json.into(), ec.on_error).await {
                     Ok(entry) => entries.push(entry),
                     Err(failure) => errors.push(
                         Diagnostic::new(failure.to_string())

@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `weir` binary, real plugins built for wasm32-wasip2, real HTTP
+//! servers and clients on 127.0.0.1.
 
+mod support;
+
+mod chain;
+mod config_errors;
+mod failures;
+mod routing;

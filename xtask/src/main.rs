@@ -1,1 +1,160 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks, so that a fresh machine needs only two commands.
+//!
+//! - `run`:     build the plugins and the gateway, start the demo backend and run the quickstart.
+//! - `test`:    everything CI runs (installs what the tests need first).
+//! - `plugins`: build the first-party plugins for wasm32-wasip2.
+//! - `bench`:   the benchmark: backend, Weir with 0 and 3 plugins, nginx; prints ratios.
+
+mod bench;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("run") => run(),
+        Some("test") => test(),
+        Some("plugins") => plugins(),
+        Some("bench") => bench::bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <run|test|plugins|bench>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+pub(crate) fn sh(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs the wasm32-wasip2 target if missing.
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2") => Ok(()),
+        Ok(_) => sh(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
+        Err(_) => {
+            eprintln!("rustup not found; assuming the wasm32-wasip2 target is installed");
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn plugins() -> Result<()> {
+    ensure_wasm_target()?;
+    sh(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+    ]))
+}
+
+/// Kills a child process when dropped.
+pub(crate) struct Guard(pub Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run() -> Result<()> {
+    plugins()?;
+    sh(cargo().args(["build", "-p", "weir"]))?;
+    let weir = root().join("target/debug/weir");
+    let _backend = Guard(
+        Command::new(&weir)
+            .args(["demo-backend", "--listen", "127.0.0.1:9001"])
+            .spawn()
+            .context("starting the demo backend")?,
+    );
+    eprintln!(
+        "\nWeir on http://127.0.0.1:8080 — try:\n  curl -i http://127.0.0.1:8080/hello\n  curl -i -H 'x-api-key: demo-key' http://127.0.0.1:8080/hello\n"
+    );
+    sh(Command::new(&weir).args(["run", "--config", "examples/quickstart/weir.toml"]))
+}
+
+/// Python packages the end-to-end tests use as real peers.
+const PY_PACKAGES: &[(&str, &str)] = &[("grpc", "grpcio==1.85.3")];
+
+fn ensure_python_packages() -> Result<()> {
+    for (module, package) in PY_PACKAGES {
+        if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
+            sh(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                package,
+            ]))?;
+        }
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    ensure_wasm_target()?;
+    ensure_python_packages()?;
+    plugins()?;
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    sh(cargo().args([
+        "fmt",
+        "--all",
+        "--check",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+    ]))?;
+    sh(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    sh(cargo().args([
+        "clippy",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    sh(cargo().args(["test", "--workspace"]))
+}

@@ -21,6 +21,11 @@ pub struct MemoryLimitExceeded {
     pub desired: usize,
 }
 
+/// Raised at an epoch tick once a hook has run past its plugin's `hook_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("hook timeout exceeded")]
+pub struct DeadlineExceeded;
+
 /// Tracks and bounds linear memory growth of one instance.
 pub struct MemoryLimiter {
     pub limit: usize,
@@ -66,6 +71,8 @@ pub struct HostState {
     /// Whether this plugin asked to see the request/response body.
     pub body_access: (bool, bool),
     pub plugin: Arc<str>,
+    /// When the running hook must end; checked at every epoch tick.
+    pub deadline: std::time::Instant,
 }
 
 impl HostState {
@@ -80,6 +87,7 @@ impl HostState {
             exchange: None,
             body_access: (false, false),
             plugin,
+            deadline: std::time::Instant::now(),
         }
     }
 

@@ -3,10 +3,11 @@
 
 use super::LoadedPlugin;
 use super::bindings::{Plugin, PluginInfo, RequestDecision, ResponseDecision};
-use super::host::{HostState, MemoryLimitExceeded};
+use super::host::{DeadlineExceeded, HostState, MemoryLimitExceeded};
 use crate::exchange::Exchange;
 use std::fmt;
-use wasmtime::Store;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, UpdateDeadline};
 
 /// Why a plugin call did not return a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,9 @@ fn classify(err: wasmtime::Error) -> HookFailure {
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
         return HookFailure::MemoryLimit(m.to_string());
     }
+    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+        return HookFailure::Timeout;
+    }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => HookFailure::Timeout,
         Some(trap) => HookFailure::Trap(trap.to_string()),
@@ -54,6 +58,7 @@ pub struct PluginInstance {
     store: Store<HostState>,
     bindings: Plugin,
     pub info: PluginInfo,
+    hook_timeout: Duration,
     /// Requests served (for pool recycling).
     pub uses: u64,
     /// Set after any failure: the instance must not be reused.
@@ -62,29 +67,41 @@ pub struct PluginInstance {
 
 impl PluginInstance {
     /// Instantiates `plugin` and runs `init(config)`.
-    pub fn new(plugin: &LoadedPlugin, config: &str) -> Result<PluginInstance, HookFailure> {
+    pub async fn new(plugin: &LoadedPlugin, config: &str) -> Result<PluginInstance, HookFailure> {
+        let hook_timeout = plugin.settings.hook_timeout;
         let mut store = Store::new(
             &plugin.engine,
             HostState::new(plugin.name.clone(), plugin.settings.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(plugin.settings.deadline_ticks());
+        // At every epoch tick: past the deadline, end the hook; otherwise let other tasks run.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.data_mut().deadline = Instant::now() + hook_timeout;
+        store.set_epoch_deadline(1);
         let bindings = plugin
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| match classify(e) {
                 HookFailure::Trap(t) => HookFailure::Instantiate(t),
                 other => other,
             })?;
         let info = bindings
             .call_init(&mut store, config)
+            .await
             .map_err(classify)?
             .map_err(HookFailure::Rejected)?;
         Ok(PluginInstance {
             store,
             bindings,
             info,
+            hook_timeout,
             uses: 0,
             poisoned: false,
         })
@@ -95,45 +112,42 @@ impl PluginInstance {
         self.store.data().limiter.peak
     }
 
-    fn lend(&mut self, exchange: Box<Exchange>, ticks: u64) {
-        let (req_body, resp_body) = (
+    fn lend(&mut self, exchange: Box<Exchange>) {
+        let body_access = (
             self.info.request_body_limit.is_some(),
             self.info.response_body_limit.is_some(),
         );
         let data = self.store.data_mut();
         data.exchange = Some(exchange);
-        data.body_access = (req_body, resp_body);
-        self.store.set_epoch_deadline(ticks);
-    }
-
-    fn take_back(&mut self) -> Option<Box<Exchange>> {
-        self.store.data_mut().exchange.take()
+        data.body_access = body_access;
+        data.deadline = Instant::now() + self.hook_timeout;
+        self.store.set_epoch_deadline(1);
     }
 
     /// Runs `on-request` with the exchange lent to the instance; always gives the exchange back.
-    pub fn on_request(
+    pub async fn on_request(
         &mut self,
         exchange: Box<Exchange>,
-        ticks: u64,
     ) -> (Box<Exchange>, Result<RequestDecision, HookFailure>) {
-        self.lend(exchange, ticks);
+        self.lend(exchange);
         let result = self
             .bindings
             .call_on_request(&mut self.store)
+            .await
             .map_err(classify);
         self.finish(result)
     }
 
     /// Runs `on-response` with the exchange lent to the instance; always gives the exchange back.
-    pub fn on_response(
+    pub async fn on_response(
         &mut self,
         exchange: Box<Exchange>,
-        ticks: u64,
     ) -> (Box<Exchange>, Result<ResponseDecision, HookFailure>) {
-        self.lend(exchange, ticks);
+        self.lend(exchange);
         let result = self
             .bindings
             .call_on_response(&mut self.store)
+            .await
             .map_err(classify);
         self.finish(result)
     }
@@ -146,13 +160,12 @@ impl PluginInstance {
             self.poisoned = true;
         }
         // `lend` put the exchange in and only this takes it out, so it is always there.
-        let exchange = self.take_back().expect("exchange lent to the plugin store");
+        let exchange = self
+            .store
+            .data_mut()
+            .exchange
+            .take()
+            .expect("exchange lent to the plugin store");
         (exchange, result)
-    }
-}
-
-impl LoadedPlugin {
-    pub fn deadline_ticks(&self) -> u64 {
-        self.settings.deadline_ticks()
     }
 }

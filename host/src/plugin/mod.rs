@@ -49,6 +49,8 @@ impl Runtime {
         let mut cfg = wasmtime::Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
+        // Guest code runs on fiber stacks; wasm's own stack limit stays at the default 512 KiB.
+        cfg.async_stack_size(1 << 20);
         let n = config.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
         // Guests built by componentize-py have 14 core instances per component; Rust ones 3.
@@ -56,12 +58,13 @@ impl Runtime {
             .total_core_instances(n.saturating_mul(4))
             .total_memories(n.saturating_mul(2))
             .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
             .max_memory_size(1 << 30);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
@@ -108,6 +111,7 @@ impl Runtime {
         bytes: &[u8],
         settings: PluginSettings,
     ) -> Result<LoadedPlugin, LoadError> {
+        tracing::info!(plugin = name, path = %path.display(), "compiling plugin");
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotAComponent {
                 path: path.to_path_buf(),
@@ -161,12 +165,6 @@ impl PluginSettings {
         }
     }
 
-    /// The hook deadline in epoch ticks (rounded up, plus one for the tick in progress).
-    fn deadline_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_micros().max(1);
-        let ticks = self.hook_timeout.as_micros().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
-    }
 }
 
 /// A compiled, pre-instantiated plugin. Shared by every route that uses it.

@@ -22,11 +22,11 @@ impl InstancePool {
     }
 
     /// An idle instance, or a new one.
-    pub fn take(&self) -> Result<PluginInstance, HookFailure> {
+    pub async fn take(&self) -> Result<PluginInstance, HookFailure> {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         match idle {
             Some(instance) => Ok(instance),
-            None => PluginInstance::new(&self.plugin, &self.config),
+            None => PluginInstance::new(&self.plugin, &self.config).await,
         }
     }
 

@@ -1,0 +1,209 @@
+//! Chain semantics: order, short-circuit with earlier response hooks, shared context, bodies,
+//! instance policies, and the first-party auth and header plugins.
+
+use crate::support::*;
+
+fn probe(cfg: &str) -> String {
+    format!("{{ plugin = \"probe\", config = {{ {cfg} }} }}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_hooks_in_order_response_hooks_in_reverse() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}, {}, {}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "")]),
+        probe("tag = \"one\""),
+        probe("tag = \"two\""),
+        probe("tag = \"three\""),
+    ));
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen("x-chain").as_deref(), Some("one,two,three"));
+    let resp_chain: Vec<_> = r
+        .headers
+        .get_all("x-chain")
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    assert_eq!(resp_chain, ["three", "two", "one"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_circuit_skips_rest_and_runs_earlier_response_hooks() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}, {}, {}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "")]),
+        probe("tag = \"first\""),
+        probe("tag = \"guard\", respond = 403"),
+        probe("tag = \"never\""),
+    ));
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "answered by guard");
+    assert_eq!(r.header("x-responder").as_deref(), Some("guard"));
+    assert_eq!(r.header("x-backend"), None, "upstream not called");
+    let resp_chain: Vec<_> = r
+        .headers
+        .get_all("x-chain")
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        resp_chain,
+        ["guard", "first"],
+        "later plugin skipped, earlier ones ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_is_shared_within_a_request_only() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}, {}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "instances = \"pooled\"")]),
+        probe("set_principal = \"alice\", set_context = { tenant = \"acme\" }"),
+        probe("echo_context = [\"principal\", \"tenant\"]"),
+    ));
+    let r = get(&gw.url("/x")).await;
+    assert_eq!(r.seen("x-ctx-principal").as_deref(), Some("alice"));
+    assert_eq!(r.seen("x-ctx-tenant").as_deref(), Some("acme"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_does_not_leak_between_requests_on_pooled_instances() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"setter\"\nmatch = {{ path_prefix = \"/set\" }}\nupstream = \"a\"\nchain = [{}, {}]\n\n[[routes]]\nname = \"reader\"\nupstream = \"a\"\nchain = [{}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "instances = \"pooled\"")]),
+        probe("set_principal = \"alice\""),
+        probe("echo_context = [\"principal\"]"),
+        probe("echo_context = [\"principal\"], count = true"),
+    ));
+    let r = get(&gw.url("/set")).await;
+    assert_eq!(r.seen("x-ctx-principal").as_deref(), Some("alice"));
+    let first = get(&gw.url("/read")).await;
+    let second = get(&gw.url("/read")).await;
+    assert_eq!(second.seen("x-ctx-principal").as_deref(), Some("<none>"));
+    // Pooled: the same instance served both requests (its counter went on).
+    let n1: u64 = first
+        .seen("x-probe-count")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let n2: u64 = second
+        .seen("x-probe-count")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(n2, n1 + 1, "pooled instance reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_instances_share_nothing() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "")]),
+        probe("count = true"),
+    ));
+    for _ in 0..3 {
+        let r = get(&gw.url("/")).await;
+        assert_eq!(
+            r.seen("x-probe-count").as_deref(),
+            Some("1"),
+            "a fresh instance per request"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_see_and_change_bodies_when_they_ask() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "")]),
+        probe("upper_body = true, response_suffix = \"<<tail\""),
+    ));
+    let r = post(&gw.url("/"), "hello body").await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.ends_with("<<tail"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(text.trim_end_matches("<<tail")).expect("json");
+    assert_eq!(json["body"], "HELLO BODY");
+    assert_eq!(json["body_len"], 10);
+    assert_eq!(
+        r.header("content-length").as_deref(),
+        Some(text.len().to_string().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_and_headers_plugins() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        r#"[upstreams.a]
+endpoints = ["{}"]
+{}
+[[routes]]
+name = "r"
+upstream = "a"
+chain = [
+  {{ plugin = "api-key", config = {{ keys = {{ "k-1" = "alice" }}, allow_bearer = true }} }},
+  {{ plugin = "headers", config = {{ request = {{ set = {{ "x-user" = "${{principal}}" }}, remove = ["x-drop"] }}, response = {{ add = {{ "x-served-by" = "weir" }} }} }} }},
+]
+"#,
+        a.endpoint(),
+        plugins_toml(&[("api-key", ""), ("headers", "instances = \"pooled\"")]),
+    ));
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("ApiKey realm=\"weir\", header=\"x-api-key\"")
+    );
+    assert_eq!(r.json()["error"], "missing_api_key");
+    assert_eq!(r.header("x-served-by"), None, "headers plugin never ran");
+
+    let r = get_with(&gw.url("/"), &[("x-api-key", "wrong")]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_api_key");
+
+    let r = get_with(&gw.url("/"), &[("x-api-key", "k-1"), ("x-drop", "1")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen("x-user").as_deref(), Some("alice"));
+    assert_eq!(r.seen("x-api-key"), None, "key not forwarded");
+    assert_eq!(r.seen("x-drop"), None);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("weir"));
+
+    let r = get_with(&gw.url("/"), &[("authorization", "Bearer k-1")]).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_plugin_in_many_routes_with_different_config() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"one\"\nmatch = {{ path_prefix = \"/one\" }}\nupstream = \"a\"\nchain = [{}]\n[[routes]]\nname = \"two\"\nupstream = \"a\"\nchain = [{}]\n",
+        a.endpoint(),
+        plugins_toml(&[("probe", "instances = \"pooled\"")]),
+        probe("tag = \"route-one\""),
+        probe("tag = \"route-two\""),
+    ));
+    assert_eq!(
+        get(&gw.url("/one")).await.seen("x-chain").as_deref(),
+        Some("route-one")
+    );
+    assert_eq!(
+        get(&gw.url("/two")).await.seen("x-chain").as_deref(),
+        Some("route-two")
+    );
+    let compiles = gw.log().matches("compiling plugin").count();
+    assert_eq!(compiles, 1, "compiled once:\n{}", gw.log());
+}

@@ -1,0 +1,383 @@
+//! Test harness: builds the plugins once, starts the real `weir` binary on a generated config,
+//! and runs real HTTP backends and clients on 127.0.0.1.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Builds the first-party plugins (once per test binary) and returns the directory of `.wasm`s.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = repo_root();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("plugins/Cargo.toml"))
+            .status()
+            .expect("run cargo to build plugins");
+        assert!(
+            status.success(),
+            "building plugins failed (is the wasm32-wasip2 target installed? `cargo xtask plugins`)"
+        );
+        root.join("plugins/target/wasm32-wasip2/release")
+    })
+}
+
+/// Path of a first-party plugin by crate name (`api-key`, `headers`, `router`, `probe`).
+pub fn plugin(name: &str) -> PathBuf {
+    plugin_dir().join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// `[plugins.NAME]` tables for the given first-party plugins, with extra settings for each.
+pub fn plugins_toml(specs: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (name, extra) in specs {
+        s.push_str(&format!(
+            "[plugins.{name}]\npath = {:?}\n{extra}\n",
+            plugin(name).display().to_string()
+        ));
+    }
+    s
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `weir` process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `weir run` with one plain listener prepended to `body`.
+    pub fn start(body: &str) -> Gateway {
+        let port = free_port();
+        let config =
+            format!("[[listeners]]\nname = \"main\"\naddress = \"127.0.0.1:{port}\"\n\n{body}");
+        Gateway::start_raw(&config, format!("127.0.0.1:{port}").parse().expect("addr"))
+    }
+
+    /// Starts `weir run` with `config` as is; `addr` is the listener to wait for.
+    pub fn start_raw(config: &str, addr: SocketAddr) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, config).expect("write config");
+        Gateway::start_file(dir, &path, addr)
+    }
+
+    pub fn start_file(dir: tempfile::TempDir, path: &Path, addr: SocketAddr) -> Gateway {
+        let log = dir.path().join("weir.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--config"])
+            .arg(path)
+            .env("WEIR_LOG", "info,weir=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn weir");
+        let mut gw = Gateway {
+            child,
+            addr,
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if TcpStream::connect(addr).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("weir exited with {status} before listening:\n{}", gw.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weir did not listen in time:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    /// Resident set size of the gateway process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `weir check` on `config` (written next to nothing else) and returns (success, stderr).
+pub fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run weir check");
+    let text =
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "weir.toml");
+    (out.status.success(), text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+/// An echo backend on 127.0.0.1. It answers with JSON describing the request and honours:
+/// `/slow/MS` (wait before answering), `/bytes/N` (stream N bytes), `/upload` (count the body
+/// without keeping it), `/status/N`.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &'static str) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| echo(name, req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Backend { addr, name, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(b: impl Into<Bytes>) -> BoxBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn echo(
+    name: &'static str,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, std::convert::Infallible> {
+    let path = req.uri().path().to_string();
+    let mut status = StatusCode::OK;
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(n) = path.strip_prefix("/status/").and_then(|s| s.parse().ok()) {
+        status = StatusCode::from_u16(n).unwrap_or(StatusCode::OK);
+    }
+    if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let stream = futures_util::stream::unfold(n, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let take = left.min(chunk.len() as u64);
+                let frame = hyper::body::Frame::data(chunk.slice(..take as usize));
+                Some((Ok::<_, std::io::Error>(frame), left - take))
+            }
+        });
+        let body = http_body_util::StreamBody::new(stream).boxed();
+        return Ok(Response::builder()
+            .header("x-backend", name)
+            .body(body)
+            .expect("response"));
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()),
+            )
+        })
+        .collect();
+    let method = req.method().to_string();
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let version = format!("{:?}", req.version());
+    // Count the body frame by frame: never hold it.
+    let mut body = req.into_body();
+    let mut body_len = 0u64;
+    let mut body_text = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            body_len += d.len() as u64;
+            if body_text.len() < 4096 {
+                body_text.extend_from_slice(&d[..d.len().min(4096)]);
+            }
+        }
+    }
+    let json = serde_json::json!({
+        "backend": name,
+        "method": method,
+        "path": path_q,
+        "version": version,
+        "headers": headers,
+        "body_len": body_len,
+        "body": String::from_utf8_lossy(&body_text),
+    });
+    Ok(Response::builder()
+        .status(status)
+        .header("x-backend", name)
+        .header("content-type", "application/json")
+        .body(full(json.to_string()))
+        .expect("response"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+/// A response read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+    /// The header the echo backend saw.
+    pub fn seen(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name].as_str().map(str::to_owned)
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request over HTTP/1.1 and reads the whole response.
+pub async fn send(req: Request<Full<Bytes>>) -> Reply {
+    let resp = client().request(req).await.expect("request through weir");
+    read(resp).await
+}
+
+pub async fn read(resp: Response<Incoming>) -> Reply {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("read body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Reply {
+    get_with(url, &[]).await
+}
+
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(Full::new(Bytes::new())).expect("request")).await
+}
+
+pub async fn post(url: &str, body: impl Into<Bytes>) -> Reply {
+    send(
+        Request::post(url)
+            .body(Full::new(body.into()))
+            .expect("request"),
+    )
+    .await
+}
