@@ -34,7 +34,9 @@ pub async fn check(config: &Config) -> Result<(), Diagnostics> {
 /// Builds the snapshot, binds every listener and serves until the process is told to stop.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::new(&config.file.runtime)?;
-    let snapshot = Snapshot::build(&config, &runtime).await.map_err(|d| anyhow::anyhow!("{d}"))?;
+    let snapshot = Snapshot::build(&config, &runtime)
+        .await
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
     let gateway = Arc::new(Gateway {
         snapshot: ArcSwap::from_pointee(snapshot),
         runtime,

@@ -6,4 +6,5 @@ mod support;
 mod chain;
 mod config_errors;
 mod failures;
+mod protocols;
 mod routing;

@@ -76,7 +76,8 @@ pub fn free_port() -> u16 {
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
+    /// Holds the config and log; removed when the gateway is dropped.
+    _dir: tempfile::TempDir,
     log: PathBuf,
 }
 
@@ -111,7 +112,7 @@ impl Gateway {
         let mut gw = Gateway {
             child,
             addr,
-            dir,
+            _dir: dir,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(90);

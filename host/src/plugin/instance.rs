@@ -39,6 +39,8 @@ impl fmt::Display for HookFailure {
     }
 }
 
+impl std::error::Error for HookFailure {}
+
 fn classify(err: wasmtime::Error) -> HookFailure {
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
         return HookFailure::MemoryLimit(m.to_string());
@@ -84,14 +86,15 @@ impl PluginInstance {
         });
         store.data_mut().deadline = Instant::now() + hook_timeout;
         store.set_epoch_deadline(1);
-        let bindings = plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| match classify(e) {
-                HookFailure::Trap(t) => HookFailure::Instantiate(t),
-                other => other,
-            })?;
+        let bindings =
+            plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| match classify(e) {
+                    HookFailure::Trap(t) => HookFailure::Instantiate(t),
+                    other => other,
+                })?;
         let info = bindings
             .call_init(&mut store, config)
             .await

@@ -65,7 +65,10 @@ impl ApiKey {
 
 /// The JSON error body: `{"error": code, "message": message}`.
 fn error_body(code: &str, message: &str) -> BTreeMap<&'static str, String> {
-    BTreeMap::from([("error", code.to_string()), ("message", message.to_string())])
+    BTreeMap::from([
+        ("error", code.to_string()),
+        ("message", message.to_string()),
+    ])
 }
 
 impl Plugin for ApiKey {

@@ -28,7 +28,12 @@ impl Ops {
     }
 
     fn check(&self, side: &str) -> Result<(), String> {
-        for name in self.set.keys().chain(self.add.keys()).chain(self.remove.iter()) {
+        for name in self
+            .set
+            .keys()
+            .chain(self.add.keys())
+            .chain(self.remove.iter())
+        {
             let ok = !name.is_empty()
                 && name
                     .bytes()
@@ -39,7 +44,9 @@ impl Ops {
         }
         for value in self.set.values().chain(self.add.values()) {
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(format!("{side}: header value {value:?} contains CR, LF or NUL"));
+                return Err(format!(
+                    "{side}: header value {value:?} contains CR, LF or NUL"
+                ));
             }
         }
         Ok(())

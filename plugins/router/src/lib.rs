@@ -72,7 +72,9 @@ struct Router {
 
 /// FNV-1a: stable across instances and gateway restarts, so splits stay sticky.
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 impl Plugin for Router {

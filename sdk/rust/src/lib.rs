@@ -240,8 +240,8 @@ pub mod __private {
 
 /// The request being processed (see the `request` interface in the WIT).
 pub mod request {
-    use super::bindings::weir::plugin::request as wit;
     pub use super::EditError;
+    use super::bindings::weir::plugin::request as wit;
 
     pub fn method() -> String {
         wit::method()
@@ -295,8 +295,8 @@ pub mod request {
 
 /// The response being processed (only meaningful in [`super::Plugin::on_response`]).
 pub mod response {
-    use super::bindings::weir::plugin::response as wit;
     pub use super::EditError;
+    use super::bindings::weir::plugin::response as wit;
 
     pub fn status() -> u16 {
         wit::status()

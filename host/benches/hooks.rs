@@ -1,0 +1,128 @@
+//! Micro-benchmark of the plugin runtime, without networking: what one hook call costs on a
+//! reused (pooled) instance, and what a fresh instance per request costs (store + instantiate +
+//! `init` + one hook + drop). Prints medians and p99 in microseconds.
+//!
+//! Run: `cargo bench -p weir --bench hooks` (needs the plugins built: `cargo xtask plugins`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::config::{InstancePolicy, RuntimeConfig};
+use weir::exchange::{Context, Exchange, Phase};
+use weir::plugin::{PluginInstance, PluginSettings, Runtime};
+
+const ITERATIONS: usize = 20_000;
+
+fn exchange() -> Box<Exchange> {
+    let req = http::Request::get("/v1/items?limit=10")
+        .header("host", "api.example.com")
+        .header("x-api-key", "k-1")
+        .header("accept", "application/json")
+        .header("user-agent", "bench/1.0")
+        .body(())
+        .expect("request");
+    let (request, ()) = req.into_parts();
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    Box::new(Exchange {
+        phase: Phase::Request,
+        request,
+        request_body: None,
+        response: None,
+        response_body: None,
+        context: Context::default(),
+        client_addr: client,
+        scheme: "http",
+        route: Arc::from("bench"),
+    })
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
+    let (p50, p99) = (p(0.5), p(0.99));
+    println!("{name:<44} p50 {p50:>8.2} µs   p99 {p99:>8.2} µs");
+    p50
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = root.join("plugins/target/wasm32-wasip2/release/api_key.wasm");
+    anyhow::ensure!(
+        wasm.exists(),
+        "{} missing: run `cargo xtask plugins`",
+        wasm.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let runtime = Runtime::new(&RuntimeConfig::default())?;
+    let settings = PluginSettings {
+        policy: InstancePolicy::Fresh,
+        memory_limit: 64 << 20,
+        hook_timeout: Duration::from_millis(100),
+        pool_max_requests: u64::MAX,
+        pool_max_memory: usize::MAX,
+        pool_max_idle: 64,
+    };
+    let plugin = runtime.load("api-key", &wasm, settings)?;
+    let config = r#"{"keys":{"k-1":"alice"}}"#;
+    let probe_wasm = root.join("plugins/target/wasm32-wasip2/release/probe.wasm");
+    let probe = runtime.load("probe", &probe_wasm, plugin.settings.clone())?;
+
+    rt.block_on(async {
+        // Reused instance: one hook call.
+        let mut instance = PluginInstance::new(&plugin, config).await?;
+        let mut ex = exchange();
+        let mut samples = Vec::with_capacity(ITERATIONS);
+        for _ in 0..ITERATIONS {
+            let t = Instant::now();
+            let (back, result) = instance.on_request(ex).await;
+            samples.push(t.elapsed());
+            anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
+            ex = back;
+            // api-key strips the key; put it back so every call does the same work.
+            ex.request
+                .headers
+                .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+        }
+        let pooled = summary("pooled: one on-request hook", samples);
+
+        // Fresh instance per request: store + instantiate + init + hook + drop.
+        let mut samples = Vec::with_capacity(ITERATIONS);
+        let mut ex = exchange();
+        for _ in 0..ITERATIONS {
+            let t = Instant::now();
+            let mut instance = PluginInstance::new(&plugin, config).await?;
+            let (back, result) = instance.on_request(ex).await;
+            drop(instance);
+            samples.push(t.elapsed());
+            anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
+            ex = back;
+            ex.request
+                .headers
+                .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+        }
+        let fresh = summary("fresh: instantiate + init + hook + drop", samples);
+
+        // The same with a plugin whose init has nothing to parse, to show the config's share.
+        let mut samples = Vec::with_capacity(ITERATIONS);
+        let mut ex = exchange();
+        for _ in 0..ITERATIONS {
+            let t = Instant::now();
+            let mut instance = PluginInstance::new(&probe, "{}").await?;
+            let (back, result) = instance.on_request(ex).await;
+            drop(instance);
+            samples.push(t.elapsed());
+            anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
+            ex = back;
+        }
+        summary("fresh, empty config (probe): same steps", samples);
+        println!(
+            "fresh/pooled cost ratio: {:.1}x   (target: fresh ≤ 20 µs: {})",
+            fresh / pooled,
+            if fresh <= 20.0 { "met" } else { "NOT met" }
+        );
+        Ok(())
+    })
+}
