@@ -1,7 +1,386 @@
-//! `cargo xtask bench` (filled in below).
+//! `cargo xtask bench [--duration SECS] [--connections N] [--rounds N]`
+//!
+//! One run measures, with the same load generator (wrk) against the same backend (an nginx
+//! `return 200`): the backend directly, Weir with no plugins, Weir with a 3-plugin Rust chain
+//! (pooled and fresh instances), and nginx as a reverse proxy. It prints req/s, p50 and p99 and
+//! the ratios that matter, then runs the hook micro-benchmark. Everything binds to 127.0.0.1 and
+//! every run is bounded in time. Compare ratios, not absolute numbers: this machine is shared.
 
-use anyhow::Result;
+use crate::{Guard, plugins, sh};
+use anyhow::{Context, Result, bail};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-pub fn bench(_args: &[String]) -> Result<()> {
-    anyhow::bail!("not yet")
+struct Options {
+    duration: u64,
+    connections: u64,
+    rounds: usize,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        duration: 5,
+        connections: 50,
+        rounds: 3,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || -> Result<u64> {
+            it.next()
+                .context("missing value")?
+                .parse()
+                .context("not a number")
+        };
+        match a.as_str() {
+            "--duration" => o.duration = value()?,
+            "--connections" => o.connections = value()?,
+            "--rounds" => o.rounds = usize::try_from(value()?)?,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    Ok(o)
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs wrk and nginx from Debian if missing.
+fn ensure_tools() -> Result<()> {
+    if have("wrk") && (have("nginx") || Path::new("/usr/sbin/nginx").exists()) {
+        return Ok(());
+    }
+    sh(Command::new("apt-get").args(["update", "-qq"]))?;
+    sh(Command::new("apt-get").args(["install", "-y", "-qq", "wrk", "nginx-light"]))
+}
+
+fn nginx_bin() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("{what} did not listen on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn start_nginx(dir: &Path, name: &str, workers: u32, server: &str) -> Result<Guard> {
+    let prefix = dir.join(name);
+    std::fs::create_dir_all(&prefix)?;
+    let p = prefix.display();
+    let conf = format!(
+        "worker_processes {workers};\ndaemon off;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {p}/cb;\n  proxy_temp_path {p}/pt;\n  \
+         fastcgi_temp_path {p}/ft;\n  uwsgi_temp_path {p}/ut;\n  scgi_temp_path {p}/st;\n  {server}\n}}\n"
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let child = Command::new(nginx_bin())
+        .args(["-e", "stderr", "-p"])
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nginx")?;
+    Ok(Guard(child))
+}
+
+fn start_weir(weir: &Path, dir: &Path, name: &str, config: &str, port: u16) -> Result<Guard> {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config)?;
+    let child = Command::new(weir)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("WEIR_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting weir")?;
+    let guard = Guard(child);
+    wait_for(port, name)?;
+    Ok(guard)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn parse_latency(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, factor) = if let Some(v) = s.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * factor)
+}
+
+fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{}", o.connections),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            "x-api-key: bench-key",
+            &format!("http://127.0.0.1:{port}/bench"),
+        ])
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = Sample::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Requests/sec:"), Some(v)) => s.rps = v.parse().unwrap_or(0.0),
+            (Some("50%"), Some(v)) => s.p50_ms = parse_latency(v).unwrap_or(0.0),
+            (Some("99%"), Some(v)) => s.p99_ms = parse_latency(v).unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    if text.contains("Non-2xx") {
+        bail!("wrk saw non-2xx responses on port {port}:\n{text}");
+    }
+    if s.rps == 0.0 {
+        bail!("wrk produced no result for port {port}:\n{text}");
+    }
+    Ok(s)
+}
+
+/// Median of the rounds by req/s.
+fn median(mut v: Vec<Sample>) -> Sample {
+    v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    v[v.len() / 2]
+}
+
+fn weir_config(port: u16, backend: u16, plugin_dir: &Path, chain: Option<&str>) -> String {
+    let mut s = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[upstreams.backend]\nendpoints = [\"http://127.0.0.1:{backend}\"]\n"
+    );
+    match chain {
+        None => s.push_str("[[routes]]\nname = \"bench\"\nupstream = \"backend\"\n"),
+        Some(policy) => {
+            for (name, file) in [
+                ("api-key", "api_key"),
+                ("headers", "headers"),
+                ("router", "router"),
+            ] {
+                s.push_str(&format!(
+                    "[plugins.{name}]\npath = {:?}\ninstances = \"{policy}\"\n",
+                    plugin_dir
+                        .join(format!("{file}.wasm"))
+                        .display()
+                        .to_string()
+                ));
+            }
+            s.push_str(
+                r#"[[routes]]
+name = "bench"
+upstream = "backend"
+chain = [
+  { plugin = "api-key", config = { keys = { "bench-key" = "bench" } } },
+  { plugin = "headers", config = { request = { set = { "x-user" = "${principal}" } }, response = { set = { "x-served-by" = "weir" } } } },
+  { plugin = "router", config = { rules = [{ header = "x-tenant", equals = "beta", upstream = "backend" }] } },
+]
+"#,
+            );
+        }
+    }
+    s
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let o = options(args)?;
+    ensure_tools()?;
+    plugins()?;
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "weir",
+        ]),
+    )?;
+    let root = std::env::current_dir()?;
+    let weir = root.join("target/release/weir");
+    let plugin_dir = root.join("plugins/target/wasm32-wasip2/release");
+    let dir = tempdir()?;
+
+    let backend = free_port()?;
+    let _backend = start_nginx(
+        &dir,
+        "backend",
+        1,
+        &format!(
+            "server {{ listen 127.0.0.1:{backend}; location / {{ return 200 \"hello from the backend\\n\"; }} }}"
+        ),
+    )?;
+    wait_for(backend, "backend nginx")?;
+
+    type Setup<'a> = Box<dyn Fn(u16) -> Result<Guard> + 'a>;
+    let targets: Vec<(&str, Setup)> = vec![
+        (
+            "backend directly",
+            Box::new(|_| Ok(Guard(Command::new("true").spawn()?))),
+        ),
+        (
+            "nginx reverse proxy",
+            Box::new(|port| {
+                let g = start_nginx(
+                    &dir,
+                    "proxy",
+                    2,
+                    &format!(
+                        "upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}\n  \
+                         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://backend; \
+                         proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+                    ),
+                )?;
+                wait_for(port, "nginx proxy")?;
+                Ok(g)
+            }),
+        ),
+        (
+            "weir, no plugins",
+            Box::new(|port| {
+                start_weir(
+                    &weir,
+                    &dir,
+                    "plain",
+                    &weir_config(port, backend, &plugin_dir, None),
+                    port,
+                )
+            }),
+        ),
+        (
+            "weir, 3 plugins, pooled",
+            Box::new(|port| {
+                start_weir(
+                    &weir,
+                    &dir,
+                    "pooled",
+                    &weir_config(port, backend, &plugin_dir, Some("pooled")),
+                    port,
+                )
+            }),
+        ),
+        (
+            "weir, 3 plugins, fresh",
+            Box::new(|port| {
+                start_weir(
+                    &weir,
+                    &dir,
+                    "fresh",
+                    &weir_config(port, backend, &plugin_dir, Some("fresh")),
+                    port,
+                )
+            }),
+        ),
+    ];
+
+    let mut results = Vec::new();
+    for (name, setup) in &targets {
+        let port = if *name == "backend directly" {
+            backend
+        } else {
+            free_port()?
+        };
+        let _guard = setup(port)?;
+        wrk(port, &o, 1)?; // warm up: connections, pools, caches
+        let mut rounds = Vec::new();
+        for _ in 0..o.rounds {
+            rounds.push(wrk(port, &o, o.duration)?);
+        }
+        let m = median(rounds);
+        eprintln!("{name:<26} {:>10.0} req/s", m.rps);
+        results.push((*name, m));
+    }
+
+    let get = |n: &str| {
+        results
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, s)| *s)
+            .unwrap_or_default()
+    };
+    let (nginx, plain, pooled, fresh) = (
+        get("nginx reverse proxy"),
+        get("weir, no plugins"),
+        get("weir, 3 plugins, pooled"),
+        get("weir, 3 plugins, fresh"),
+    );
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\n## Proxy throughput (wrk -t2 -c{} -d{}s, median of {} rounds, {cpus} CPUs)\n",
+        o.connections, o.duration, o.rounds
+    );
+    println!("| target | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
+    for (name, s) in &results {
+        println!(
+            "| {name} | {:.0} | {:.3} | {:.3} |",
+            s.rps, s.p50_ms, s.p99_ms
+        );
+    }
+    let verdict = |ratio: f64, target: f64| if ratio >= target { "met" } else { "NOT met" };
+    let r1 = plain.rps / nginx.rps;
+    let r2 = pooled.rps / plain.rps;
+    let r3 = fresh.rps / plain.rps;
+    println!("\n| ratio | value | target |\n|---|---:|---|");
+    println!(
+        "| weir no-plugin / nginx | {r1:.2} | ≥ 0.80 ({}) |",
+        verdict(r1, 0.8)
+    );
+    println!(
+        "| 3-plugin chain pooled / no-plugin | {r2:.2} | ≥ 0.70 ({}) |",
+        verdict(r2, 0.7)
+    );
+    println!("| 3-plugin chain fresh / no-plugin | {r3:.2} | (reported) |");
+    println!(
+        "| p99 added by the pooled chain | {:+.3} ms | |",
+        pooled.p99_ms - plain.p99_ms
+    );
+
+    println!("\n## Hook micro-benchmark\n");
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "--quiet", "-p", "weir", "--bench", "hooks"]),
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -84,7 +84,18 @@ pub(crate) fn plugins() -> Result<()> {
 /// Kills a child process when dropped.
 pub(crate) struct Guard(pub Child);
 impl Drop for Guard {
+    /// SIGTERM first, so servers with worker processes (nginx) take their workers down too;
+    /// SIGKILL if it has not exited within two seconds.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
