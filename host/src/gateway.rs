@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plugin::Runtime;
-use crate::server::Listener;
+use crate::server::{Listener, WorkerListener};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -21,19 +21,61 @@ impl Gateway {
     }
 }
 
-/// Loads and validates `config` with every plugin, without serving (`weir check`).
+/// Loads each listener's TLS configuration (certificate and key files).
+fn listener_tls(config: &Config) -> Result<Vec<Option<Arc<rustls::ServerConfig>>>, Diagnostics> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for l in &config.file.listeners {
+        let lc = l.get_ref();
+        let Some(t) = &lc.tls else {
+            out.push(None);
+            continue;
+        };
+        let name = lc
+            .name
+            .clone()
+            .unwrap_or_else(|| lc.address.get_ref().clone());
+        match crate::tls::server_config(
+            &config.resolve(t.cert.get_ref()),
+            &config.resolve(t.key.get_ref()),
+        ) {
+            Ok(c) => out.push(Some(c)),
+            Err(e) => errors.push(
+                Diagnostic::new(e.to_string())
+                    .about(format!("listener \"{name}\""))
+                    .at(config.location(t.cert.span())),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// Loads and validates `config` with every plugin and certificate, without serving
+/// (`weir check`).
 pub async fn check(config: &Config) -> Result<(), Diagnostics> {
     let runtime = Runtime::new(&config.file.runtime).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(format!(
             "cannot start the Wasm runtime: {e:#}"
         ))])
     })?;
-    Snapshot::build(config, &runtime).await.map(|_| ())
+    let tls = listener_tls(config);
+    let snapshot = Snapshot::build(config, &runtime).await;
+    match (tls, snapshot) {
+        (Ok(_), Ok(_)) => Ok(()),
+        (Err(a), Err(b)) => Err(Diagnostics([a.0, b.0].concat())),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
 }
 
-/// Builds the snapshot, binds every listener and serves until the process is told to stop.
+/// Builds the snapshot, binds every listener, then starts the workers and serves until told
+/// to stop. Nothing is served unless all of that succeeded.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::new(&config.file.runtime)?;
+    let tls = listener_tls(&config).map_err(|d| anyhow::anyhow!("{d}"))?;
     let snapshot = Snapshot::build(&config, &runtime)
         .await
         .map_err(|d| anyhow::anyhow!("{d}"))?;
@@ -42,41 +84,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         runtime,
     });
 
-    let mut listeners = Vec::new();
-    for l in &config.file.listeners {
+    let workers = config.file.runtime.worker_count();
+    let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for (l, tls) in config.file.listeners.iter().zip(tls) {
         let lc = l.get_ref();
         let addr: SocketAddr = lc.address.get_ref().parse()?;
         let name = lc
             .name
             .clone()
             .unwrap_or_else(|| lc.address.get_ref().clone());
-        let tls = match &lc.tls {
-            Some(t) => Some(
-                crate::tls::server_config(
-                    &config.resolve(t.cert.get_ref()),
-                    &config.resolve(t.key.get_ref()),
-                )
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: listener \"{name}\": {e}", config.location(l.span()))
-                })?,
-            ),
-            None => None,
-        };
-        let listener = Listener::bind(&name, addr, tls).await.map_err(|e| {
+        let listener = Listener::bind(&name, addr, tls, workers).map_err(|e| {
             anyhow::anyhow!(
                 "{}: listener \"{name}\": cannot bind {addr}: {e}",
                 config.location(l.span())
             )
         })?;
-        tracing::info!(listener = %name, address = %listener.addr, "listening");
-        listeners.push(tokio::spawn(listener.serve(gateway.clone())));
+        tracing::info!(listener = %name, address = %listener.addr, workers, "listening");
+        for (i, part) in listener.per_worker().into_iter().enumerate() {
+            per_worker[i].push(part);
+        }
+    }
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        let gateway = gateway.clone();
+        crate::worker::spawn(i, move || async move {
+            for l in listeners {
+                tokio::spawn(l.serve(gateway.clone()));
+            }
+            std::future::pending::<()>().await;
+        })?;
     }
 
     shutdown_signal().await;
     tracing::info!("shutting down");
-    for l in listeners {
-        l.abort();
-    }
     Ok(())
 }
 

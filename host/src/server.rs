@@ -12,32 +12,81 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// A bound listener, ready to serve.
+/// A listener's sockets: one per worker, all bound to the same address with `SO_REUSEPORT` so
+/// the kernel spreads connections across workers. Bound before any worker starts, so a bind
+/// error stops startup before anything is served.
 pub struct Listener {
     pub name: Arc<str>,
     pub addr: SocketAddr,
-    tcp: TcpListener,
+    sockets: Vec<std::net::TcpListener>,
     tls: Option<TlsAcceptor>,
 }
 
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 impl Listener {
-    pub async fn bind(
+    pub fn bind(
         name: &str,
         addr: SocketAddr,
         tls: Option<Arc<rustls::ServerConfig>>,
+        workers: usize,
     ) -> std::io::Result<Listener> {
-        let tcp = TcpListener::bind(addr).await?;
-        let addr = tcp.local_addr()?;
+        let first = reuseport_socket(addr)?;
+        // With port 0 the others must join the port the first one got.
+        let addr = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..workers {
+            sockets.push(reuseport_socket(addr)?);
+        }
         Ok(Listener {
             name: name.into(),
             addr,
-            tcp,
+            sockets,
             tls: tls.map(TlsAcceptor::from),
         })
     }
 
-    /// Accepts connections until the task is dropped.
+    /// Splits into one part per worker.
+    pub fn per_worker(self) -> Vec<WorkerListener> {
+        let (name, tls) = (self.name, self.tls);
+        self.sockets
+            .into_iter()
+            .map(|socket| WorkerListener {
+                name: name.clone(),
+                socket,
+                tls: tls.clone(),
+            })
+            .collect()
+    }
+}
+
+/// One worker's socket of a listener.
+pub struct WorkerListener {
+    name: Arc<str>,
+    socket: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl WorkerListener {
+    /// Accepts connections until the task is dropped. Must run inside the worker's runtime.
     pub async fn serve(self, gateway: Arc<Gateway>) {
+        let tcp = match TcpListener::from_std(self.socket) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(listener = &*self.name, error = %e, "cannot register listener");
+                return;
+            }
+        };
         let max_header = gateway.current().limits.max_header_size.as_usize();
         // hyper needs at least 8 KiB of read buffer; smaller limits are enforced per request.
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -53,7 +102,7 @@ impl Listener {
         let builder = Arc::new(builder);
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         loop {
-            let (stream, client) = match self.tcp.accept().await {
+            let (stream, client) = match tcp.accept().await {
                 Ok(pair) => pair,
                 Err(e) => {
                     // E.g. EMFILE: back off instead of spinning.

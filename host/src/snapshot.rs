@@ -42,7 +42,8 @@ impl Snapshot {
                 .ca_file
                 .as_ref()
                 .map(|p| config.resolve(p.get_ref()));
-            match Upstream::new(name, up.get_ref(), &file.limits, ca.as_deref()) {
+            let workers = file.runtime.worker_count();
+            match Upstream::new(name, up.get_ref(), &file.limits, ca.as_deref(), workers) {
                 Ok(u) => {
                     upstreams.insert(name.clone(), Arc::new(u));
                 }

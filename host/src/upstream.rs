@@ -26,7 +26,8 @@ pub struct Upstream {
     pub name: String,
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// One pool per worker thread, so connections stay on the thread that uses them.
+    clients: Vec<Client<HttpsConnector<HttpConnector>, Body>>,
     request_timeout: Duration,
 }
 
@@ -65,6 +66,7 @@ impl Upstream {
         cfg: &UpstreamConfig,
         limits: &Limits,
         ca_file: Option<&Path>,
+        workers: usize,
     ) -> Result<Upstream, String> {
         let endpoints = cfg
             .endpoints
@@ -108,7 +110,9 @@ impl Upstream {
             name: name.to_string(),
             endpoints,
             next: AtomicUsize::new(0),
-            client: client.build(connector),
+            clients: (0..workers.max(1))
+                .map(|_| client.build(connector.clone()))
+                .collect(),
             request_timeout: cfg.request_timeout.unwrap_or(limits.request_timeout).0,
         })
     }
@@ -139,7 +143,8 @@ impl Upstream {
         req.headers_mut().remove(http::header::HOST);
         *req.version_mut() = http::Version::HTTP_11;
 
-        match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+        let client = &self.clients[crate::worker::current() % self.clients.len()];
+        match tokio::time::timeout(self.request_timeout, client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout {
                 upstream: self.name.clone(),
                 endpoint,

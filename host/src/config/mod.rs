@@ -148,13 +148,26 @@ impl Default for Limits {
 pub struct RuntimeConfig {
     /// Upper bound of plugin instances alive at once across the gateway (pooling allocator).
     pub max_instances: u32,
+    /// Worker threads, each running its own event loop with its own listener sockets
+    /// (SO_REUSEPORT) and upstream connection pools. Default: one per CPU.
+    pub workers: Option<usize>,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_instances: 1000,
+            workers: None,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// The number of worker threads to run.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
     }
 }
 
