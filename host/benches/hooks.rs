@@ -32,6 +32,7 @@ fn exchange() -> Box<Exchange> {
         response_body: None,
         context: Context::default(),
         client_addr: client,
+        authority: Some("api.example.com".into()),
         scheme: "http",
         route: Arc::from("bench"),
     })

@@ -27,6 +27,9 @@ pub struct Exchange {
     pub response_body: Option<Bytes>,
     pub context: Context,
     pub client_addr: SocketAddr,
+    /// The host the client asked for (`Host` or `:authority`), before the head was rewritten
+    /// to origin-form for the upstream.
+    pub authority: Option<String>,
     /// `http` or `https`, as the client connected.
     pub scheme: &'static str,
     pub route: Arc<str>,

@@ -72,9 +72,17 @@ pub fn set_forwarded(
     host: Option<&str>,
 ) {
     let ip = client.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+    let prev: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let xff = if prev.is_empty() {
+        ip
+    } else {
+        format!("{}, {ip}", prev.join(", "))
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
@@ -138,10 +146,13 @@ mod tests {
 
     #[test]
     fn forwarded_appends_client() {
-        let mut h = map(&[("x-forwarded-for", "203.0.113.9")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.1"),
+        ]);
         let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         set_forwarded(&mut h, client, "https", Some("api.example"));
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example");
     }

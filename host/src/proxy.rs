@@ -33,8 +33,10 @@ pub async fn handle(
     conn: ConnInfo,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    // Route.
-    let head_size = headers::head_size(req.headers()) + req.uri().to_string().len();
+    // Limits on the head (hyper's own buffer limit cannot go below 8 KiB).
+    let target_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    let head_size = headers::head_size(req.headers()) + target_len;
     if head_size > snap.limits.max_header_size.as_usize() {
         return error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -43,6 +45,9 @@ pub async fn handle(
     }
     let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
+    let head_request = parts.method == http::Method::HEAD;
+
+    // Route.
     let Some(route) = snap.route(&conn.listener, &parts).cloned() else {
         return error(StatusCode::NOT_FOUND, "no route matches this request");
     };
@@ -111,6 +116,7 @@ pub async fn handle(
         response_body: None,
         context: Context::default(),
         client_addr: conn.client,
+        authority: client_host,
         scheme: conn.scheme,
         route: route.name.clone(),
     });
@@ -216,7 +222,10 @@ pub async fn handle(
     headers::strip_hop_by_hop(&mut parts.headers, is_upgrade);
     let body = match (ex.response_body.take(), upstream_body) {
         (Some(bytes), _) => {
-            set_length(&mut parts.headers, bytes.len());
+            // A HEAD answer or a 204/304 keeps the upstream's framing headers as they were.
+            if !head_request && !matches!(parts.status.as_u16(), 204 | 304) {
+                set_length(&mut parts.headers, bytes.len());
+            }
             body::full(bytes)
         }
         (None, Some(incoming)) => body::boxed(incoming),

@@ -184,6 +184,8 @@ chain = [
 
     let r = get_with(&gw.url("/"), &[("authorization", "Bearer k-1")]).await;
     assert_eq!(r.status, 200);
+    assert_eq!(r.seen("x-user").as_deref(), Some("alice"));
+    assert_eq!(r.seen("authorization"), None, "bearer key not forwarded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

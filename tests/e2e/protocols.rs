@@ -1010,3 +1010,35 @@ upstream = "b"
     assert_eq!(resp.version(), Version::HTTP_2);
     assert_eq!(resp.status(), 431);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_see_the_client_authority_over_http1_and_h2c() {
+    let backend = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"probe\", config = {{ echo_request = true }} }}]\n",
+        backend.endpoint(),
+        plugins_toml(&[("probe", "")]),
+    ));
+    let r = get_with(&gw.url("/x"), &[("host", "api.example.com")]).await;
+    assert_eq!(
+        r.seen("x-seen-authority").as_deref(),
+        Some("api.example.com")
+    );
+    assert_eq!(r.seen("x-seen-scheme").as_deref(), Some("http"));
+    assert_eq!(r.seen("x-seen-route").as_deref(), Some("r"));
+
+    let req = Request::get(format!("http://{}/x", gw.addr))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = within(10, "h2c request", h2c_client().request(req))
+        .await
+        .expect("h2c request");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    let r = read(resp).await;
+    assert_eq!(
+        r.seen("x-seen-authority"),
+        Some(gw.addr.to_string()),
+        "HTTP/2 :authority reaches plugins"
+    );
+    assert_eq!(r.seen("x-seen-method").as_deref(), Some("GET"));
+}

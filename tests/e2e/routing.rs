@@ -196,6 +196,12 @@ chain = [{{ plugin = "router", config = {{ rules = [{{ header = "x-tenant", equa
     assert_eq!(r.header("x-backend").as_deref(), Some("beta"));
     let r = get(&gw.url("/v2/things")).await;
     assert_eq!(r.header("x-backend").as_deref(), Some("v2"));
+    let r = get(&gw.url("/v2beta")).await;
+    assert_eq!(
+        r.header("x-backend").as_deref(),
+        Some("stable"),
+        "router path_prefix matches at segment boundaries"
+    );
 
     // Weighted split, sticky per user: each user always lands on the same side, and over many
     // users both sides get traffic, roughly 3:1.

@@ -167,5 +167,16 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    sh(cargo().args([
+        "clippy",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+        "sdk/rust/Cargo.toml",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     sh(cargo().args(["test", "--workspace"]))
 }

@@ -125,7 +125,8 @@ pub struct Limits {
     pub max_header_size: ByteSize,
     /// Largest request body accepted; larger gets 413. Routes may lower or raise it.
     pub max_body_size: ByteSize,
-    /// Time to establish an upstream connection (TCP + TLS).
+    /// Time to establish an upstream TCP connection; then 504. (The TLS handshake counts
+    /// against `request_timeout`.)
     pub connect_timeout: Millis,
     /// Time from sending a request upstream to receiving its response head; then 504.
     /// Bodies (e.g. long SSE streams) are not limited by it.
@@ -208,7 +209,8 @@ pub struct PluginConfig {
     /// Linear memory an instance may grow to; past it the hook traps.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: ByteSize,
-    /// CPU time one hook call may take; past it the hook is interrupted.
+    /// Time one hook call may run (wall clock, checked every 5 ms); past it the hook is
+    /// interrupted. A running hook yields to other requests at every check.
     #[serde(default = "default_hook_timeout")]
     pub hook_timeout: Millis,
     /// Pooled instances: recycle an instance after this many requests.

@@ -50,6 +50,17 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
         }
     }
 
+    for (name, p) in &file.plugins {
+        let limit = p.get_ref().memory_limit;
+        if limit > super::ByteSize::gib(1) {
+            errors.push(err(
+                p.span(),
+                &format!("plugin \"{name}\""),
+                format!("memory_limit {limit} is above the maximum of 1GiB"),
+            ));
+        }
+    }
+
     let mut route_names = HashSet::new();
     for r in &file.routes {
         let route = r.get_ref();
@@ -143,12 +154,19 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
                 }
             }
         }
-        for name in m.headers.keys() {
+        for (name, value) in &m.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 errors.push(err(
                     r.span(),
                     &subject,
                     format!("invalid header name {name:?} in match.headers"),
+                ));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                errors.push(err(
+                    r.span(),
+                    &subject,
+                    format!("invalid header value {value:?} for {name:?} in match.headers"),
                 ));
             }
         }
@@ -272,6 +290,20 @@ mod tests {
             e[1],
             "weir.toml:8:21: route \"r\": unknown plugin \"ghost\" (defined: none)"
         );
+    }
+
+    #[test]
+    fn bad_match_header_value_and_memory_limit() {
+        let src = format!(
+            "{BASE}[plugins.p]\npath = \"p.wasm\"\nmemory_limit = \"2GiB\"\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nmatch = {{ headers = {{ x-a = \"bad\\u0001value\" }} }}\n"
+        );
+        let e = errors(&src);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[0],
+            "weir.toml:5:1: plugin \"p\": memory_limit 2GiB is above the maximum of 1GiB"
+        );
+        assert!(e[1].contains("route \"r\": invalid header value"), "{e:?}");
     }
 
     #[test]

@@ -234,12 +234,7 @@ impl request::Host for HostState {
             .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string())
     }
     fn authority(&mut self) -> Option<String> {
-        let e = self.req()?;
-        e.request
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| first(&e.request.headers, "host"))
+        self.req()?.authority.clone()
     }
     fn scheme(&mut self) -> String {
         self.req().map_or("http", |e| e.scheme).to_string()
@@ -313,7 +308,8 @@ impl response::Host for HostState {
     }
     fn set_status(&mut self, status: u16) -> Result<(), EditError> {
         let r = self.resp_mut()?;
-        r.status = http::StatusCode::from_u16(status).map_err(|_| EditError::ReadOnly)?;
+        r.status =
+            http::StatusCode::from_u16(status).map_err(|_| EditError::InvalidStatus(status))?;
         Ok(())
     }
     fn header(&mut self, name: String) -> Option<String> {

@@ -48,15 +48,16 @@ impl ApiKey {
         )
     }
 
-    fn presented_key(&self) -> Option<String> {
+    /// The key and the header it came in.
+    fn presented_key(&self) -> Option<(String, &str)> {
         if let Some(k) = request::header(&self.0.header) {
-            return Some(k);
+            return Some((k, &self.0.header));
         }
         if self.0.allow_bearer {
             let auth = request::header("authorization")?;
             let (scheme, token) = auth.split_once(' ')?;
             if scheme.eq_ignore_ascii_case("bearer") {
-                return Some(token.trim().to_string());
+                return Some((token.trim().to_string(), "authorization"));
             }
         }
         None
@@ -85,7 +86,7 @@ impl Plugin for ApiKey {
     }
 
     fn on_request(&mut self) -> Decision {
-        let Some(key) = self.presented_key() else {
+        let Some((key, header)) = self.presented_key() else {
             return self.unauthorized("missing_api_key", "an API key is required");
         };
         let Some(principal) = self.0.keys.get(&key) else {
@@ -93,7 +94,7 @@ impl Plugin for ApiKey {
         };
         context::set_principal(principal);
         if !self.0.forward_key {
-            let _ = request::remove_header(&self.0.header);
+            let _ = request::remove_header(header);
         }
         Decision::Continue
     }

@@ -39,6 +39,9 @@ struct Config {
     /// Put the number of requests this instance has served in `x-probe-count`.
     #[serde(default)]
     count: bool,
+    /// Copy what the plugin sees as authority, scheme and method into `x-seen-*` headers.
+    #[serde(default)]
+    echo_request: bool,
 }
 
 thread_local! {
@@ -120,6 +123,13 @@ impl Plugin for Probe {
             && let Some(body) = request::body()
         {
             let _ = request::set_body(&body.to_ascii_uppercase());
+        }
+        if c.echo_request {
+            let authority = request::authority().unwrap_or_else(|| "<none>".into());
+            let _ = request::set_header("x-seen-authority", &authority);
+            let _ = request::set_header("x-seen-scheme", &request::scheme());
+            let _ = request::set_header("x-seen-method", &request::method());
+            let _ = request::set_header("x-seen-route", &request::route());
         }
         if c.count {
             SERVED.with(|s| s.set(s.get() + 1));

@@ -6,7 +6,8 @@
 //!            split = [{ upstream = "blue", weight = 90 }, { upstream = "green", weight = 10 }],
 //!            split_key = "x-user" }
 //! ```
-//! Rules are tried in order; the first match routes. Otherwise `split` picks by weight: sticky by
+//! Rules are tried in order; the first match routes. `path_prefix` matches at a segment
+//! boundary, like the gateway's own (`/v2` matches `/v2/x`, not `/v2beta`). Otherwise `split` picks by weight: sticky by
 //! the `split_key` header's value when present, random otherwise. With neither, the route's own
 //! upstream is used.
 
@@ -35,7 +36,7 @@ impl Rule {
             }
         }
         if let Some(p) = &self.path_prefix
-            && !request::path().starts_with(p.as_str())
+            && !prefix_matches(p, &request::path())
         {
             return false;
         }
@@ -45,6 +46,16 @@ impl Rule {
             return false;
         }
         true
+    }
+}
+
+/// Like the gateway's `match.path_prefix`: at a segment boundary, query ignored.
+fn prefix_matches(prefix: &str, path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.is_empty() || rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Write [Weir](https://example.invalid/weir) gateway plugins in Rust.
+//! Write Weir gateway plugins in Rust.
 //!
 //! A plugin is a type implementing [`Plugin`] plus one [`plugin!`] line:
 //!
@@ -45,7 +45,8 @@ pub mod bindings {
 use bindings::weir::plugin::types;
 pub use types::EditError;
 
-/// Re-exported so plugins can `#[derive(weir_sdk::serde::Deserialize)]` without their own dep.
+/// Re-exported for plugins without their own `serde` dependency: derive with
+/// `#[derive(weir_sdk::serde::Deserialize)]` plus `#[serde(crate = "weir_sdk::serde")]`.
 pub use serde;
 
 /// What the plugin tells the host at `init`; see `plugin-info` in the WIT.
