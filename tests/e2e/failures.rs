@@ -112,6 +112,14 @@ async fn misbehaviour_is_contained(policy: &str) {
         "{log}"
     );
     assert!(log.contains("plugin failed; skipped (fail-open)"), "{log}");
+    // The guest's own panic message reaches the gateway log, tagged with the plugin.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("plugin output before failure")
+                && l.contains("probe was asked to trap")
+                && l.contains("plugin=\"probe\"")),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

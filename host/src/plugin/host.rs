@@ -2,7 +2,7 @@
 //!
 //! WASI 0.2 is linked because every guest toolchain's standard library imports it, but the
 //! `WasiCtx` grants nothing: no environment, arguments, preopened directories or sockets;
-//! stdout and stderr are discarded.
+//! stdout and stderr go to the gateway's log (see `output.rs`).
 
 use super::bindings::EditError;
 use super::bindings::weir::plugin::{context, log, request, response, types};
@@ -63,6 +63,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 /// What a plugin instance's host calls operate on.
 pub struct HostState {
+    /// The guest's stdout and stderr, logged after each hook.
+    pub output: super::output::GuestOutput,
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
@@ -77,8 +79,13 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+        let output = super::output::GuestOutput::default();
         HostState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder()
+                .stdout(output.clone())
+                .stderr(output.clone())
+                .build(),
+            output,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: memory_limit,

@@ -41,6 +41,20 @@ impl fmt::Display for HookFailure {
 
 impl std::error::Error for HookFailure {}
 
+/// Logs what the guest printed during the last call: at warn level when the call failed (a
+/// panic message explains a trap), at info level otherwise.
+fn log_output(store: &Store<HostState>, failed: bool) {
+    let data = store.data();
+    if let Some(text) = data.output.take() {
+        let plugin = &*data.plugin;
+        if failed {
+            tracing::warn!(plugin, output = ?text, "plugin output before failure");
+        } else {
+            tracing::info!(plugin, output = ?text, "plugin output");
+        }
+    }
+}
+
 fn classify(err: wasmtime::Error) -> HookFailure {
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
         return HookFailure::MemoryLimit(m.to_string());
@@ -98,8 +112,9 @@ impl PluginInstance {
         let info = bindings
             .call_init(&mut store, config)
             .await
-            .map_err(classify)?
-            .map_err(HookFailure::Rejected)?;
+            .map_err(classify);
+        log_output(&store, !matches!(info, Ok(Ok(_))));
+        let info = info?.map_err(HookFailure::Rejected)?;
         Ok(PluginInstance {
             store,
             bindings,
@@ -162,6 +177,7 @@ impl PluginInstance {
         if result.is_err() {
             self.poisoned = true;
         }
+        log_output(&self.store, result.is_err());
         // `lend` put the exchange in and only this takes it out, so it is always there.
         let exchange = self
             .store

@@ -5,6 +5,7 @@
 mod bindings;
 mod host;
 mod instance;
+mod output;
 mod pool;
 
 pub use bindings::{LocalResponse, PluginInfo, RequestDecision, ResponseDecision};
