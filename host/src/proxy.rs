@@ -87,10 +87,11 @@ pub async fn handle(
     // Buffer the body only if a plugin asked for it.
     let mut stream = Some(limited);
     let mut request_body = None;
-    if let Some(limit) = route.chain.request_body_limit {
+    if let Some(limit) = route.chain.request_body_limit
+        && let Some(whole) = stream.take()
+    {
         let limit = limit.min(route.max_body_size);
-        match body::collect_limited(stream.take().map(Box::pin).expect("body present"), limit).await
-        {
+        match body::collect_limited(Box::pin(whole), limit).await {
             Ok(bytes) => request_body = Some(bytes),
             Err(CollectError::TooLarge(_)) => {
                 return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");

@@ -10,4 +10,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use weir::plugin::types::{EditError, LocalResponse};
+pub use self::weir::plugin::types::{EditError, LocalResponse};
