@@ -250,6 +250,11 @@ impl ChainRun {
     fn failed(&self, entry: &ChainEntry, failure: HookFailure) -> Option<Local> {
         let plugin = &*entry.plugin.name;
         let route = &*self.route.name;
+        entry
+            .plugin
+            .stats
+            .failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match entry.on_error {
             OnError::FailOpen => {
                 tracing::warn!(plugin, route, %failure, "plugin failed; skipped (fail-open)");

@@ -1,5 +1,6 @@
 //! Weir: a WebAssembly plugin-driven programmable gateway. See `ARCHITECTURE.md` for the map.
 
+pub mod admin;
 pub mod body;
 pub mod chain;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod gateway;
 pub mod headers;
 pub mod plugin;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;

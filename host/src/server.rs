@@ -6,6 +6,7 @@ use crate::proxy::{self, ConnInfo};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,9 +78,45 @@ pub struct WorkerListener {
     tls: Option<TlsAcceptor>,
 }
 
+/// Runs one worker: serves its sockets until shutdown begins, then stops accepting (closing
+/// the sockets, so new connections are refused), asks every connection to finish gracefully
+/// (HTTP/1.1: after the request in flight; HTTP/2: GOAWAY) and waits for them, at most `drain`.
+pub async fn serve_worker(listeners: Vec<WorkerListener>, gateway: Arc<Gateway>, drain: Duration) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut accept_loops = Vec::new();
+    for l in listeners {
+        accept_loops.push(tokio::spawn(l.serve(
+            gateway.clone(),
+            gateway.shutdown_signal(),
+            graceful.clone(),
+        )));
+    }
+    for a in accept_loops {
+        let _ = a.await;
+    }
+    // The accept loops have ended, so this is the last reference.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return;
+    };
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            worker = crate::worker::current(),
+            "drain timeout: closing connections still busy"
+        );
+    }
+}
+
 impl WorkerListener {
-    /// Accepts connections until the task is dropped. Must run inside the worker's runtime.
-    pub async fn serve(self, gateway: Arc<Gateway>) {
+    /// Accepts connections until shutdown begins. Must run inside the worker's runtime.
+    pub async fn serve(
+        self,
+        gateway: Arc<Gateway>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        graceful: Arc<GracefulShutdown>,
+    ) {
         let tcp = match TcpListener::from_std(self.socket) {
             Ok(l) => l,
             Err(e) => {
@@ -102,7 +139,11 @@ impl WorkerListener {
         let builder = Arc::new(builder);
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         loop {
-            let (stream, client) = match tcp.accept().await {
+            let accepted = tokio::select! {
+                a = tcp.accept() => a,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let (stream, client) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // E.g. EMFILE: back off instead of spinning.
@@ -120,6 +161,7 @@ impl WorkerListener {
             let gateway = gateway.clone();
             let builder = builder.clone();
             let tls = self.tls.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let snap = gateway.current();
@@ -130,9 +172,9 @@ impl WorkerListener {
                 });
                 let result = match tls {
                     None => {
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .await
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
                     }
                     Some(acceptor) => {
                         let tls_stream = match tokio::time::timeout(
@@ -151,9 +193,9 @@ impl WorkerListener {
                                 return;
                             }
                         };
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
-                            .await
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                        watcher.watch(conn.into_owned()).await
                     }
                 };
                 if let Err(e) = result {
@@ -161,5 +203,6 @@ impl WorkerListener {
                 }
             });
         }
+        // Dropping `tcp` closes this worker's socket: new connections are refused.
     }
 }

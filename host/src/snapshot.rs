@@ -32,6 +32,15 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads every plugin and builds every route; returns all errors found.
     pub async fn build(config: &Config, runtime: &Runtime) -> Result<Snapshot, Diagnostics> {
+        Snapshot::build_with(config, runtime, &HashMap::new()).await
+    }
+
+    /// Like [`Snapshot::build`], with some plugins' bytes given instead of read from their files.
+    pub async fn build_with(
+        config: &Config,
+        runtime: &Runtime,
+        overrides: &HashMap<String, Vec<u8>>,
+    ) -> Result<Snapshot, Diagnostics> {
         let mut errors = Vec::new();
         let file = &config.file;
 
@@ -59,7 +68,11 @@ impl Snapshot {
         for (name, p) in &file.plugins {
             let path = config.resolve(p.get_ref().path.get_ref());
             let settings = PluginSettings::from_config(p.get_ref());
-            match runtime.load(name, &path, settings) {
+            let loaded = match overrides.get(name) {
+                Some(bytes) => runtime.load_bytes(name, &path, bytes, settings),
+                None => runtime.load(name, &path, settings),
+            };
+            match loaded {
                 Ok(loaded) => {
                     plugins.insert(name.clone(), Arc::new(loaded));
                 }

@@ -96,6 +96,43 @@ pub struct ConfigFile {
     /// Routes, tried in file order; the first whose `match` fits handles the request.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteConfig>>,
+    /// The admin API; off unless this table is present.
+    pub admin: Option<Spanned<AdminConfig>>,
+    /// Live reload of this file and the plugin files.
+    #[serde(default)]
+    pub reload: ReloadConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where the admin API listens. Keep it on loopback or a private network.
+    #[serde(default = "default_admin_address")]
+    pub address: Spanned<String>,
+    /// If set, every admin request needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+fn default_admin_address() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9901".to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload when this file or a plugin file changes (polled; content-compared).
+    pub watch: bool,
+    /// How often the files are checked.
+    pub poll_interval: Millis,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: true,
+            poll_interval: Millis(std::time::Duration::from_millis(250)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +168,9 @@ pub struct Limits {
     /// Time from sending a request upstream to receiving its response head; then 504.
     /// Bodies (e.g. long SSE streams) are not limited by it.
     pub request_timeout: Millis,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish before the process
+    /// exits anyway.
+    pub drain_timeout: Millis,
 }
 
 impl Default for Limits {
@@ -140,6 +180,7 @@ impl Default for Limits {
             max_body_size: ByteSize::gib(1),
             connect_timeout: Millis(std::time::Duration::from_secs(5)),
             request_timeout: Millis(std::time::Duration::from_secs(60)),
+            drain_timeout: Millis(std::time::Duration::from_secs(30)),
         }
     }
 }

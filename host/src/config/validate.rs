@@ -38,6 +38,17 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
         }
     }
 
+    if let Some(admin) = &file.admin {
+        let addr = admin.get_ref().address.get_ref();
+        if addr.parse::<SocketAddr>().is_err() {
+            errors.push(err(
+                admin.span(),
+                "admin",
+                format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:9901\""),
+            ));
+        }
+    }
+
     for (name, up) in &file.upstreams {
         let subject = format!("upstream \"{name}\"");
         if up.get_ref().endpoints.is_empty() {

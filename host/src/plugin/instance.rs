@@ -85,6 +85,10 @@ impl PluginInstance {
     /// Instantiates `plugin` and runs `init(config)`.
     pub async fn new(plugin: &LoadedPlugin, config: &str) -> Result<PluginInstance, HookFailure> {
         let hook_timeout = plugin.settings.hook_timeout;
+        plugin
+            .stats
+            .instantiations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(
             &plugin.engine,
             HostState::new(plugin.name.clone(), plugin.settings.memory_limit),

@@ -15,8 +15,10 @@ pub use pool::InstancePool;
 
 use crate::config::{InstancePolicy, PluginConfig, RuntimeConfig};
 use bindings::PluginPre;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -38,11 +40,32 @@ pub enum LoadError {
     WrongWorld { path: PathBuf, reason: String },
 }
 
-/// The shared Wasm engine and linker.
+/// The shared Wasm engine and linker, and the compiled components by content digest (so a
+/// reload recompiles only plugins whose bytes changed).
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    compiled: Arc<Mutex<HashMap<String, Component>>>,
+}
+
+/// Counters of one plugin, kept across reloads while its bytes stay the same.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    pub instantiations: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// The hex SHA-256 of a component's bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(bytes);
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
 }
 
 impl Runtime {
@@ -91,6 +114,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            compiled: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -119,18 +143,33 @@ impl Runtime {
         bytes: &[u8],
         settings: PluginSettings,
     ) -> Result<LoadedPlugin, LoadError> {
-        tracing::info!(plugin = name, path = %path.display(), "compiling plugin");
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotAComponent {
                 path: path.to_path_buf(),
                 reason: "no Wasm header (\\0asm)".into(),
             });
         }
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
-            })?;
+        let digest = digest(bytes);
+        let cached = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&digest).cloned());
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                tracing::info!(plugin = name, path = %path.display(), %digest, "compiling plugin");
+                let c =
+                    Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                        path: path.to_path_buf(),
+                        reason: format!("{e:#}"),
+                    })?;
+                if let Ok(mut cache) = self.compiled.lock() {
+                    cache.insert(digest.clone(), c.clone());
+                }
+                c
+            }
+        };
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
@@ -143,10 +182,20 @@ impl Runtime {
         Ok(LoadedPlugin {
             name: name.into(),
             path: path.to_path_buf(),
+            digest,
             pre,
             settings,
             engine: self.engine.clone(),
+            stats: Arc::new(PluginStats::default()),
         })
+    }
+
+    /// Drops compiled components no longer used by `keep` (the active snapshot's digests), so
+    /// old code is freed once no request holds it.
+    pub fn retain_compiled(&self, keep: &[&str]) {
+        if let Ok(mut cache) = self.compiled.lock() {
+            cache.retain(|d, _| keep.contains(&d.as_str()));
+        }
     }
 }
 
@@ -178,7 +227,10 @@ impl PluginSettings {
 pub struct LoadedPlugin {
     pub name: Arc<str>,
     pub path: PathBuf,
+    /// `sha256:<hex>` of the component's bytes.
+    pub digest: String,
     pre: PluginPre<HostState>,
     pub settings: PluginSettings,
     engine: Engine,
+    pub stats: Arc<PluginStats>,
 }

@@ -1,0 +1,236 @@
+//! The admin API, on its own listener (`[admin]`), JSON out:
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /health` | 200 while the process runs |
+//! | `GET /ready` | 200 while serving, 503 once shutdown began |
+//! | `GET /config` | active generation, activation time, config and plugin digests, last reload error |
+//! | `GET /plugins` | each plugin: path, digest, routes using it, instantiations, failures |
+//! | `POST /reload` | reload now: 200 with the new generation, or 422 with every error |
+//! | `PUT /plugins/{name}` | upload a component: validated with every route using it, then written over the plugin's file and activated; 400 with the reason if invalid |
+//!
+//! With `token` set, every request needs `Authorization: Bearer <token>` (else 401).
+
+use crate::body::{self, Body};
+use crate::gateway::Gateway;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest component accepted by `PUT /plugins/{name}`.
+const MAX_UPLOAD: usize = 256 << 20;
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    token: Option<String>,
+) {
+    let token: Arc<Option<String>> = Arc::new(token);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let gateway = gateway.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let gateway = gateway.clone();
+                let token = token.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&gateway, &token, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, value: Value) -> Response<Body> {
+    let mut resp = Response::new(body::full(format!("{value:#}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn authorized(token: &Option<String>, req: &Request<Incoming>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare in constant time: the token is a credential.
+    presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn handle(
+    gateway: &Gateway,
+    token: &Option<String>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if !authorized(token, &req) {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "a valid bearer token is required"}),
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"weir-admin\""),
+        );
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/health") => reply(StatusCode::OK, json!({"status": "ok"})),
+        (Method::GET, "/ready") => {
+            if gateway.is_shutting_down() {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"ready": false, "reason": "shutting down"}),
+                )
+            } else {
+                reply(StatusCode::OK, json!({"ready": true}))
+            }
+        }
+        (Method::GET, "/config") => config(gateway),
+        (Method::GET, "/plugins") => plugins(gateway),
+        (Method::POST, "/reload") => match gateway.reload("admin API", &HashMap::new()).await {
+            Ok(generation) => reply(StatusCode::OK, json!({"generation": generation})),
+            Err(d) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"errors": d.0.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+            ),
+        },
+        (Method::PUT, p) if p.starts_with("/plugins/") => {
+            let name = p.trim_start_matches("/plugins/").to_string();
+            upload(gateway, name, req).await
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no admin endpoint {path}")}),
+        ),
+    }
+}
+
+fn config(gateway: &Gateway) -> Response<Body> {
+    let status = gateway.status();
+    let snap = gateway.current();
+    let config_digest = std::fs::read(&gateway.config_path)
+        .map(|b| crate::plugin::digest(&b))
+        .unwrap_or_default();
+    let mut plugins: Vec<Value> = snap
+        .plugins
+        .values()
+        .map(
+            |p| json!({"name": &*p.name, "path": p.path.display().to_string(), "digest": p.digest}),
+        )
+        .collect();
+    plugins.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
+    reply(
+        StatusCode::OK,
+        json!({
+            "generation": status.generation,
+            "activated_at": unix(status.activated_at),
+            "reloads": status.reloads,
+            "reload_failures": status.failures,
+            "config": {"path": gateway.config_path.display().to_string(), "digest": config_digest},
+            "plugins": plugins,
+            "last_reload_error": status.last_error.map(|(at, errors)| json!({"at": unix(at), "errors": errors})),
+        }),
+    )
+}
+
+fn plugins(gateway: &Gateway) -> Response<Body> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let snap = gateway.current();
+    let mut out: Vec<Value> = snap
+        .plugins
+        .values()
+        .map(|p| {
+            let routes: Vec<&str> = snap
+                .routes
+                .iter()
+                .filter(|r| r.chain.entries.iter().any(|e| Arc::ptr_eq(&e.plugin, p)))
+                .map(|r| &*r.name)
+                .collect();
+            json!({
+                "name": &*p.name,
+                "path": p.path.display().to_string(),
+                "digest": p.digest,
+                "instances": format!("{:?}", p.settings.policy).to_lowercase(),
+                "routes": routes,
+                "instantiations": p.stats.instantiations.load(Relaxed),
+                "failures": p.stats.failures.load(Relaxed),
+            })
+        })
+        .collect();
+    out.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
+    reply(StatusCode::OK, json!({"plugins": out}))
+}
+
+async fn upload(gateway: &Gateway, name: String, req: Request<Incoming>) -> Response<Body> {
+    let Some(path) = gateway.current().plugins.get(&name).map(|p| p.path.clone()) else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no plugin \"{name}\" in the active configuration")}),
+        );
+    };
+    let bytes: Bytes = match http_body_util::Limited::new(req.into_body(), MAX_UPLOAD)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("reading the upload: {e}")}),
+            );
+        }
+    };
+    let overrides = HashMap::from([(name.clone(), bytes.to_vec())]);
+    match gateway.reload("admin upload", &overrides).await {
+        Ok(generation) => {
+            // Persist it, so the file matches what runs (and a restart keeps it). Write beside
+            // and rename, so the file watcher never sees half a component.
+            let tmp = path.with_extension(format!("upload-{}", std::process::id()));
+            let written = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path));
+            match written {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    json!({"plugin": name, "digest": crate::plugin::digest(&bytes), "generation": generation}),
+                ),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": format!("activated, but writing {} failed: {e}", path.display())}),
+                ),
+            }
+        }
+        Err(d) => reply(
+            StatusCode::BAD_REQUEST,
+            json!({"errors": d.0.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        ),
+    }
+}
