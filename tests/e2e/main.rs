@@ -7,4 +7,5 @@ mod chain;
 mod config_errors;
 mod failures;
 mod protocols;
+mod reload;
 mod routing;

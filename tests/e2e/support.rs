@@ -79,6 +79,8 @@ pub struct Gateway {
     /// Holds the config and log; removed when the gateway is dropped.
     _dir: tempfile::TempDir,
     log: PathBuf,
+    /// The config file the gateway runs with.
+    pub config: PathBuf,
 }
 
 impl Gateway {
@@ -114,6 +116,7 @@ impl Gateway {
             addr,
             _dir: dir,
             log,
+            config: path.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -157,6 +160,32 @@ impl Gateway {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends a signal (`TERM`, `HUP`...) to the gateway process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Replaces the config file atomically (write beside, then rename), as an operator would.
+    pub fn write_config(&self, config: &str) {
+        write_atomically(&self.config, config.as_bytes());
+    }
 }
 
 impl Drop for Gateway {
@@ -164,6 +193,13 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Replaces a file atomically: write beside it, then rename over it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename over file");
 }
 
 /// Runs `weir check` on `config` (written next to nothing else) and returns (success, stderr).
@@ -241,6 +277,27 @@ async fn echo(
     let mut status = StatusCode::OK;
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(n) = path
+        .strip_prefix("/sse/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // `n` server-sent events, one per second.
+        let stream = futures_util::stream::unfold(0u64, move |i| async move {
+            if i == n {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let frame = hyper::body::Frame::data(Bytes::from(format!("data: event {i}\n\n")));
+            Some((Ok::<_, std::io::Error>(frame), i + 1))
+        });
+        return Ok(Response::builder()
+            .header("x-backend", name)
+            .header("content-type", "text/event-stream")
+            .body(http_body_util::StreamBody::new(stream).boxed())
+            .expect("response"));
     }
     if let Some(n) = path.strip_prefix("/status/").and_then(|s| s.parse().ok()) {
         status = StatusCode::from_u16(n).unwrap_or(StatusCode::OK);

@@ -1,0 +1,366 @@
+//! Live reload and shutdown: config swaps under load lose nothing and never mix versions within a
+//! request; invalid changes are refused while the old config keeps serving; streams started
+//! before a swap finish on the old snapshot; SIGTERM drains; the admin API.
+
+use crate::support::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A gateway whose config references a private copy of the probe plugin, so tests may replace
+/// it. `{tag}` is the behaviour under test; `extra` is appended (e.g. an `[admin]` table).
+fn config(
+    backend: &Backend,
+    plugin: &std::path::Path,
+    tag: &str,
+    port: u16,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[[listeners]]
+address = "127.0.0.1:{port}"
+[reload]
+poll_interval = "50ms"
+[upstreams.a]
+endpoints = ["{}"]
+[plugins.probe]
+path = {:?}
+instances = "pooled"
+[[routes]]
+name = "r"
+upstream = "a"
+chain = [{{ plugin = "probe", config = {{ tag = "{tag}" }} }}]
+{extra}"#,
+        backend.endpoint(),
+        plugin.display().to_string()
+    )
+}
+
+/// Starts a gateway with the probe copied into its own directory.
+fn start(backend: &Backend, tag: &str, extra: &str) -> (Gateway, std::path::PathBuf, u16) {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin_copy = dir.path().join("probe.wasm");
+    std::fs::copy(plugin("probe"), &plugin_copy).expect("copy plugin");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, config(backend, &plugin_copy, tag, port, extra)).expect("write");
+    let gw = Gateway::start_file(
+        dir,
+        &path,
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+    );
+    (gw, plugin_copy, port)
+}
+
+/// The tag a request saw, checking that request and response phase agree.
+async fn tag_of(url: &str) -> Result<String, String> {
+    let r = get(url).await;
+    if r.status != 200 {
+        return Err(format!("status {}: {}", r.status, r.text()));
+    }
+    let request_tag = r.seen("x-chain").unwrap_or_default();
+    let response_tag = r.header("x-chain").unwrap_or_default();
+    if request_tag != response_tag {
+        return Err(format!(
+            "mixed versions: request {request_tag}, response {response_tag}"
+        ));
+    }
+    Ok(request_tag)
+}
+
+async fn wait_for_tag(url: &str, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if tag_of(url).await.as_deref() == Ok(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{want} not observed within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_swaps_under_load_lose_nothing_and_never_mix() {
+    let backend = Backend::start("a").await;
+    let (gw, plugin_copy, port) = start(&backend, "A", "");
+    let url = gw.url("/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
+        clients.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match tag_of(&url).await {
+                    Ok(tag) if tag == "A" || tag == "B" => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(other) => errors.push(format!("unexpected tag {other:?}")),
+                    Err(e) => errors.push(e),
+                }
+            }
+            errors
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for i in 0..100 {
+        let tag = if i % 2 == 0 { "B" } else { "A" };
+        gw.write_config(&config(&backend, &plugin_copy, tag, port, ""));
+        slowest = slowest.max(wait_for_tag(&url, tag, Duration::from_secs(1)).await);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for c in clients {
+        errors.extend(c.await.expect("client task"));
+    }
+    assert!(
+        errors.is_empty(),
+        "{} failures, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    assert!(served.load(Ordering::Relaxed) > 200, "load was applied");
+    assert!(slowest < Duration::from_secs(1), "slowest swap {slowest:?}");
+    assert_eq!(
+        gw.log().matches("configuration reloaded").count(),
+        100,
+        "{}",
+        gw.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_changes_are_refused_and_a_later_valid_one_applies() {
+    let backend = Backend::start("a").await;
+    let admin = free_port();
+    let admin_table = format!("[admin]\naddress = \"127.0.0.1:{admin}\"\n");
+    let (gw, plugin_copy, port) = start(&backend, "old", &admin_table);
+    let url = gw.url("/");
+    assert_eq!(tag_of(&url).await.as_deref(), Ok("old"));
+
+    // A config with a typo: refused, reported with file:line, old behaviour stays.
+    let broken = config(&backend, &plugin_copy, "new", port, &admin_table)
+        .replace("upstream = \"a\"", "upstraem = \"a\"");
+    gw.write_config(&broken);
+    let status = wait_for_reload_error(admin, "unknown field `upstraem`").await;
+    assert!(
+        status.contains("weir.toml:12:1: unknown field `upstraem`"),
+        "{status}"
+    );
+    assert_eq!(tag_of(&url).await.as_deref(), Ok("old"));
+
+    // Put the config back; then break the plugin file: refused, naming the plugin.
+    gw.write_config(&config(&backend, &plugin_copy, "old", port, &admin_table));
+    wait_for_reload_ok(admin).await;
+    let good_plugin = std::fs::read(&plugin_copy).expect("read plugin");
+    write_atomically(&plugin_copy, b"\0asm but not really a component");
+    let status = wait_for_reload_error(admin, "plugin \\\"probe\\\"").await;
+    assert!(status.contains("is not a Wasm component"), "{status}");
+    for _ in 0..20 {
+        assert_eq!(
+            tag_of(&url).await.as_deref(),
+            Ok("old"),
+            "old plugin keeps serving"
+        );
+    }
+
+    // Restore the plugin and change the behaviour: picked up, no stuck state.
+    write_atomically(&plugin_copy, &good_plugin);
+    gw.write_config(&config(&backend, &plugin_copy, "new", port, &admin_table));
+    wait_for_tag(&url, "new", Duration::from_secs(2)).await;
+    let cfg = admin_get(admin, "/config", None).await;
+    assert_eq!(
+        cfg.json()["last_reload_error"],
+        serde_json::Value::Null,
+        "{}",
+        cfg.text()
+    );
+}
+
+async fn admin_get(port: u16, path: &str, token: Option<&str>) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    get_with(&format!("http://127.0.0.1:{port}{path}"), &headers).await
+}
+
+async fn wait_for_reload_error(admin: u16, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = admin_get(admin, "/config", None).await.text();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no reload error {needle:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for_reload_ok(admin: u16) {
+    let start = Instant::now();
+    loop {
+        let cfg = admin_get(admin, "/config", None).await.json();
+        if cfg["last_reload_error"].is_null() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "reload did not recover: {cfg}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_started_before_a_swap_finishes_on_the_old_snapshot() {
+    let backend = Backend::start("a").await;
+    let (gw, plugin_copy, port) = start(&backend, "old", "");
+    let url = gw.url("/sse/5");
+    let stream = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = get(&url).await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.write_config(&config(&backend, &plugin_copy, "new", port, ""));
+    wait_for_tag(&gw.url("/"), "new", Duration::from_secs(2)).await;
+    let (r, took) = stream.await.expect("stream task");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-chain").as_deref(),
+        Some("old"),
+        "old snapshot's response hook"
+    );
+    let text = r.text();
+    for i in 0..5 {
+        assert!(text.contains(&format!("data: event {i}\n\n")), "{text}");
+    }
+    assert!(
+        took >= Duration::from_secs(4),
+        "the stream really spanned the swap ({took:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
+    let backend = Backend::start("a").await;
+    let mut gw = Gateway::start(&format!(
+        "[limits]\ndrain_timeout = \"10s\"\n[upstreams.a]\nendpoints = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\n",
+        backend.endpoint()
+    ));
+    let mut in_flight = Vec::new();
+    for _ in 0..8 {
+        let url = gw.url("/slow/1500");
+        in_flight.push(tokio::spawn(async move { get(&url).await.status }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        std::net::TcpStream::connect(gw.addr).is_err(),
+        "new connections are refused after SIGTERM"
+    );
+    for f in in_flight {
+        assert_eq!(
+            f.await.expect("request task"),
+            200,
+            "in-flight request completed"
+        );
+    }
+    let status = gw
+        .wait_exit(Duration::from_secs(11))
+        .expect("exited within the drain timeout");
+    assert!(status.success(), "exit status {status}");
+    assert!(signalled.elapsed() < Duration::from_secs(11));
+    assert!(
+        gw.log().contains("draining requests in flight"),
+        "{}",
+        gw.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_reports_reloads_and_validates_uploads() {
+    let backend = Backend::start("a").await;
+    let admin = free_port();
+    let table = format!("[admin]\naddress = \"127.0.0.1:{admin}\"\ntoken = \"s3cret\"\n");
+    let (gw, _plugin_copy, _port) = start(&backend, "one", &table);
+    let url = gw.url("/");
+    let tok = Some("s3cret");
+
+    let r = admin_get(admin, "/health", None).await;
+    assert_eq!(r.status, 401, "token required");
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(admin_get(admin, "/health", Some("wrong")).await.status, 401);
+    assert_eq!(admin_get(admin, "/health", tok).await.status, 200);
+    assert_eq!(admin_get(admin, "/ready", tok).await.json()["ready"], true);
+
+    assert_eq!(tag_of(&url).await.as_deref(), Ok("one"));
+    let cfg = admin_get(admin, "/config", tok).await.json();
+    assert_eq!(cfg["generation"], 1);
+    let digest = cfg["plugins"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    let plugins = admin_get(admin, "/plugins", tok).await.json();
+    let probe = &plugins["plugins"][0];
+    assert_eq!(probe["name"], "probe");
+    assert_eq!(probe["routes"], serde_json::json!(["r"]));
+    assert_eq!(probe["instances"], "pooled");
+    assert!(
+        probe["instantiations"].as_u64().unwrap_or(0) >= 1,
+        "{plugins}"
+    );
+
+    // POST /reload: a new generation.
+    let r = send(
+        http::Request::post(format!("http://127.0.0.1:{admin}/reload"))
+            .header("authorization", "Bearer s3cret")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["generation"], 2);
+
+    // PUT a file that is not a component: 400 with the reason; the old plugin keeps serving.
+    let put = |body: Vec<u8>| {
+        send(
+            http::Request::put(format!("http://127.0.0.1:{admin}/plugins/probe"))
+                .header("authorization", "Bearer s3cret")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .expect("request"),
+        )
+    };
+    let r = put(b"this is not wasm".to_vec()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("is not a Wasm component"), "{}", r.text());
+    assert_eq!(tag_of(&url).await.as_deref(), Ok("one"));
+
+    // PUT a valid component (the headers plugin would reject this route's config: 400 too).
+    let r = put(std::fs::read(plugin("headers")).expect("read")).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("rejected its config"), "{}", r.text());
+    let r = put(std::fs::read(plugin("probe")).expect("read")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["digest"],
+        digest.as_str(),
+        "same bytes, same digest"
+    );
+    let r = admin_get(admin, "/nope", tok).await;
+    assert_eq!(r.status, 404);
+}
