@@ -42,7 +42,17 @@ struct Config {
     /// Copy what the plugin sees as authority, scheme and method into `x-seen-*` headers.
     #[serde(default)]
     echo_request: bool,
+    /// Mark the request and the response with this build's variant (`x-probe-variant`).
+    #[serde(default)]
+    variant: bool,
 }
+
+/// Which build this is (`probe` or `probe-b`); shown in `x-probe-variant` when `variant` is set.
+const VARIANT: &str = if cfg!(feature = "variant-b") {
+    "b"
+} else {
+    "a"
+};
 
 thread_local! {
     static SERVED: Cell<u64> = const { Cell::new(0) };
@@ -83,6 +93,7 @@ impl Plugin for Probe {
     fn info(&self) -> Info {
         Info {
             response_hook: self.0.tag.is_some()
+                || self.0.variant
                 || self.0.response_suffix.is_some()
                 || self.0.fail_in.as_deref() == Some("response"),
             request_body_limit: self.0.upper_body.then_some(1 << 20),
@@ -124,6 +135,9 @@ impl Plugin for Probe {
         {
             let _ = request::set_body(&body.to_ascii_uppercase());
         }
+        if c.variant {
+            let _ = request::set_header("x-probe-variant", VARIANT);
+        }
         if c.echo_request {
             let authority = request::authority().unwrap_or_else(|| "<none>".into());
             let _ = request::set_header("x-seen-authority", &authority);
@@ -159,6 +173,9 @@ impl Plugin for Probe {
         }
         if let Some(tag) = &c.tag {
             let _ = response::append_header("x-chain", tag);
+        }
+        if c.variant {
+            let _ = response::set_header("x-probe-variant", VARIANT);
         }
         if let Some(suffix) = &c.response_suffix
             && let Some(mut body) = response::body()
