@@ -184,6 +184,8 @@ fn plugins(gateway: &Gateway) -> Response<Body> {
                 "routes": routes,
                 "instantiations": p.stats.instantiations.load(Relaxed),
                 "failures": p.stats.failures.load(Relaxed),
+                "recent_failures": p.stats.recent_failures(&p.settings.health),
+                "healthy": p.stats.recent_failures(&p.settings.health) <= p.settings.health.max_failures,
             })
         })
         .collect();

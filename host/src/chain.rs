@@ -250,11 +250,17 @@ impl ChainRun {
     fn failed(&self, entry: &ChainEntry, failure: HookFailure) -> Option<Local> {
         let plugin = &*entry.plugin.name;
         let route = &*self.route.name;
-        entry
+        if entry
             .plugin
             .stats
-            .failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .record_failure(&entry.plugin.settings.health)
+        {
+            tracing::warn!(
+                plugin,
+                route,
+                "plugin is now unhealthy: too many recent failures"
+            );
+        }
         match entry.on_error {
             OnError::FailOpen => {
                 tracing::warn!(plugin, route, %failure, "plugin failed; skipped (fail-open)");

@@ -402,3 +402,47 @@ async fn admin_api_reports_reloads_and_validates_uploads() {
     let r = admin_get(admin, "/nope", tok).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeatedly_failing_plugin_is_reported_unhealthy() {
+    let backend = Backend::start("a").await;
+    let admin = free_port();
+    let gw = Gateway::start(&format!(
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\n[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"probe\", config = {{ fail = \"trap\" }}, on_error = \"fail-open\" }}]\n",
+        backend.endpoint(),
+        plugins_toml(&[("probe", "unhealthy_after = 2\nunhealthy_window = \"60s\"")]),
+    ));
+    let health = |v: &serde_json::Value| {
+        (
+            v["plugins"][0]["healthy"].clone(),
+            v["plugins"][0]["recent_failures"].clone(),
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            get(&gw.url("/")).await.status,
+            200,
+            "fail-open keeps serving"
+        );
+    }
+    let v = admin_get(admin, "/plugins", None).await.json();
+    assert_eq!(
+        health(&v),
+        (serde_json::json!(true), serde_json::json!(2)),
+        "{v}"
+    );
+    assert_eq!(get(&gw.url("/")).await.status, 200);
+    let v = admin_get(admin, "/plugins", None).await.json();
+    assert_eq!(
+        health(&v),
+        (serde_json::json!(false), serde_json::json!(3)),
+        "{v}"
+    );
+    assert_eq!(v["plugins"][0]["failures"], 3);
+    assert_eq!(
+        gw.log().matches("plugin is now unhealthy").count(),
+        1,
+        "{}",
+        gw.log()
+    );
+}

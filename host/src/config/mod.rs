@@ -263,6 +263,19 @@ pub struct PluginConfig {
     /// Pooled instances: keep at most this many idle instances per chain entry.
     #[serde(default = "default_pool_max_idle")]
     pub pool_max_idle: usize,
+    /// Report the plugin unhealthy (admin API, log) after more than this many failures...
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after: usize,
+    /// ...within this window.
+    #[serde(default = "default_unhealthy_window")]
+    pub unhealthy_window: Millis,
+}
+
+fn default_unhealthy_after() -> usize {
+    5
+}
+fn default_unhealthy_window() -> Millis {
+    Millis(std::time::Duration::from_secs(60))
 }
 
 fn default_memory_limit() -> ByteSize {

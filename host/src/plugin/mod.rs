@@ -47,6 +47,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     compiled: Arc<Mutex<HashMap<String, Component>>>,
+    stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
 }
 
 /// Counters of one plugin, kept across reloads while its bytes stay the same.
@@ -54,6 +55,53 @@ pub struct Runtime {
 pub struct PluginStats {
     pub instantiations: AtomicU64,
     pub failures: AtomicU64,
+    /// When recent failures happened, for the health verdict.
+    recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl PluginStats {
+    /// Records a failure; returns true if this one made the plugin unhealthy.
+    pub fn record_failure(&self, health: &HealthPolicy) -> bool {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Ok(mut recent) = self.recent.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let was_healthy = Self::prune(&mut recent, now, health) <= health.max_failures;
+        recent.push_back(now);
+        was_healthy && recent.len() > health.max_failures
+    }
+
+    /// Failures within the health window.
+    pub fn recent_failures(&self, health: &HealthPolicy) -> usize {
+        self.recent.lock().map_or(0, |mut r| {
+            Self::prune(&mut r, std::time::Instant::now(), health)
+        })
+    }
+
+    fn prune(
+        recent: &mut std::collections::VecDeque<std::time::Instant>,
+        now: std::time::Instant,
+        health: &HealthPolicy,
+    ) -> usize {
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > health.window)
+        {
+            recent.pop_front();
+        }
+        recent.len()
+    }
+}
+
+/// A plugin is reported unhealthy (admin API, log) after more than `max_failures` failures
+/// (traps, timeouts, memory limit, invalid decisions) within `window`. Requests are still
+/// handled per `on_error`; the verdict is for operators.
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    pub max_failures: usize,
+    pub window: Duration,
 }
 
 /// The hex SHA-256 of a component's bytes.
@@ -115,6 +163,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             compiled: Arc::new(Mutex::new(HashMap::new())),
+            stats: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -182,11 +231,15 @@ impl Runtime {
         Ok(LoadedPlugin {
             name: name.into(),
             path: path.to_path_buf(),
-            digest,
             pre,
             settings,
             engine: self.engine.clone(),
-            stats: Arc::new(PluginStats::default()),
+            stats: self
+                .stats
+                .lock()
+                .map(|mut s| s.entry(format!("{name}@{digest}")).or_default().clone())
+                .unwrap_or_default(),
+            digest,
         })
     }
 
@@ -196,6 +249,9 @@ impl Runtime {
         if let Ok(mut cache) = self.compiled.lock() {
             cache.retain(|d, _| keep.contains(&d.as_str()));
         }
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.retain(|k, _| k.split_once('@').is_some_and(|(_, d)| keep.contains(&d)));
+        }
     }
 }
 
@@ -203,6 +259,7 @@ impl Runtime {
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
     pub policy: InstancePolicy,
+    pub health: HealthPolicy,
     pub memory_limit: usize,
     pub hook_timeout: Duration,
     pub pool_max_requests: u64,
@@ -214,6 +271,10 @@ impl PluginSettings {
     pub fn from_config(c: &PluginConfig) -> Self {
         PluginSettings {
             policy: c.instances,
+            health: HealthPolicy {
+                max_failures: c.unhealthy_after,
+                window: c.unhealthy_window.0,
+            },
             memory_limit: c.memory_limit.as_usize(),
             hook_timeout: c.hook_timeout.0,
             pool_max_requests: c.pool_max_requests,
