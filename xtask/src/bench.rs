@@ -384,3 +384,110 @@ fn tempdir() -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// A raw HTTP/1.1 GET (the xtask has no HTTP client dependency): returns the body.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+fn generation(admin: u16) -> Result<u64> {
+    let body = http_get(admin, "/config")?;
+    body.lines()
+        .find_map(|l| l.trim().strip_prefix("\"generation\": "))
+        .and_then(|v| v.trim_end_matches(',').parse().ok())
+        .context("no generation in /config")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `cargo xtask bench-swaps [N]`: swaps a plugin file N times (default 1000) between two builds,
+/// waiting for each reload, and prints the gateway's RSS after 10 swaps and after N. Old
+/// compiled code must be dropped once unused, so the two should be close.
+pub fn swaps(args: &[String]) -> Result<()> {
+    let n: u64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(1000);
+    plugins()?;
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "weir",
+        ]),
+    )?;
+    let root = std::env::current_dir()?;
+    let built = root.join("plugins/target/wasm32-wasip2/release");
+    let builds = [
+        std::fs::read(built.join("probe.wasm"))?,
+        std::fs::read(built.join("probe_b.wasm"))?,
+    ];
+    let dir = tempdir()?;
+    let plugin = dir.join("probe.wasm");
+    std::fs::write(&plugin, &builds[0])?;
+    let (port, admin) = (free_port()?, free_port()?);
+    let config = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+         [reload]\npoll_interval = \"20ms\"\n[upstreams.a]\nendpoints = [\"http://127.0.0.1:9\"]\n\
+         [plugins.probe]\npath = {:?}\ninstances = \"pooled\"\n\
+         [[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"probe\", config = {{ respond = 200 }} }}]\n",
+        plugin.display().to_string()
+    );
+    let weir = root.join("target/release/weir");
+    let guard = start_weir(&weir, &dir, "swaps", &config, port)?;
+    let pid = guard.0.id();
+    let started = Instant::now();
+    let mut after_10 = 0;
+    for i in 1..=n {
+        let before = generation(admin)?;
+        let tmp = dir.join("probe.wasm.tmp");
+        std::fs::write(&tmp, &builds[usize::try_from(i % 2)?])?;
+        std::fs::rename(&tmp, &plugin)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while generation(admin)? == before {
+            if Instant::now() > deadline {
+                bail!("swap {i} was not picked up within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if i == 10 {
+            after_10 = rss_kib(pid);
+        }
+        if i % 100 == 0 || i == 10 {
+            eprintln!("after {i} swaps: RSS {} MiB", rss_kib(pid) / 1024);
+        }
+    }
+    let after_n = rss_kib(pid);
+    let ratio = after_n as f64 / after_10.max(1) as f64;
+    println!(
+        "\n## Plugin swaps ({n}, {:.1} s)\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!("| after | RSS |\n|---|---:|");
+    println!("| 10 swaps | {} MiB |", after_10 / 1024);
+    println!("| {n} swaps | {} MiB |", after_n / 1024);
+    println!(
+        "\nRSS after {n} / after 10: {ratio:.2} (target ≤ 1.20: {})",
+        if ratio <= 1.2 { "met" } else { "NOT met" }
+    );
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! - `test`:    everything CI runs (installs what the tests need first).
 //! - `plugins`: build the first-party plugins for wasm32-wasip2.
 //! - `bench`:   the benchmark: backend, Weir with 0 and 3 plugins, nginx; prints ratios.
+//! - `bench-swaps [N]`: swap a plugin N times under the file watcher; prints RSS after 10 and N.
 
 mod bench;
 
@@ -20,8 +21,9 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("plugins") => plugins(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("bench-swaps") => bench::swaps(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|plugins|bench>");
+            eprintln!("usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]>");
             std::process::exit(2);
         }
     }

@@ -137,6 +137,9 @@ impl Runtime {
             .pagemap_scan(wasmtime::Enabled::Auto)
             .linear_memory_keep_resident(2 << 20)
             .decommit_batch_size(16)
+            // Slots keep a module's pages warm for its next instance. Bounded, so that swapping
+            // plugins (every swap is a new module) does not grow RSS by a slot per swap.
+            .max_unused_warm_slots(16)
             .max_memory_size(1 << 30);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
