@@ -446,3 +446,42 @@ async fn a_repeatedly_failing_plugin_is_reported_unhealthy() {
         gw.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_compiled_plugins_from_the_disk_cache() {
+    let backend = Backend::start("a").await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let body = format!(
+        "[runtime]\ncache_dir = {:?}\n[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"probe\", config = {{ tag = \"t\" }} }}]\n",
+        cache.path().display().to_string(),
+        backend.endpoint(),
+        plugins_toml(&[("probe", "")]),
+    );
+    let cold = Gateway::start(&body);
+    assert_eq!(tag_of(&cold.url("/")).await.as_deref(), Ok("t"));
+    assert!(cold.log().contains("compiling plugin"), "{}", cold.log());
+    drop(cold);
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1, "one compiled component stored");
+
+    let warm = Gateway::start(&body);
+    assert_eq!(tag_of(&warm.url("/")).await.as_deref(), Ok("t"));
+    let log = warm.log();
+    assert!(
+        log.contains("loaded compiled plugin from the cache"),
+        "{log}"
+    );
+    assert!(!log.contains("compiling plugin"), "{log}");
+    drop(warm);
+
+    // A damaged cache file is not trusted blindly: it is replaced by a fresh compilation.
+    std::fs::write(files[0].path(), b"garbage").expect("corrupt the cache");
+    let again = Gateway::start(&body);
+    assert_eq!(tag_of(&again.url("/")).await.as_deref(), Ok("t"));
+    let log = again.log();
+    assert!(log.contains("unusable cached plugin; recompiling"), "{log}");
+    assert!(log.contains("compiling plugin"), "{log}");
+}

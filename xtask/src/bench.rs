@@ -491,3 +491,53 @@ pub fn swaps(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `cargo xtask bench-start`: time from starting the release gateway with the 3-plugin chain to
+/// its listener accepting, with an empty compiled-plugin cache (cold) and with the cache the
+/// first start filled (warm). Median of 5 starts each.
+pub fn start(_args: &[String]) -> Result<()> {
+    plugins()?;
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "weir",
+        ]),
+    )?;
+    let root = std::env::current_dir()?;
+    let weir = root.join("target/release/weir");
+    let plugin_dir = root.join("plugins/target/wasm32-wasip2/release");
+    let dir = tempdir()?;
+    let time_start = |cache: &Path| -> Result<Duration> {
+        let port = free_port()?;
+        let config = format!(
+            "[runtime]\ncache_dir = {:?}\n{}",
+            cache.display().to_string(),
+            weir_config(port, 9, &plugin_dir, Some("pooled"))
+        );
+        let t = Instant::now();
+        let guard = start_weir(&weir, &dir, "start", &config, port)?;
+        let took = t.elapsed();
+        drop(guard);
+        Ok(took)
+    };
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for i in 0..5 {
+        let cache = dir.join(format!("cache-{i}"));
+        cold.push(time_start(&cache)?);
+        warm.push(time_start(&cache)?);
+    }
+    cold.sort();
+    warm.sort();
+    println!("\n## Startup with 3 plugins (median of 5)\n");
+    println!("| cache | time to listening |\n|---|---:|");
+    println!("| cold (compile) | {:.0} ms |", cold[2].as_secs_f64() * 1e3);
+    println!(
+        "| warm (load compiled) | {:.0} ms |",
+        warm[2].as_secs_f64() * 1e3
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! - `plugins`: build the first-party plugins for wasm32-wasip2.
 //! - `bench`:   the benchmark: backend, Weir with 0 and 3 plugins, nginx; prints ratios.
 //! - `bench-swaps [N]`: swap a plugin N times under the file watcher; prints RSS after 10 and N.
+//! - `bench-start`: startup time with a cold and a warm compiled-plugin cache.
 
 mod bench;
 
@@ -22,8 +23,9 @@ fn main() -> Result<()> {
         Some("plugins") => plugins(),
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-swaps") => bench::swaps(&args[1..]),
+        Some("bench-start") => bench::start(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]>");
+            eprintln!("usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start>");
             std::process::exit(2);
         }
     }

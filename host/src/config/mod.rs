@@ -193,6 +193,9 @@ pub struct RuntimeConfig {
     /// Worker threads, each running its own event loop with its own listener sockets
     /// (SO_REUSEPORT) and upstream connection pools. Default: one per CPU.
     pub workers: Option<usize>,
+    /// Where compiled plugins are kept between restarts (`""` disables the cache). Default:
+    /// `$XDG_CACHE_HOME/weir/compiled` or `~/.cache/weir/compiled`.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -200,6 +203,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             max_instances: 1000,
             workers: None,
+            cache_dir: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! per-hook CPU deadline (epoch interruption).
 
 mod bindings;
+mod disk_cache;
 mod host;
 mod instance;
 mod output;
@@ -48,6 +49,7 @@ pub struct Runtime {
     linker: Arc<Linker<HostState>>,
     compiled: Arc<Mutex<HashMap<String, Component>>>,
     stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
+    disk: Option<Arc<disk_cache::DiskCache>>,
 }
 
 /// Counters of one plugin, kept across reloads while its bytes stay the same.
@@ -162,11 +164,17 @@ impl Runtime {
                 }
             })?;
 
+        let disk = match &config.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => disk_cache::DiskCache::open(dir, &engine).map(Arc::new),
+            None => disk_cache::DiskCache::open(&disk_cache::default_dir(), &engine).map(Arc::new),
+        };
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             compiled: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(Mutex::new(HashMap::new())),
+            disk,
         })
     }
 
@@ -207,6 +215,11 @@ impl Runtime {
             .lock()
             .ok()
             .and_then(|c| c.get(&digest).cloned());
+        let cached = cached.or_else(|| {
+            let c = self.disk.as_ref()?.load(&self.engine, &digest)?;
+            tracing::info!(plugin = name, %digest, "loaded compiled plugin from the cache");
+            Some(c)
+        });
         let component = match cached {
             Some(c) => c,
             None => {
@@ -216,12 +229,15 @@ impl Runtime {
                         path: path.to_path_buf(),
                         reason: format!("{e:#}"),
                     })?;
-                if let Ok(mut cache) = self.compiled.lock() {
-                    cache.insert(digest.clone(), c.clone());
+                if let Some(disk) = &self.disk {
+                    disk.store(&digest, &c);
                 }
                 c
             }
         };
+        if let Ok(mut cache) = self.compiled.lock() {
+            cache.insert(digest.clone(), component.clone());
+        }
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
