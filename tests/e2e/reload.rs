@@ -485,3 +485,33 @@ async fn a_restart_loads_compiled_plugins_from_the_disk_cache() {
     assert!(log.contains("unusable cached plugin; recompiling"), "{log}");
     assert!(log.contains("compiling plugin"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_when_the_file_watcher_is_off() {
+    let backend = Backend::start("a").await;
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin_copy = dir.path().join("probe.wasm");
+    std::fs::copy(plugin("probe"), &plugin_copy).expect("copy plugin");
+    let unwatched = |tag: &str| {
+        config(&backend, &plugin_copy, tag, port, "")
+            .replace("[reload]\n", "[reload]\nwatch = false\n")
+    };
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, unwatched("before")).expect("write");
+    let gw = Gateway::start_file(
+        dir,
+        &path,
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+    );
+    gw.write_config(&unwatched("after"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        tag_of(&gw.url("/")).await.as_deref(),
+        Ok("before"),
+        "no watcher"
+    );
+    gw.signal("HUP");
+    wait_for_tag(&gw.url("/"), "after", Duration::from_secs(2)).await;
+    assert!(gw.log().contains("trigger=\"SIGHUP\""), "{}", gw.log());
+}
