@@ -222,18 +222,7 @@ chain = [
 pub fn bench(args: &[String]) -> Result<()> {
     let o = options(args)?;
     ensure_tools()?;
-    plugins()?;
-    sh(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "weir",
-        ]),
-    )?;
-    let root = std::env::current_dir()?;
-    let weir = root.join("target/release/weir");
-    let plugin_dir = root.join("plugins/target/wasm32-wasip2/release");
+    let (weir, plugin_dir) = build_release()?;
     let dir = tempdir()?;
 
     let backend = free_port()?;
@@ -379,6 +368,24 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Builds the plugins and the release gateway; returns the binary and the plugins' directory.
+fn build_release() -> Result<(PathBuf, PathBuf)> {
+    plugins()?;
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "weir",
+        ]),
+    )?;
+    let root = std::env::current_dir()?;
+    Ok((
+        root.join("target/release/weir"),
+        root.join("plugins/target/wasm32-wasip2/release"),
+    ))
+}
+
 fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -424,17 +431,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// compiled code must be dropped once unused, so the two should be close.
 pub fn swaps(args: &[String]) -> Result<()> {
     let n: u64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    plugins()?;
-    sh(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "weir",
-        ]),
-    )?;
-    let root = std::env::current_dir()?;
-    let built = root.join("plugins/target/wasm32-wasip2/release");
+    let (weir, built) = build_release()?;
     let builds = [
         std::fs::read(built.join("probe.wasm"))?,
         std::fs::read(built.join("probe_b.wasm"))?,
@@ -450,7 +447,6 @@ pub fn swaps(args: &[String]) -> Result<()> {
          [[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"probe\", config = {{ respond = 200 }} }}]\n",
         plugin.display().to_string()
     );
-    let weir = root.join("target/release/weir");
     let guard = start_weir(&weir, &dir, "swaps", &config, port)?;
     let pid = guard.0.id();
     let started = Instant::now();
@@ -496,18 +492,7 @@ pub fn swaps(args: &[String]) -> Result<()> {
 /// its listener accepting, with an empty compiled-plugin cache (cold) and with the cache the
 /// first start filled (warm). Median of 5 starts each.
 pub fn start(_args: &[String]) -> Result<()> {
-    plugins()?;
-    sh(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "weir",
-        ]),
-    )?;
-    let root = std::env::current_dir()?;
-    let weir = root.join("target/release/weir");
-    let plugin_dir = root.join("plugins/target/wasm32-wasip2/release");
+    let (weir, plugin_dir) = build_release()?;
     let dir = tempdir()?;
     let time_start = |cache: &Path| -> Result<Duration> {
         let port = free_port()?;

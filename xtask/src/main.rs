@@ -160,27 +160,19 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    sh(cargo().args([
-        "clippy",
-        "--release",
-        "--target",
-        "wasm32-wasip2",
-        "--manifest-path",
-        "plugins/Cargo.toml",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    sh(cargo().args([
-        "clippy",
-        "--release",
-        "--target",
-        "wasm32-wasip2",
-        "--manifest-path",
-        "sdk/rust/Cargo.toml",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    // Guest crates build for wasm32-wasip2 only.
+    for manifest in ["plugins/Cargo.toml", "sdk/rust/Cargo.toml"] {
+        sh(cargo().args([
+            "clippy",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            manifest,
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
     sh(cargo().args(["test", "--workspace"]))
 }
