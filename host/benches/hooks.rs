@@ -38,6 +38,29 @@ fn exchange() -> Box<Exchange> {
     })
 }
 
+/// Times a whole fresh instance per iteration: store + instantiate + `init` + one hook + drop.
+async fn fresh_samples(
+    plugin: &weir::plugin::LoadedPlugin,
+    config: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    let mut ex = exchange();
+    for _ in 0..ITERATIONS {
+        let t = Instant::now();
+        let mut instance = PluginInstance::new(plugin, config).await?;
+        let (back, result) = instance.on_request(ex).await;
+        drop(instance);
+        samples.push(t.elapsed());
+        anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
+        ex = back;
+        // api-key strips the key; put it back so every call does the same work.
+        ex.request
+            .headers
+            .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+    }
+    Ok(samples)
+}
+
 fn summary(name: &str, mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
@@ -94,34 +117,11 @@ fn main() -> anyhow::Result<()> {
         let pooled = summary("pooled: one on-request hook", samples);
 
         // Fresh instance per request: store + instantiate + init + hook + drop.
-        let mut samples = Vec::with_capacity(ITERATIONS);
-        let mut ex = exchange();
-        for _ in 0..ITERATIONS {
-            let t = Instant::now();
-            let mut instance = PluginInstance::new(&plugin, config).await?;
-            let (back, result) = instance.on_request(ex).await;
-            drop(instance);
-            samples.push(t.elapsed());
-            anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
-            ex = back;
-            ex.request
-                .headers
-                .insert("x-api-key", http::HeaderValue::from_static("k-1"));
-        }
+        let samples = fresh_samples(&plugin, config).await?;
         let fresh = summary("fresh: instantiate + init + hook + drop", samples);
 
         // The same with a plugin whose init has nothing to parse, to show the config's share.
-        let mut samples = Vec::with_capacity(ITERATIONS);
-        let mut ex = exchange();
-        for _ in 0..ITERATIONS {
-            let t = Instant::now();
-            let mut instance = PluginInstance::new(&probe, "{}").await?;
-            let (back, result) = instance.on_request(ex).await;
-            drop(instance);
-            samples.push(t.elapsed());
-            anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
-            ex = back;
-        }
+        let samples = fresh_samples(&probe, "{}").await?;
         summary("fresh, empty config (probe): same steps", samples);
         println!(
             "fresh/pooled cost ratio: {:.1}x   (target: fresh ≤ 20 µs: {})",

@@ -7,17 +7,29 @@ fn probe(cfg: &str) -> String {
     format!("{{ plugin = \"probe\", config = {{ {cfg} }} }}")
 }
 
+/// A gateway with one catch-all route `r` to `backend` whose chain is `chain` (probe entries),
+/// the probe plugin configured with `settings`.
+fn probe_route(backend: &Backend, settings: &str, chain: &[String]) -> Gateway {
+    Gateway::start(&format!(
+        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}]\n",
+        backend.endpoint(),
+        plugins_toml(&[("probe", settings)]),
+        chain.join(", ")
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_hooks_in_order_response_hooks_in_reverse() {
     let a = Backend::start("a").await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}, {}, {}]\n",
-        a.endpoint(),
-        plugins_toml(&[("probe", "")]),
-        probe("tag = \"one\""),
-        probe("tag = \"two\""),
-        probe("tag = \"three\""),
-    ));
+    let gw = probe_route(
+        &a,
+        "",
+        &[
+            probe("tag = \"one\""),
+            probe("tag = \"two\""),
+            probe("tag = \"three\""),
+        ],
+    );
     let r = get(&gw.url("/")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.seen("x-chain").as_deref(), Some("one,two,three"));
@@ -33,14 +45,15 @@ async fn request_hooks_in_order_response_hooks_in_reverse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_circuit_skips_rest_and_runs_earlier_response_hooks() {
     let a = Backend::start("a").await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}, {}, {}]\n",
-        a.endpoint(),
-        plugins_toml(&[("probe", "")]),
-        probe("tag = \"first\""),
-        probe("tag = \"guard\", respond = 403"),
-        probe("tag = \"never\""),
-    ));
+    let gw = probe_route(
+        &a,
+        "",
+        &[
+            probe("tag = \"first\""),
+            probe("tag = \"guard\", respond = 403"),
+            probe("tag = \"never\""),
+        ],
+    );
     let r = get(&gw.url("/")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.text(), "answered by guard");
@@ -62,13 +75,14 @@ async fn short_circuit_skips_rest_and_runs_earlier_response_hooks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_is_shared_within_a_request_only() {
     let a = Backend::start("a").await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}, {}]\n",
-        a.endpoint(),
-        plugins_toml(&[("probe", "instances = \"pooled\"")]),
-        probe("set_principal = \"alice\", set_context = { tenant = \"acme\" }"),
-        probe("echo_context = [\"principal\", \"tenant\"]"),
-    ));
+    let gw = probe_route(
+        &a,
+        "instances = \"pooled\"",
+        &[
+            probe("set_principal = \"alice\", set_context = { tenant = \"acme\" }"),
+            probe("echo_context = [\"principal\", \"tenant\"]"),
+        ],
+    );
     let r = get(&gw.url("/x")).await;
     assert_eq!(r.seen("x-ctx-principal").as_deref(), Some("alice"));
     assert_eq!(r.seen("x-ctx-tenant").as_deref(), Some("acme"));
@@ -105,12 +119,7 @@ async fn context_does_not_leak_between_requests_on_pooled_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_instances_share_nothing() {
     let a = Backend::start("a").await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}]\n",
-        a.endpoint(),
-        plugins_toml(&[("probe", "")]),
-        probe("count = true"),
-    ));
+    let gw = probe_route(&a, "", &[probe("count = true")]);
     for _ in 0..3 {
         let r = get(&gw.url("/")).await;
         assert_eq!(
@@ -124,12 +133,11 @@ async fn fresh_instances_share_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_see_and_change_bodies_when_they_ask() {
     let a = Backend::start("a").await;
-    let gw = Gateway::start(&format!(
-        "[upstreams.a]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{}]\n",
-        a.endpoint(),
-        plugins_toml(&[("probe", "")]),
-        probe("upper_body = true, response_suffix = \"<<tail\""),
-    ));
+    let gw = probe_route(
+        &a,
+        "",
+        &[probe("upper_body = true, response_suffix = \"<<tail\"")],
+    );
     let r = post(&gw.url("/"), "hello body").await;
     assert_eq!(r.status, 200);
     let text = r.text();
