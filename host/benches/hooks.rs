@@ -93,10 +93,15 @@ fn main() -> anyhow::Result<()> {
         pool_max_memory: usize::MAX,
         pool_max_idle: 64,
     };
-    let plugin = runtime.load("api-key", &wasm, settings)?;
+    let plugin = runtime.load("api-key", &wasm, settings, Default::default())?;
     let config = r#"{"keys":{"k-1":"alice"}}"#;
     let probe_wasm = root.join("plugins/target/wasm32-wasip2/release/probe.wasm");
-    let probe = runtime.load("probe", &probe_wasm, plugin.settings.clone())?;
+    let probe = runtime.load(
+        "probe",
+        &probe_wasm,
+        plugin.settings.clone(),
+        Default::default(),
+    )?;
 
     rt.block_on(async {
         // Reused instance: one hook call.

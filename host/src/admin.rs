@@ -117,6 +117,7 @@ async fn handle(
         }
         (Method::GET, "/config") => config(gateway),
         (Method::GET, "/plugins") => plugins(gateway),
+        (Method::GET, "/metrics") => metrics(gateway),
         (Method::POST, "/reload") => match gateway.reload("admin API", &HashMap::new()).await {
             Ok(generation) => reply(StatusCode::OK, json!({"generation": generation})),
             Err(d) => reply(
@@ -191,6 +192,47 @@ fn plugins(gateway: &Gateway) -> Response<Body> {
         .collect();
     out.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
     reply(StatusCode::OK, json!({"plugins": out}))
+}
+
+/// Prometheus text format: the gateway's plugin counters, then what plugins recorded through
+/// the `metrics` capability. (Request metrics and OTLP export are the observability work.)
+fn metrics(gateway: &Gateway) -> Response<Body> {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let snap = gateway.current();
+    let mut plugins: Vec<_> = snap.plugins.values().collect();
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = String::new();
+    type Read = fn(&crate::plugin::LoadedPlugin) -> u64;
+    let families: [(&str, &str, Read); 2] = [
+        (
+            "weir_plugin_instantiations_total",
+            "Plugin instances created.",
+            |p| p.stats.instantiations.load(Relaxed),
+        ),
+        (
+            "weir_plugin_failures_total",
+            "Plugin hook failures (traps, timeouts, memory limit, invalid decisions).",
+            |p| p.stats.failures.load(Relaxed),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for p in &plugins {
+            let labels = crate::capability::metrics::label_set(
+                &[("plugin".to_string(), p.name.to_string())],
+                None,
+            );
+            let _ = writeln!(out, "{name}{labels} {}", value(p));
+        }
+    }
+    gateway.runtime.services.metrics.render(&mut out);
+    let mut resp = Response::new(crate::body::full(out));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
 
 async fn upload(gateway: &Gateway, name: String, req: Request<Incoming>) -> Response<Body> {

@@ -9,7 +9,7 @@
 use crate::config::{InstancePolicy, OnError};
 use crate::exchange::Exchange;
 use crate::plugin::{
-    HookFailure, InstancePool, LoadedPlugin, LocalResponse, PluginInfo, PluginInstance,
+    BodyAccess, HookFailure, InstancePool, LoadedPlugin, LocalResponse, PluginInfo, PluginInstance,
     RequestDecision, ResponseDecision,
 };
 use bytes::Bytes;
@@ -73,23 +73,62 @@ pub struct Chain {
     pub response_body_limit: Option<u64>,
 }
 
+fn buffered(access: &BodyAccess) -> Option<u32> {
+    match access {
+        BodyAccess::Buffered(n) => Some(*n),
+        _ => None,
+    }
+}
+
 impl Chain {
     pub fn new(entries: Vec<ChainEntry>) -> Chain {
         let request_body_limit = entries
             .iter()
-            .filter_map(|e| e.info.request_body_limit)
+            .filter_map(|e| buffered(&e.info.request_body))
             .max()
             .map(u64::from);
         let response_body_limit = entries
             .iter()
             .filter(|e| e.info.response_hook)
-            .filter_map(|e| e.info.response_body_limit)
+            .filter_map(|e| buffered(&e.info.response_body))
             .max()
             .map(u64::from);
         Chain {
             entries,
             request_body_limit,
             response_body_limit,
+        }
+    }
+}
+
+impl ChainEntry {
+    /// Whether this entry's instance is needed after its request hook.
+    fn needed_later(&self) -> bool {
+        self.info.response_hook
+            || matches!(self.info.request_body, BodyAccess::Streamed)
+            || matches!(self.info.response_body, BodyAccess::Streamed)
+    }
+}
+
+/// An instance kept after its request hook for later calls (response hook, body chunks),
+/// possibly from two places at once (a request body still streaming up while the response
+/// arrives). The last holder gives it back to its pool.
+pub struct Held {
+    route: Arc<crate::snapshot::Route>,
+    pub index: usize,
+    pub instance: tokio::sync::Mutex<Option<PluginInstance>>,
+}
+
+impl Held {
+    pub fn entry(&self) -> &ChainEntry {
+        &self.route.chain.entries[self.index]
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.get_mut().take() {
+            self.route.chain.entries[self.index].release(instance);
         }
     }
 }
@@ -142,11 +181,11 @@ pub enum RequestOutcome {
     Respond(Local),
 }
 
-/// The state of one request's chain: the instances of plugins whose response hook must run.
+/// The state of one request's chain: the instances of plugins that ran and are needed later.
 pub struct ChainRun {
     route: Arc<crate::snapshot::Route>,
-    /// (entry index, instance) for plugins that ran and want a response hook, in chain order.
-    ran: Vec<(usize, PluginInstance)>,
+    /// Plugins that ran and want a response hook or a streamed body, in chain order.
+    ran: Vec<Arc<Held>>,
 }
 
 impl ChainRun {
@@ -157,8 +196,22 @@ impl ChainRun {
         }
     }
 
-    pub fn has_response_hooks(&self) -> bool {
+    /// Whether any plugin is still needed after the request phase.
+    pub fn is_active(&self) -> bool {
         !self.ran.is_empty()
+    }
+
+    pub fn has_response_hooks(&self) -> bool {
+        self.ran.iter().any(|h| h.entry().info.response_hook)
+    }
+
+    /// The plugins that stream the request body, in chain order.
+    pub fn request_streamers(&self) -> Vec<Arc<Held>> {
+        self.ran
+            .iter()
+            .filter(|h| matches!(h.entry().info.request_body, BodyAccess::Streamed))
+            .cloned()
+            .collect()
     }
 
     /// Runs the request hooks in order. `upstream_exists` checks a plugin's `route` target.
@@ -209,11 +262,27 @@ impl ChainRun {
     }
 
     /// Runs the response hooks in reverse order on `ex.response`. A `replace` decision or a
-    /// fail-closed error replaces the response head and sets `ex.response_body`.
-    pub async fn response_phase(&mut self, mut ex: Box<Exchange>) -> Box<Exchange> {
-        let route = self.route.clone();
-        while let Some((i, mut instance)) = self.ran.pop() {
-            let entry = &route.chain.entries[i];
+    /// fail-closed error replaces the response head and sets `ex.response_body`. Returns the
+    /// plugins that stream the response body, in the order the body passes them (reverse chain
+    /// order), minus any whose response hook failed.
+    pub async fn response_phase(
+        &mut self,
+        mut ex: Box<Exchange>,
+    ) -> (Box<Exchange>, Vec<Arc<Held>>) {
+        let mut streamers = Vec::new();
+        while let Some(held) = self.ran.pop() {
+            let entry = held.entry();
+            let streams = matches!(entry.info.response_body, BodyAccess::Streamed);
+            if !entry.info.response_hook {
+                if streams {
+                    streamers.push(held);
+                }
+                continue;
+            }
+            let mut slot = held.instance.lock().await;
+            let Some(instance) = slot.as_mut() else {
+                continue;
+            };
             let (back, result) = instance.on_response(ex).await;
             ex = back;
             let result = result.and_then(|d| match d {
@@ -221,26 +290,33 @@ impl ChainRun {
                 ResponseDecision::Replace(r) => Local::from_plugin(r).map(Some),
             });
             let replacement = match result {
-                Ok(r) => {
-                    entry.release(instance);
-                    r
-                }
+                Ok(r) => r,
                 Err(failure) => {
-                    drop(instance);
+                    // A failed instance is never reused; nor does it see the body.
+                    slot.take();
                     self.failed(entry, failure)
                 }
             };
+            let keep = streams && slot.is_some();
+            drop(slot);
+            if keep {
+                streamers.push(held.clone());
+            }
             if let Some(local) = replacement {
                 replace_response(&mut ex, local);
             }
         }
-        ex
+        (ex, streamers)
     }
 
     fn keep(&mut self, i: usize, instance: PluginInstance) {
         let entry = &self.route.chain.entries[i];
-        if entry.info.response_hook {
-            self.ran.push((i, instance));
+        if entry.needed_later() {
+            self.ran.push(Arc::new(Held {
+                route: self.route.clone(),
+                index: i,
+                instance: tokio::sync::Mutex::new(Some(instance)),
+            }));
         } else {
             entry.release(instance);
         }
@@ -248,35 +324,40 @@ impl ChainRun {
 
     /// Applies `on_error`: a 500 to answer with (fail-closed), or `None` to skip (fail-open).
     fn failed(&self, entry: &ChainEntry, failure: HookFailure) -> Option<Local> {
-        let plugin = &*entry.plugin.name;
-        let route = &*self.route.name;
-        if entry
-            .plugin
-            .stats
-            .record_failure(&entry.plugin.settings.health)
-        {
-            tracing::warn!(
-                plugin,
-                route,
-                "plugin is now unhealthy: too many recent failures"
-            );
+        failed(&self.route.name, entry, failure)
+    }
+}
+
+/// Applies an entry's `on_error` to a failure: a 500 to answer with (fail-closed), or `None` to
+/// skip the plugin (fail-open). Counts the failure for the plugin's health.
+pub fn failed(route: &str, entry: &ChainEntry, failure: HookFailure) -> Option<Local> {
+    let plugin = &*entry.plugin.name;
+    if entry
+        .plugin
+        .stats
+        .record_failure(&entry.plugin.settings.health)
+    {
+        tracing::warn!(
+            plugin,
+            route,
+            "plugin is now unhealthy: too many recent failures"
+        );
+    }
+    match entry.on_error {
+        OnError::FailOpen => {
+            tracing::warn!(plugin, route, %failure, "plugin failed; skipped (fail-open)");
+            None
         }
-        match entry.on_error {
-            OnError::FailOpen => {
-                tracing::warn!(plugin, route, %failure, "plugin failed; skipped (fail-open)");
-                None
-            }
-            OnError::FailClosed => {
-                tracing::error!(plugin, route, %failure, "plugin failed; request refused (fail-closed)");
-                let mut local = Local::text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("weir: plugin \"{plugin}\" on route \"{route}\" {failure}\n"),
-                );
-                local
-                    .headers
-                    .insert("x-weir-error", HeaderValue::from_static("plugin"));
-                Some(local)
-            }
+        OnError::FailClosed => {
+            tracing::error!(plugin, route, %failure, "plugin failed; request refused (fail-closed)");
+            let mut local = Local::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("weir: plugin \"{plugin}\" on route \"{route}\" {failure}\n"),
+            );
+            local
+                .headers
+                .insert("x-weir-error", HeaderValue::from_static("plugin"));
+            Some(local)
         }
     }
 }
@@ -288,13 +369,4 @@ pub fn replace_response(ex: &mut Exchange, local: Local) {
     parts.headers = local.headers;
     ex.response = Some(parts);
     ex.response_body = Some(local.body);
-}
-
-impl Drop for ChainRun {
-    /// Pooled instances of a request that ended early (e.g. the client went away) go back.
-    fn drop(&mut self) {
-        for (i, instance) in self.ran.drain(..) {
-            self.route.chain.entries[i].release(instance);
-        }
-    }
 }

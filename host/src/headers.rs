@@ -97,6 +97,20 @@ pub fn set_forwarded(
 }
 
 /// Approximate size of a header block as sent in HTTP/1.1 (`name: value\r\n` each).
+/// Header fields as (name, value) pairs in order, values decoded as UTF-8 with replacement
+/// characters (what the WIT's `field` promises plugins).
+pub fn to_fields(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn head_size(headers: &HeaderMap) -> usize {
     headers
         .iter()

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod capability;
 pub mod chain;
 pub mod config;
 pub mod demo_backend;
@@ -15,6 +16,7 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod stream;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -1,8 +1,10 @@
 //! The request path, top to bottom:
 //!
 //! listener → **route** → limits → hop-by-hop + rewrite + `x-forwarded-*` → (buffer body if a
-//! plugin asked) → **request chain** → **upstream** (or the local response) → (buffer response
-//! body if asked) → **response chain** (reverse) → client.
+//! plugin asked) → **request chain** → **upstream** (or the local response; the request body
+//! streams up through plugins that asked for it chunk by chunk) → (buffer response body if
+//! asked) → **response chain** (reverse) → client (the response body streaming through plugins
+//! that asked for it).
 //!
 //! Everything that can go wrong here ends as a response to the client: 404 (no route), 413/431
 //! (limits), 500 naming the plugin (fail-closed), 502/504 naming the upstream.
@@ -11,7 +13,9 @@ use crate::body::{self, Body, CollectError, Limited};
 use crate::chain::{ChainRun, Local, RequestOutcome, replace_response};
 use crate::exchange::{Context, Exchange, Phase};
 use crate::headers;
+use crate::plugin::Direction;
 use crate::snapshot::Snapshot;
+use crate::stream;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -156,7 +160,7 @@ pub async fn handle(
             } else {
                 std::mem::replace(&mut ex.request, http::Request::new(()).into_parts().0)
             };
-            let out_body = match ex.request_body.clone() {
+            let (mut head, mut out_body) = match ex.request_body.clone() {
                 Some(bytes) => {
                     let mut head = head;
                     set_length(&mut head.headers, bytes.len());
@@ -164,7 +168,13 @@ pub async fn handle(
                 }
                 None => (head, stream.take().map_or_else(body::empty, body::boxed)),
             };
-            let (head, out_body) = out_body;
+            // Plugins that stream the request body see it on its way up.
+            let streamers = run.request_streamers();
+            if !streamers.is_empty() {
+                head.headers.remove(http::header::CONTENT_LENGTH);
+                out_body =
+                    stream::filter(out_body, Direction::Request, streamers, route.name.clone());
+            }
             match target.send(Request::from_parts(head, out_body)).await {
                 Ok(mut resp) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -192,8 +202,10 @@ pub async fn handle(
     }
 
     // Response chain.
-    if run.has_response_hooks() {
-        if let Some(limit) = route.chain.response_body_limit
+    let mut streamers = Vec::new();
+    if run.is_active() {
+        if run.has_response_hooks()
+            && let Some(limit) = route.chain.response_body_limit
             && let Some(incoming) = upstream_body.take()
         {
             match body::collect_limited(incoming, limit).await {
@@ -210,7 +222,7 @@ pub async fn handle(
             }
         }
         ex.phase = Phase::Response;
-        ex = run.response_phase(ex).await;
+        (ex, streamers) = run.response_phase(ex).await;
     }
     drop(run);
 
@@ -232,6 +244,13 @@ pub async fn handle(
         (None, Some(incoming)) => body::boxed(incoming),
         (None, None) => body::empty(),
     };
+    // Plugins that stream the response body see it on its way down; its length may change.
+    let body = if streamers.is_empty() || head_request {
+        body
+    } else {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        stream::filter(body, Direction::Response, streamers, route.name.clone())
+    };
     if let (true, Some(down), Some(up)) = (is_upgrade, upgrade, upstream_upgrade) {
         tokio::spawn(tunnel(down, up));
     }
@@ -243,7 +262,8 @@ async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -
     replace_response(&mut ex, local);
     if run.has_response_hooks() {
         ex.phase = Phase::Response;
-        ex = run.response_phase(ex).await;
+        // A gateway error is not streamed through plugins.
+        (ex, _) = run.response_phase(ex).await;
     }
     let parts = ex
         .response

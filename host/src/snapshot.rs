@@ -2,6 +2,9 @@
 //! clients, and limits. It is built and validated completely from a [`Config`] before it serves
 //! anything; a request keeps the snapshot it started with until it ends.
 
+use crate::capability::kv::{KvHandle, KvStore};
+use crate::capability::outbound::OutboundGrant;
+use crate::capability::{Granted, PluginCapabilities};
 use crate::chain::{Chain, ChainEntry};
 use crate::config::{Config, Limits};
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -64,13 +67,46 @@ impl Snapshot {
             }
         }
 
+        let secrets = crate::capability::secrets::resolve(config).unwrap_or_else(|e| {
+            errors.extend(e);
+            HashMap::new()
+        });
+        let wants_kv = file
+            .plugins
+            .values()
+            .any(|p| p.get_ref().capabilities.kv.is_some());
+        let kv = if wants_kv {
+            match runtime
+                .services
+                .kv_store(&file.kv, file.runtime.worker_count())
+            {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    errors.push(Diagnostic::new(format!(
+                        "{}: [kv]: {e}",
+                        config.path.display()
+                    )));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
         let mut plugins = HashMap::new();
         for (name, p) in &file.plugins {
             let path = config.resolve(p.get_ref().path.get_ref());
             let settings = PluginSettings::from_config(p.get_ref());
+            let caps = Arc::new(capabilities(
+                p.get_ref(),
+                &upstreams,
+                &secrets,
+                kv.as_ref(),
+                runtime,
+            ));
             let loaded = match overrides.get(name) {
-                Some(bytes) => runtime.load_bytes(name, &path, bytes, settings),
-                None => runtime.load(name, &path, settings),
+                Some(bytes) => runtime.load_bytes(name, &path, bytes, settings, caps),
+                None => runtime.load(name, &path, settings, caps),
             };
             match loaded {
                 Ok(loaded) => {
@@ -151,5 +187,37 @@ impl Snapshot {
                 && r.matcher
                     .matches(&req.method, host, req.uri.path(), &req.headers)
         })
+    }
+}
+
+/// Resolves one plugin's grant against this snapshot's upstreams, secrets and stores.
+fn capabilities(
+    plugin: &crate::config::PluginConfig,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    secrets: &HashMap<String, Arc<str>>,
+    kv: Option<&Arc<KvStore>>,
+    runtime: &Runtime,
+) -> PluginCapabilities {
+    let g = &plugin.capabilities;
+    let pick = |names: &[toml::Spanned<String>]| -> Vec<String> {
+        names.iter().map(|n| n.get_ref().clone()).collect()
+    };
+    PluginCapabilities {
+        grants: Granted::from_config(g),
+        kv: match (&g.kv, kv) {
+            (Some(ns), Some(store)) => Some(KvHandle::new(store.clone(), ns.get_ref())),
+            _ => None,
+        },
+        outbound: OutboundGrant::new(
+            pick(&g.outbound)
+                .into_iter()
+                .filter_map(|n| Some((n.clone(), upstreams.get(&n)?.clone())))
+                .collect(),
+        ),
+        metrics: g.metrics.then(|| runtime.services.metrics.clone()),
+        secrets: pick(&g.secrets)
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), secrets.get(&n)?.clone())))
+            .collect(),
     }
 }

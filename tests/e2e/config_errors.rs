@@ -96,7 +96,7 @@ fn bad_plugin_files_are_refused_with_reasons() {
     );
     assert!(
         e[1].starts_with("error: weir.toml:10:8: plugin \"empty\": ")
-            && e[1].contains("does not implement the weir:plugin/plugin@0.1.0 world"),
+            && e[1].contains("does not implement the weir:plugin/plugin@0.2.0 world"),
         "{stderr}"
     );
     assert!(

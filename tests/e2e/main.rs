@@ -3,9 +3,11 @@
 
 mod support;
 
+mod capabilities;
 mod chain;
 mod config_errors;
 mod failures;
 mod protocols;
 mod reload;
 mod routing;
+mod streaming;

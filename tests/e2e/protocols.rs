@@ -120,13 +120,6 @@ fn start_with_pki(config: &str, addr: SocketAddr, pki: &Pki) -> Gateway {
     Gateway::start_file(dir, &path, addr)
 }
 
-/// A plain-HTTP client that speaks HTTP/2 with prior knowledge (h2c).
-fn h2c_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http()
-}
-
 /// Runs `fut` but fails the test if it takes longer than `secs`.
 async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), fut)

@@ -223,11 +223,13 @@ pub fn check(config: &str) -> (bool, String) {
 
 /// An echo backend on 127.0.0.1. It answers with JSON describing the request and honours:
 /// `/slow/MS` (wait before answering), `/bytes/N` (stream N bytes), `/upload` (count the body
-/// without keeping it), `/status/N`.
+/// without keeping it), `/status/N`, `/sse/N` (N events, one per second), `/events/N/MS` (N
+/// events spread over MS milliseconds).
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: &'static str,
     task: tokio::task::JoinHandle<()>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Backend {
@@ -236,24 +238,40 @@ impl Backend {
             .await
             .expect("bind backend");
         let addr = listener.local_addr().expect("addr");
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = hits.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| echo(name, req));
+                    let svc = service_fn(move |req| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        echo(name, req)
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
                 });
             }
         });
-        Backend { addr, name, task }
+        Backend {
+            addr,
+            name,
+            task,
+            hits,
+        }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Requests this backend has received.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -291,6 +309,29 @@ async fn echo(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let frame = hyper::body::Frame::data(Bytes::from(format!("data: event {i}\n\n")));
+            Some((Ok::<_, std::io::Error>(frame), i + 1))
+        });
+        return Ok(Response::builder()
+            .header("x-backend", name)
+            .header("content-type", "text/event-stream")
+            .body(http_body_util::StreamBody::new(stream).boxed())
+            .expect("response"));
+    }
+    if let Some((n, ms)) = path.strip_prefix("/events/").and_then(|s| {
+        let (n, ms) = s.split_once('/')?;
+        Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?))
+    }) {
+        // `n` server-sent events spread evenly over `ms` milliseconds, in batches of 10.
+        let pause = Duration::from_millis(ms * 10 / n.max(1));
+        let stream = futures_util::stream::unfold(0u64, move |i| async move {
+            if i == n {
+                return None;
+            }
+            if i > 0 && i % 10 == 0 {
+                tokio::time::sleep(pause).await;
+            }
+            let frame =
+                hyper::body::Frame::data(Bytes::from(format!("id: {i}\ndata: event {i}\n\n")));
             Some((Ok::<_, std::io::Error>(frame), i + 1))
         });
         return Ok(Response::builder()
@@ -399,6 +440,13 @@ impl Reply {
     }
 }
 
+/// A plain-HTTP client that speaks HTTP/2 with prior knowledge (h2c).
+pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
@@ -438,4 +486,51 @@ pub async fn post(url: &str, body: impl Into<Bytes>) -> Reply {
             .expect("request"),
     )
     .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+/// A real `redis-server` on a free loopback port, without persistence; killed on drop.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (installed by `cargo xtask test`)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -43,21 +43,13 @@ fn options(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Installs wrk and nginx from Debian if missing.
+/// Installs wrk, nginx and redis-server from Debian if missing.
 fn ensure_tools() -> Result<()> {
-    if have("wrk") && (have("nginx") || Path::new("/usr/sbin/nginx").exists()) {
-        return Ok(());
-    }
-    sh(Command::new("apt-get").args(["update", "-qq"]))?;
-    sh(Command::new("apt-get").args(["install", "-y", "-qq", "wrk", "nginx-light"]))
+    crate::ensure_debian(&[
+        ("wrk", "wrk"),
+        ("nginx", "nginx-light"),
+        ("redis-server", "redis-server"),
+    ])
 }
 
 fn nginx_bin() -> &'static str {
@@ -219,6 +211,17 @@ chain = [
     s
 }
 
+/// A route answered by the `fan-out` handler plugin making one outbound call to the backend:
+/// the plugin path for an upstream call, to compare with the host's own proxy path.
+fn weir_handler_config(port: u16, backend: u16, plugin_dir: &Path) -> String {
+    format!(
+        "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[upstreams.backend]\nendpoints = [\"http://127.0.0.1:{backend}\"]\n\
+         [plugins.fan-out]\npath = {:?}\ninstances = \"pooled\"\ncapabilities = {{ outbound = [\"backend\"] }}\n\
+         [[routes]]\nname = \"bench\"\nchain = [{{ plugin = \"fan-out\", config = {{ upstreams = [\"backend\"] }} }}]\n",
+        plugin_dir.join("fan_out.wasm").display().to_string()
+    )
+}
+
 pub fn bench(args: &[String]) -> Result<()> {
     let o = options(args)?;
     ensure_tools()?;
@@ -295,6 +298,18 @@ pub fn bench(args: &[String]) -> Result<()> {
                 )
             }),
         ),
+        (
+            "weir, handler plugin outbound",
+            Box::new(|port| {
+                start_weir(
+                    &weir,
+                    &dir,
+                    "handler",
+                    &weir_handler_config(port, backend, &plugin_dir),
+                    port,
+                )
+            }),
+        ),
     ];
 
     let mut results = Vec::new();
@@ -322,11 +337,12 @@ pub fn bench(args: &[String]) -> Result<()> {
             .map(|(_, s)| *s)
             .unwrap_or_default()
     };
-    let (nginx, plain, pooled, fresh) = (
+    let (nginx, plain, pooled, fresh, handler) = (
         get("nginx reverse proxy"),
         get("weir, no plugins"),
         get("weir, 3 plugins, pooled"),
         get("weir, 3 plugins, fresh"),
+        get("weir, handler plugin outbound"),
     );
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -355,6 +371,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     );
     println!("| 3-plugin chain fresh / no-plugin | {r3:.2} | (reported) |");
     println!(
+        "| upstream call via a plugin's `outbound` / host proxy path | {:.2} | (reported) |",
+        handler.rps / plain.rps
+    );
+    println!(
         "| p99 added by the pooled chain | {:+.3} ms | |",
         pooled.p99_ms - plain.p99_ms
     );
@@ -363,6 +383,18 @@ pub fn bench(args: &[String]) -> Result<()> {
     sh(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["bench", "--quiet", "-p", "weir", "--bench", "hooks"]),
+    )?;
+
+    println!("\n## Capability calls (kv)\n");
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "bench",
+            "--quiet",
+            "-p",
+            "weir",
+            "--bench",
+            "capabilities",
+        ]),
     )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

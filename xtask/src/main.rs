@@ -121,6 +121,29 @@ fn run() -> Result<()> {
     sh(Command::new(&weir).args(["run", "--config", "examples/quickstart/weir.toml"]))
 }
 
+/// Whether `tool` is on the PATH (or in /usr/sbin, where Debian puts daemons).
+fn have(tool: &str) -> bool {
+    succeeds(Command::new("sh").args(["-c", &format!("command -v {tool}")]))
+        || std::path::Path::new("/usr/sbin").join(tool).exists()
+}
+
+/// Installs the Debian packages (program, package) whose program is missing: CI machines and
+/// new checkouts start bare.
+pub(crate) fn ensure_debian(tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(tool, _)| !have(tool))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    sh(Command::new("apt-get").args(["update", "-qq"]))?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
+}
+
 /// Python packages the end-to-end tests use as real peers.
 const PY_PACKAGES: &[(&str, &str)] = &[("grpc", "grpcio==1.85.3")];
 
@@ -143,6 +166,8 @@ fn ensure_python_packages() -> Result<()> {
 fn test() -> Result<()> {
     ensure_wasm_target()?;
     ensure_python_packages()?;
+    // A real Redis for the shared key-value backend tests.
+    ensure_debian(&[("redis-server", "redis-server")])?;
     plugins()?;
     sh(cargo().args(["fmt", "--all", "--check"]))?;
     sh(cargo().args([

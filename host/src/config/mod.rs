@@ -2,9 +2,11 @@
 //! whole before anything is activated. Every error carries file:line:column and the route or
 //! plugin it concerns. See `docs/config.md` for the reference.
 
+mod capabilities;
 mod units;
 mod validate;
 
+pub use capabilities::{CapabilityGrants, KvBackendKind, KvConfig, SecretSource};
 pub use units::{ByteSize, Millis};
 pub(crate) use validate::check_endpoint;
 
@@ -101,6 +103,12 @@ pub struct ConfigFile {
     /// Live reload of this file and the plugin files.
     #[serde(default)]
     pub reload: ReloadConfig,
+    /// Where plugins' key-value state lives.
+    #[serde(default)]
+    pub kv: KvConfig,
+    /// Named secrets that plugins may be granted, from env vars or files.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<SecretSource>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +281,9 @@ pub struct PluginConfig {
     /// ...within this window.
     #[serde(default = "default_unhealthy_window")]
     pub unhealthy_window: Millis,
+    /// Host capabilities granted to this plugin (deny-by-default).
+    #[serde(default)]
+    pub capabilities: CapabilityGrants,
 }
 
 fn default_unhealthy_after() -> usize {

@@ -62,14 +62,89 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
     }
 
     for (name, p) in &file.plugins {
+        let subject = format!("plugin \"{name}\"");
         let limit = p.get_ref().memory_limit;
         if limit > super::ByteSize::gib(1) {
             errors.push(err(
                 p.span(),
-                &format!("plugin \"{name}\""),
+                &subject,
                 format!("memory_limit {limit} is above the maximum of 1GiB"),
             ));
         }
+        let grants = &p.get_ref().capabilities;
+        if let Some(ns) = &grants.kv
+            && !valid_namespace(ns.get_ref())
+        {
+            errors.push(err(
+                ns.span(),
+                &subject,
+                format!(
+                    "invalid kv namespace {:?}: use 1-64 characters from a-z, 0-9, '-', '_', '.'",
+                    ns.get_ref()
+                ),
+            ));
+        }
+        for up in &grants.outbound {
+            if !file.upstreams.contains_key(up.get_ref()) {
+                errors.push(err(
+                    up.span(),
+                    &subject,
+                    format!(
+                        "outbound grant names unknown upstream \"{}\" (defined: {})",
+                        up.get_ref(),
+                        list(file.upstreams.keys())
+                    ),
+                ));
+            }
+        }
+        for secret in &grants.secrets {
+            if !file.secrets.contains_key(secret.get_ref()) {
+                errors.push(err(
+                    secret.span(),
+                    &subject,
+                    format!(
+                        "secrets grant names unknown secret \"{}\" (defined in [secrets]: {})",
+                        secret.get_ref(),
+                        list(file.secrets.keys())
+                    ),
+                ));
+            }
+        }
+    }
+
+    for (name, source) in &file.secrets {
+        let s = source.get_ref();
+        if s.env.is_some() == s.file.is_some() {
+            errors.push(err(
+                source.span(),
+                &format!("secret \"{name}\""),
+                "give exactly one of `env` or `file`".into(),
+            ));
+        }
+    }
+
+    let kv = &file.kv;
+    match (kv.backend, &kv.url) {
+        (super::KvBackendKind::Redis, None) => errors.push(Diagnostic::new(format!(
+            "{}: [kv] backend = \"redis\" needs `url`, e.g. \"redis://127.0.0.1:6379\"",
+            config.path.display()
+        ))),
+        (super::KvBackendKind::Redis, Some(url)) if !url.get_ref().starts_with("redis://") => {
+            errors.push(err(
+                url.span(),
+                "kv",
+                format!(
+                    "invalid url {:?}: expected redis://host:port[/db]",
+                    url.get_ref()
+                ),
+            ));
+        }
+        (super::KvBackendKind::Memory, Some(url)) => errors.push(err(
+            url.span(),
+            "kv",
+            "`url` is only used with backend = \"redis\"".into(),
+        )),
+        _ => {}
     }
 
     let mut route_names = HashSet::new();
@@ -209,6 +284,13 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
         }
     }
     errors
+}
+
+fn valid_namespace(ns: &str) -> bool {
+    (1..=64).contains(&ns.len())
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
 fn methods_of(m: &OneOrMany) -> Vec<String> {

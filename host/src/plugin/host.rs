@@ -6,6 +6,7 @@
 
 use super::bindings::EditError;
 use super::bindings::weir::plugin::{context, log, request, response, types};
+use crate::capability::PluginCapabilities;
 use crate::exchange::{Exchange, Phase};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -66,7 +67,7 @@ pub struct HostState {
     /// The guest's stdout and stderr, logged after each hook.
     pub output: super::output::GuestOutput,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub limiter: MemoryLimiter,
     /// The exchange lent for the duration of one hook call; `None` during `init`.
     pub exchange: Option<Box<Exchange>>,
@@ -75,10 +76,14 @@ pub struct HostState {
     pub plugin: Arc<str>,
     /// When the running hook must end; checked at every epoch tick.
     pub deadline: std::time::Instant,
+    /// What the plugin was granted (kv, outbound, metrics, secrets).
+    pub caps: Arc<PluginCapabilities>,
+    /// Outbound calls started and not yet dropped.
+    pub calls_in_flight: usize,
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+    pub fn new(plugin: Arc<str>, memory_limit: usize, caps: Arc<PluginCapabilities>) -> Self {
         let output = super::output::GuestOutput::default();
         HostState {
             wasi: WasiCtx::builder()
@@ -95,6 +100,8 @@ impl HostState {
             body_access: (false, false),
             plugin,
             deadline: std::time::Instant::now(),
+            caps,
+            calls_in_flight: 0,
         }
     }
 
@@ -169,10 +176,7 @@ fn all(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 fn list(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), value_string(v)))
-        .collect()
+    crate::headers::to_fields(headers)
 }
 
 fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), EditError> {

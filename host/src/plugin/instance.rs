@@ -2,7 +2,9 @@
 //! the plugin's CPU deadline; failures are classified for the `on_error` policy and for logs.
 
 use super::LoadedPlugin;
-use super::bindings::{Plugin, PluginInfo, RequestDecision, ResponseDecision};
+use super::bindings::{
+    BodyAccess, BodyEnd, Direction, Plugin, PluginInfo, RequestDecision, ResponseDecision,
+};
 use super::host::{DeadlineExceeded, HostState, MemoryLimitExceeded};
 use crate::exchange::Exchange;
 use std::fmt;
@@ -91,7 +93,11 @@ impl PluginInstance {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(
             &plugin.engine,
-            HostState::new(plugin.name.clone(), plugin.settings.memory_limit),
+            HostState::new(
+                plugin.name.clone(),
+                plugin.settings.memory_limit,
+                plugin.caps.clone(),
+            ),
         );
         store.limiter(|s| &mut s.limiter);
         // At every epoch tick: past the deadline, end the hook; otherwise let other tasks run.
@@ -136,8 +142,8 @@ impl PluginInstance {
 
     fn lend(&mut self, exchange: Box<Exchange>) {
         let body_access = (
-            self.info.request_body_limit.is_some(),
-            self.info.response_body_limit.is_some(),
+            matches!(self.info.request_body, BodyAccess::Buffered(_)),
+            matches!(self.info.response_body, BodyAccess::Buffered(_)),
         );
         let data = self.store.data_mut();
         data.exchange = Some(exchange);
@@ -172,6 +178,46 @@ impl PluginInstance {
             .await
             .map_err(classify);
         self.finish(result)
+    }
+
+    /// Runs `on-body-chunk` on one chunk of a streamed body. No exchange is lent: request and
+    /// response accessors read as empty while a body streams.
+    pub async fn on_body_chunk(
+        &mut self,
+        direction: Direction,
+        chunk: &[u8],
+    ) -> Result<Vec<u8>, HookFailure> {
+        self.arm();
+        let result = self
+            .bindings
+            .call_on_body_chunk(&mut self.store, direction, chunk)
+            .await
+            .map_err(classify);
+        self.settle(result)
+    }
+
+    /// Runs `on-body-end` for a streamed body.
+    pub async fn on_body_end(&mut self, direction: Direction) -> Result<BodyEnd, HookFailure> {
+        self.arm();
+        let result = self
+            .bindings
+            .call_on_body_end(&mut self.store, direction)
+            .await
+            .map_err(classify);
+        self.settle(result)
+    }
+
+    fn arm(&mut self) {
+        self.store.data_mut().deadline = Instant::now() + self.hook_timeout;
+        self.store.set_epoch_deadline(1);
+    }
+
+    fn settle<T>(&mut self, result: Result<T, HookFailure>) -> Result<T, HookFailure> {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        log_output(&self.store, result.is_err());
+        result
     }
 
     fn finish<T>(

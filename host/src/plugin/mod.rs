@@ -3,17 +3,21 @@
 //! per-hook CPU deadline (epoch interruption).
 
 mod bindings;
+mod capabilities;
 mod disk_cache;
 mod host;
 mod instance;
 mod output;
 mod pool;
 
-pub use bindings::{LocalResponse, PluginInfo, RequestDecision, ResponseDecision};
+pub use bindings::{
+    BodyAccess, BodyEnd, Direction, LocalResponse, PluginInfo, RequestDecision, ResponseDecision,
+};
 pub use host::HostState;
 pub use instance::{HookFailure, PluginInstance};
 pub use pool::InstancePool;
 
+use crate::capability::{PluginCapabilities, Services};
 use crate::config::{InstancePolicy, PluginConfig, RuntimeConfig};
 use bindings::PluginPre;
 use std::collections::HashMap;
@@ -37,8 +41,10 @@ pub enum LoadError {
     },
     #[error("{path} is not a Wasm component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
-    #[error("{path} does not implement the weir:plugin/plugin@0.1.0 world: {reason}")]
+    #[error("{path} does not implement the weir:plugin/plugin@0.2.0 world: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
+    #[error("{path} {reason}")]
+    NotGranted { path: PathBuf, reason: String },
 }
 
 /// The shared Wasm engine and linker, and the compiled components by content digest (so a
@@ -50,6 +56,8 @@ pub struct Runtime {
     compiled: Arc<Mutex<HashMap<String, Component>>>,
     stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
     disk: Option<Arc<disk_cache::DiskCache>>,
+    /// Capability state that outlives reloads (key-value store, metrics).
+    pub services: Arc<Services>,
 }
 
 /// Counters of one plugin, kept across reloads while its bytes stay the same.
@@ -175,6 +183,7 @@ impl Runtime {
             compiled: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(Mutex::new(HashMap::new())),
             disk,
+            services: Arc::new(Services::default()),
         })
     }
 
@@ -188,12 +197,13 @@ impl Runtime {
         name: &str,
         path: &Path,
         settings: PluginSettings,
+        caps: Arc<PluginCapabilities>,
     ) -> Result<LoadedPlugin, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        self.load_bytes(name, path, &bytes, settings)
+        self.load_bytes(name, path, &bytes, settings, caps)
     }
 
     pub fn load_bytes(
@@ -202,6 +212,7 @@ impl Runtime {
         path: &Path,
         bytes: &[u8],
         settings: PluginSettings,
+        caps: Arc<PluginCapabilities>,
     ) -> Result<LoadedPlugin, LoadError> {
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotAComponent {
@@ -238,6 +249,17 @@ impl Runtime {
         if let Ok(mut cache) = self.compiled.lock() {
             cache.insert(digest.clone(), component.clone());
         }
+        // Deny by default: imports beyond the grant refuse the plugin before anything runs.
+        let ty = component.component_type();
+        crate::capability::check_imports(
+            name,
+            &caps.grants,
+            ty.imports(&self.engine).map(|(import, _)| import),
+        )
+        .map_err(|reason| LoadError::NotGranted {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
@@ -252,6 +274,7 @@ impl Runtime {
             path: path.to_path_buf(),
             pre,
             settings,
+            caps,
             engine: self.engine.clone(),
             stats: self
                 .stats
@@ -311,6 +334,8 @@ pub struct LoadedPlugin {
     pub digest: String,
     pre: PluginPre<HostState>,
     pub settings: PluginSettings,
+    /// What the operator granted this plugin, resolved against its snapshot.
+    pub caps: Arc<PluginCapabilities>,
     engine: Engine,
     pub stats: Arc<PluginStats>,
 }

@@ -6,7 +6,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use weir_sdk::{
-    Decision, Info, LocalResponse, Plugin, ResponseDecision, context, request, response,
+    BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision,
+    context, request, response,
 };
 
 #[derive(Deserialize, Default)]
@@ -27,7 +28,8 @@ struct Config {
     echo_context: Vec<String>,
     /// Misbehave: `trap`, `loop`, `grow`, or `bad-status`.
     fail: Option<String>,
-    /// Where to misbehave: `request` (default) or `response`.
+    /// Where to misbehave: `request` (default), `response`, or `chunk` (in the response body
+    /// stream).
     fail_in: Option<String>,
     /// Refuse the config with this message.
     reject: Option<String>,
@@ -45,6 +47,11 @@ struct Config {
     /// Mark the request and the response with this build's variant (`x-probe-variant`).
     #[serde(default)]
     variant: bool,
+    /// Stream the request body and upper-case each chunk.
+    #[serde(default)]
+    upper_stream: bool,
+    /// Stream the response body; at its end append this and add trailer `x-probe-trailer`.
+    stream_tag: Option<String>,
 }
 
 /// Which build this is (`probe` or `probe-b`); shown in `x-probe-variant` when `variant` is set.
@@ -87,6 +94,9 @@ impl Plugin for Probe {
         if let Some(reason) = &config.reject {
             return Err(reason.clone());
         }
+        if config.upper_body && config.upper_stream {
+            return Err("`upper_body` and `upper_stream` exclude each other".into());
+        }
         Ok(Probe(config))
     }
 
@@ -96,8 +106,20 @@ impl Plugin for Probe {
                 || self.0.variant
                 || self.0.response_suffix.is_some()
                 || self.0.fail_in.as_deref() == Some("response"),
-            request_body_limit: self.0.upper_body.then_some(1 << 20),
-            response_body_limit: self.0.response_suffix.as_ref().map(|_| 1 << 20),
+            request_body: if self.0.upper_body {
+                BodyAccess::Buffered(1 << 20)
+            } else if self.0.upper_stream {
+                BodyAccess::Streamed
+            } else {
+                BodyAccess::None
+            },
+            response_body: if self.0.response_suffix.is_some() {
+                BodyAccess::Buffered(1 << 20)
+            } else if self.0.stream_tag.is_some() || self.0.fail_in.as_deref() == Some("chunk") {
+                BodyAccess::Streamed
+            } else {
+                BodyAccess::None
+            },
         }
     }
 
@@ -184,6 +206,30 @@ impl Plugin for Probe {
             let _ = response::set_body(&body);
         }
         ResponseDecision::Continue
+    }
+
+    fn on_body_chunk(&mut self, direction: Direction, chunk: Vec<u8>) -> Vec<u8> {
+        let c = &self.0;
+        match direction {
+            Direction::Request if c.upper_stream => chunk.to_ascii_uppercase(),
+            Direction::Response => {
+                if let (Some(how), Some("chunk")) = (&c.fail, c.fail_in.as_deref()) {
+                    misbehave(how);
+                }
+                chunk
+            }
+            Direction::Request => chunk,
+        }
+    }
+
+    fn on_body_end(&mut self, direction: Direction) -> BodyEnd {
+        match (direction, &self.0.stream_tag) {
+            (Direction::Response, Some(tag)) => BodyEnd {
+                tail: tag.as_bytes().to_vec(),
+                trailers: vec![("x-probe-trailer".into(), tag.clone())],
+            },
+            _ => BodyEnd::default(),
+        }
     }
 }
 

@@ -49,15 +49,40 @@ pub use types::EditError;
 /// `#[derive(weir_sdk::serde::Deserialize)]` plus `#[serde(crate = "weir_sdk::serde")]`.
 pub use serde;
 
+/// How the plugin sees a body; see `body-access` in the WIT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyAccess {
+    /// The body passes untouched (the default).
+    #[default]
+    None,
+    /// Read the whole body, up to this many bytes, before the hook; see [`request::body`].
+    Buffered(u32),
+    /// The hook runs on the headers; the body then arrives through
+    /// [`Plugin::on_body_chunk`] and [`Plugin::on_body_end`].
+    Streamed,
+}
+
+/// Which body a chunk belongs to.
+pub use types::Direction;
+
 /// What the plugin tells the host at `init`; see `plugin-info` in the WIT.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Info {
     /// Call [`Plugin::on_response`] for this plugin.
     pub response_hook: bool,
-    /// Buffer the request body up to this many bytes and make it readable ([`request::body`]).
-    pub request_body_limit: Option<u32>,
-    /// Buffer the response body up to this many bytes ([`response::body`]).
-    pub response_body_limit: Option<u32>,
+    /// How this plugin sees the request body.
+    pub request_body: BodyAccess,
+    /// How this plugin sees the response body.
+    pub response_body: BodyAccess,
+}
+
+/// What a streaming plugin adds when a body ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyEnd {
+    /// Bytes to send after everything else.
+    pub tail: Vec<u8>,
+    /// Trailer fields to add.
+    pub trailers: Vec<(String, String)>,
 }
 
 /// A response produced by the plugin instead of the upstream's.
@@ -156,6 +181,19 @@ pub trait Plugin: Sized + 'static {
     fn on_response(&mut self) -> ResponseDecision {
         ResponseDecision::Continue
     }
+
+    /// One chunk of a body this plugin asked to see [`BodyAccess::Streamed`]. Return the bytes
+    /// to pass on: `chunk` itself, a changed version, or nothing to hold them back.
+    fn on_body_chunk(&mut self, direction: Direction, chunk: Vec<u8>) -> Vec<u8> {
+        let _ = direction;
+        chunk
+    }
+
+    /// The end of a streamed body: bytes to append and trailers to add.
+    fn on_body_end(&mut self, direction: Direction) -> BodyEnd {
+        let _ = direction;
+        BodyEnd::default()
+    }
 }
 
 /// Exports a [`Plugin`] type as the component's `weir:plugin/plugin` world.
@@ -172,6 +210,15 @@ macro_rules! plugin {
             }
             fn on_response() -> $crate::bindings::ResponseDecision {
                 $crate::__private::on_response::<$plugin>()
+            }
+            fn on_body_chunk(
+                direction: $crate::Direction,
+                chunk: Vec<u8>,
+            ) -> Vec<u8> {
+                $crate::__private::on_body_chunk::<$plugin>(direction, chunk)
+            }
+            fn on_body_end(direction: $crate::Direction) -> $crate::bindings::BodyEnd {
+                $crate::__private::on_body_end::<$plugin>(direction)
             }
         }
         $crate::bindings::export_plugin!(__WeirPluginExport with_types_in $crate::bindings);
@@ -214,9 +261,35 @@ pub mod __private {
         STATE.with(|s| *s.borrow_mut() = Some(Box::new(plugin)));
         Ok(bindings::PluginInfo {
             response_hook: info.response_hook,
-            request_body_limit: info.request_body_limit,
-            response_body_limit: info.response_body_limit,
+            request_body: access(info.request_body),
+            response_body: access(info.response_body),
         })
+    }
+
+    fn access(a: BodyAccess) -> types::BodyAccess {
+        match a {
+            BodyAccess::None => types::BodyAccess::None,
+            BodyAccess::Buffered(n) => types::BodyAccess::Buffered(n),
+            BodyAccess::Streamed => types::BodyAccess::Streamed,
+        }
+    }
+
+    pub fn on_body_chunk<P: Plugin>(direction: Direction, chunk: Vec<u8>) -> Vec<u8> {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            match s.as_mut().and_then(|b| b.downcast_mut::<P>()) {
+                Some(p) => p.on_body_chunk(direction, chunk),
+                None => chunk,
+            }
+        })
+    }
+
+    pub fn on_body_end<P: Plugin>(direction: Direction) -> bindings::BodyEnd {
+        let end = with::<P, _>(|p| p.on_body_end(direction), BodyEnd::default());
+        bindings::BodyEnd {
+            tail: end.tail,
+            trailers: end.trailers,
+        }
     }
 
     pub fn on_request<P: Plugin>() -> bindings::RequestDecision {
@@ -285,7 +358,7 @@ pub mod request {
     pub fn set_path(path: &str) -> Result<(), EditError> {
         wit::set_path(path)
     }
-    /// The buffered body, if [`super::Info::request_body_limit`] was set.
+    /// The buffered body, if [`super::Info::request_body`] is [`super::BodyAccess::Buffered`].
     pub fn body() -> Option<Vec<u8>> {
         wit::body()
     }
@@ -371,5 +444,151 @@ pub mod log {
     }
     pub fn error(msg: &str) {
         log(Level::Error, msg)
+    }
+}
+
+/// Key-value state shared across instances (and, with the Redis backend, across gateway
+/// replicas). Needs the grant `kv = "<namespace>"`; see the `kv` interface in the WIT.
+pub mod kv {
+    use super::bindings::weir::plugin::kv as wit;
+    pub use super::bindings::weir::plugin::kv::KvError;
+    use std::time::Duration;
+
+    fn ms(ttl: Option<Duration>) -> Option<u64> {
+        ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+    }
+
+    /// The value of `key`, if present and not expired.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        wit::get(key)
+    }
+    /// Sets `key`, with an optional time to live.
+    pub fn set(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
+        wit::set(key, value, ms(ttl))
+    }
+    /// Removes `key`; returns whether it was there.
+    pub fn delete(key: &str) -> Result<bool, KvError> {
+        wit::delete(key)
+    }
+    /// Atomically adds `delta`; `ttl` applies when this call creates the key.
+    pub fn increment(key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError> {
+        wit::increment(key, delta, ms(ttl))
+    }
+    /// Sets `key` to `new` only if it currently holds `expected` (`None`: absent).
+    pub fn compare_and_swap(
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        wit::compare_and_swap(key, expected, new, ms(ttl))
+    }
+}
+
+/// HTTP calls to the gateway's named upstreams. Needs the grant `outbound = ["name", ...]`.
+///
+/// ```ignore
+/// // Fan out: start every call, then wait for each; they run concurrently.
+/// let calls: Vec<_> = ["a", "b"].iter()
+///     .map(|u| outbound::start(&outbound::Request::get(u, "/status")))
+///     .collect();
+/// for call in calls { let resp = outbound::wait(&call?)?; /* ... */ }
+/// ```
+pub mod outbound {
+    use super::bindings::weir::plugin::outbound as wit;
+    pub use super::bindings::weir::plugin::outbound::{
+        IncomingResponse, OutboundError, PendingResponse,
+    };
+
+    /// A request to a named upstream.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Request {
+        pub upstream: String,
+        pub method: String,
+        pub path: String,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+        pub timeout_ms: Option<u32>,
+    }
+
+    impl Request {
+        pub fn new(method: &str, upstream: &str, path: &str) -> Request {
+            Request {
+                upstream: upstream.into(),
+                method: method.into(),
+                path: path.into(),
+                ..Request::default()
+            }
+        }
+        pub fn get(upstream: &str, path: &str) -> Request {
+            Request::new("GET", upstream, path)
+        }
+        pub fn post(upstream: &str, path: &str, body: impl Into<Vec<u8>>) -> Request {
+            Request {
+                body: body.into(),
+                ..Request::new("POST", upstream, path)
+            }
+        }
+        pub fn header(mut self, name: &str, value: &str) -> Request {
+            self.headers.push((name.into(), value.into()));
+            self
+        }
+        pub fn timeout_ms(mut self, ms: u32) -> Request {
+            self.timeout_ms = Some(ms);
+            self
+        }
+        fn into_wit(self) -> wit::OutgoingRequest {
+            wit::OutgoingRequest {
+                upstream: self.upstream,
+                method: self.method,
+                path: self.path,
+                headers: self.headers,
+                body: self.body,
+                timeout_ms: self.timeout_ms,
+            }
+        }
+    }
+
+    /// Starts a call and returns at once.
+    pub fn start(request: Request) -> Result<PendingResponse, OutboundError> {
+        wit::start(&request.into_wit())
+    }
+    /// Waits for the response head of a started call.
+    pub fn wait(call: &PendingResponse) -> Result<IncomingResponse, OutboundError> {
+        wit::wait(call)
+    }
+    /// Starts a call and waits for its response head.
+    pub fn send(request: Request) -> Result<IncomingResponse, OutboundError> {
+        wit::send(&request.into_wit())
+    }
+}
+
+/// Plugin metrics, exported as `weir_plugin_<name>`. Needs the grant `metrics = true`.
+pub mod metrics {
+    use super::bindings::weir::plugin::metrics as wit;
+
+    /// Adds `value` to a counter.
+    pub fn counter_add(name: &str, value: u64, labels: &[(&str, &str)]) {
+        wit::counter_add(name, value, &owned(labels))
+    }
+    /// Records one observation in a histogram.
+    pub fn histogram_record(name: &str, value: f64, labels: &[(&str, &str)]) {
+        wit::histogram_record(name, value, &owned(labels))
+    }
+    fn owned(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+/// Secrets mapped by the operator. Needs the grant `secrets = ["NAME", ...]`.
+pub mod secrets {
+    pub use super::bindings::weir::plugin::secrets::SecretError;
+
+    /// The value of a granted secret.
+    pub fn get(name: &str) -> Result<String, SecretError> {
+        super::bindings::weir::plugin::secrets::get(name)
     }
 }

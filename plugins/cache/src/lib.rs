@@ -1,0 +1,252 @@
+//! `cache`: an exact response cache in the `kv` capability, keyed by method, path and query, and
+//! the request headers listed in `vary`.
+//!
+//! Only `GET` and `HEAD` are served from the cache (a `HEAD` reads the `GET` entry); other
+//! methods pass through with `x-weir-cache: bypass`. A hit is answered by the plugin with the
+//! stored status, headers and body plus `x-weir-cache: hit` and `age`; the upstream is not
+//! called. A miss goes upstream, gets `x-weir-cache: miss`, and is stored for `ttl_ms` if its
+//! status is in `statuses` and it has neither `cache-control: no-store`/`private` nor
+//! `set-cookie`. With the Redis backend the cache is shared by every replica.
+//!
+//! The response body is buffered (`max_body`, default 1 MiB) so it can be stored; a larger
+//! upstream body fails the request with 502, so put the cache only on routes whose responses fit.
+//! A kv error is logged and treated as a miss: the cache never fails a request.
+//!
+//! Config: `ttl_ms` (required, > 0), `vary` (header names, default none), `max_body` (bytes),
+//! `statuses` (default `[200]`). Needs `capabilities = { kv = "<namespace>" }`.
+
+use serde::Deserialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use weir_sdk::{
+    BodyAccess, Decision, Info, LocalResponse, Plugin, ResponseDecision, kv, log, request, response,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    ttl_ms: u64,
+    #[serde(default)]
+    vary: Vec<String>,
+    #[serde(default = "default_max_body")]
+    max_body: u32,
+    #[serde(default = "default_statuses")]
+    statuses: Vec<u16>,
+}
+
+fn default_max_body() -> u32 {
+    1 << 20
+}
+fn default_statuses() -> Vec<u16> {
+    vec![200]
+}
+
+/// Headers never stored: they describe one connection or one message's framing.
+const SKIP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-weir-cache",
+    "age",
+];
+
+enum State {
+    Bypass,
+    Miss(String),
+    Hit,
+}
+
+struct Cache {
+    config: Config,
+    state: State,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn fnv(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A stored response: `status\nstored_at_ms\nheader-count\n` then `name: value\n` per header,
+/// then the body.
+struct Entry {
+    status: u16,
+    stored_at: u64,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{}\n{}\n{}\n",
+            self.status,
+            self.stored_at,
+            self.headers.len()
+        );
+        for (k, v) in &self.headers {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Entry> {
+        let mut rest = bytes;
+        let mut line = || {
+            let i = rest.iter().position(|&b| b == b'\n')?;
+            let l = std::str::from_utf8(&rest[..i]).ok()?.to_string();
+            rest = &rest[i + 1..];
+            Some(l)
+        };
+        let status = line()?.parse().ok()?;
+        let stored_at = line()?.parse().ok()?;
+        let n: usize = line()?.parse().ok()?;
+        let mut headers = Vec::with_capacity(n.min(256));
+        for _ in 0..n {
+            let l = line()?;
+            let (k, v) = l.split_once(": ")?;
+            headers.push((k.to_string(), v.to_string()));
+        }
+        Some(Entry {
+            status,
+            stored_at,
+            headers,
+            body: rest.to_vec(),
+        })
+    }
+}
+
+impl Cache {
+    fn key(&self) -> String {
+        let mut key = format!("resp:GET {}", request::path());
+        for name in &self.config.vary {
+            let value = request::header_all(name).join(",");
+            key.push_str(&format!("\n{}={value}", name.to_ascii_lowercase()));
+        }
+        if key.len() > 900 {
+            format!("resp:{}", fnv(&key))
+        } else {
+            key
+        }
+    }
+
+    fn storable(&self) -> bool {
+        if !self.config.statuses.contains(&response::status()) {
+            return false;
+        }
+        if response::header("set-cookie").is_some() {
+            return false;
+        }
+        !response::header_all("cache-control").iter().any(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("no-store") || v.contains("private")
+        })
+    }
+}
+
+impl Plugin for Cache {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        if config.ttl_ms == 0 {
+            return Err("`ttl_ms` must be greater than 0".into());
+        }
+        if config.statuses.is_empty() {
+            return Err("`statuses` is empty: nothing would ever be cached".into());
+        }
+        Ok(Cache {
+            config,
+            state: State::Bypass,
+        })
+    }
+
+    fn info(&self) -> Info {
+        Info {
+            response_hook: true,
+            response_body: BodyAccess::Buffered(self.config.max_body),
+            ..Info::default()
+        }
+    }
+
+    fn on_request(&mut self) -> Decision {
+        let method = request::method();
+        if method != "GET" && method != "HEAD" {
+            self.state = State::Bypass;
+            return Decision::Continue;
+        }
+        let key = self.key();
+        match kv::get(&key) {
+            Ok(Some(bytes)) => {
+                if let Some(entry) = Entry::decode(&bytes) {
+                    self.state = State::Hit;
+                    let age = now_ms().saturating_sub(entry.stored_at) / 1000;
+                    let mut r = LocalResponse::new(entry.status);
+                    for (k, v) in entry.headers {
+                        r = r.header(k, v);
+                    }
+                    let body = if method == "HEAD" {
+                        Vec::new()
+                    } else {
+                        entry.body
+                    };
+                    return Decision::Respond(
+                        r.header("x-weir-cache", "hit")
+                            .header("age", age.to_string())
+                            .body(body),
+                    );
+                }
+                log::warn(&format!(
+                    "unreadable cache entry {key:?}; treated as a miss"
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => log::warn(&format!("cache lookup failed, treated as a miss: {e:?}")),
+        }
+        self.state = State::Miss(key);
+        Decision::Continue
+    }
+
+    fn on_response(&mut self) -> ResponseDecision {
+        match std::mem::replace(&mut self.state, State::Bypass) {
+            State::Hit => {}
+            State::Bypass => {
+                let _ = response::set_header("x-weir-cache", "bypass");
+            }
+            State::Miss(key) => {
+                if request::method() == "GET" && self.storable() {
+                    let entry = Entry {
+                        status: response::status(),
+                        stored_at: now_ms(),
+                        headers: response::headers()
+                            .into_iter()
+                            .filter(|(k, _)| !SKIP.contains(&k.as_str()))
+                            .collect(),
+                        body: response::body().unwrap_or_default(),
+                    };
+                    let ttl = Duration::from_millis(self.config.ttl_ms);
+                    if let Err(e) = kv::set(&key, &entry.encode(), Some(ttl)) {
+                        log::warn(&format!("cache store failed: {e:?}"));
+                    }
+                }
+                let _ = response::set_header("x-weir-cache", "miss");
+            }
+        }
+        ResponseDecision::Continue
+    }
+}
+
+weir_sdk::plugin!(Cache);

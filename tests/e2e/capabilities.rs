@@ -1,0 +1,264 @@
+//! Host capabilities through the real gateway: `kv` (memory and a real Redis shared by two
+//! gateway processes) under the `rate-limit` and `cache` plugins, `outbound` under the
+//! `fan-out` handler plugin, and the deny-by-default grants.
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+const RATE_LIMIT: &str = "{ plugin = \"rate-limit\", config = { burst = BURST, rate_per_second = 0.001, key = \"header:x-client\" } }";
+
+fn rate_limited(backend: &Backend, kv: &str, burst: u32) -> String {
+    format!(
+        "{kv}\n[upstreams.app]\nendpoints = [\"{}\"]\n{}\n[[routes]]\nname = \"limited\"\nupstream = \"app\"\nchain = [{}]\n",
+        backend.endpoint(),
+        plugins_toml(&[("rate-limit", "capabilities = { kv = \"ratelimit\" }")]),
+        RATE_LIMIT.replace("BURST", &burst.to_string()),
+    )
+}
+
+async fn status_for(gw: &Gateway, client: &str) -> (u16, Reply) {
+    let r = get_with(&gw.url("/x"), &[("x-client", client)]).await;
+    (r.status.as_u16(), r)
+}
+
+#[tokio::test]
+async fn rate_limit_on_the_embedded_store() {
+    let backend = Backend::start("app").await;
+    let gw = Gateway::start(&rate_limited(&backend, "", 3));
+    for left in ["2", "1", "0"] {
+        let (status, r) = status_for(&gw, "alice").await;
+        assert_eq!(status, 200, "{}", r.text());
+        assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some(left));
+        assert_eq!(r.header("x-ratelimit-limit").as_deref(), Some("3"));
+    }
+    let (status, r) = status_for(&gw, "alice").await;
+    assert_eq!(status, 429, "{}", r.text());
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("numeric retry-after");
+    assert!(retry >= 1);
+    assert_eq!(
+        backend.hits(),
+        3,
+        "the refused request never reached the upstream"
+    );
+    // Another key has its own bucket.
+    assert_eq!(status_for(&gw, "bob").await.0, 200);
+}
+
+#[tokio::test]
+async fn rate_limit_is_shared_by_two_gateways_through_redis() {
+    let redis = Redis::start();
+    let backend = Backend::start("app").await;
+    let kv = format!("[kv]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let a = Gateway::start(&rate_limited(&backend, &kv, 5));
+    let b = Gateway::start(&rate_limited(&backend, &kv, 5));
+
+    // Alternating between the two processes: five pass in total, then both refuse.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        statuses.push(status_for(gw, "carol").await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+
+    // Concurrent requests racing on one bucket from both processes: exactly `burst` pass.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = if i % 2 == 0 { a.url("/x") } else { b.url("/x") };
+        tasks.push(tokio::spawn(async move {
+            get_with(&url, &[("x-client", "dave")])
+                .await
+                .status
+                .as_u16()
+        }));
+    }
+    let mut passed = 0;
+    for t in tasks {
+        let status = t.await.expect("task");
+        assert!(status == 200 || status == 429, "unexpected {status}");
+        passed += usize::from(status == 200);
+    }
+    assert_eq!(passed, 5, "compare-and-swap must never over-admit");
+    assert!(!a.log().contains("kv backend call failed"), "{}", a.log());
+}
+
+#[tokio::test]
+async fn redis_down_fails_open_as_configured_and_says_why() {
+    let backend = Backend::start("app").await;
+    // Nothing listens on this port.
+    let kv = format!(
+        "[kv]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\ntimeout = \"300ms\"\n",
+        free_port()
+    );
+    let gw = Gateway::start(&rate_limited(&backend, &kv, 1));
+    for _ in 0..2 {
+        assert_eq!(status_for(&gw, "erin").await.0, 200);
+    }
+    assert!(gw.log().contains("kv backend call failed"), "{}", gw.log());
+}
+
+fn fan_out(backends: &[Backend], granted: &str, called: &str) -> String {
+    let mut s = String::new();
+    for b in backends {
+        s.push_str(&format!(
+            "[upstreams.{}]\nendpoints = [\"{}\"]\n",
+            b.name,
+            b.endpoint()
+        ));
+    }
+    s.push_str(&plugins_toml(&[(
+        "fan-out",
+        &format!("capabilities = {{ outbound = [{granted}] }}"),
+    )]));
+    s.push_str(&format!(
+        "[[routes]]\nname = \"fan\"\nchain = [{{ plugin = \"fan-out\", config = {{ upstreams = [{called}] }} }}]\n"
+    ));
+    s
+}
+
+#[tokio::test]
+async fn handler_plugin_fans_out_concurrently_and_merges() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let all = "\"a\", \"b\", \"c\"";
+    let gw = Gateway::start(&fan_out(&backends, all, all));
+    // Warm up connections and the plugin.
+    assert_eq!(get(&gw.url("/slow/1")).await.status, 200);
+
+    let delay = 600u64;
+    let started = Instant::now();
+    let r = get(&gw.url(&format!("/slow/{delay}"))).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-weir-fan-out").as_deref(), Some("3/3"));
+    let merged = r.json();
+    for name in ["a", "b", "c"] {
+        assert_eq!(merged[name]["backend"], name, "{merged}");
+        assert_eq!(merged[name]["path"], format!("/slow/{delay}"));
+    }
+    // Concurrent: about one delay, not three.
+    assert!(took >= Duration::from_millis(delay), "{took:?}");
+    assert!(
+        took < Duration::from_millis(delay * 3 / 2),
+        "three {delay} ms calls took {took:?}: not concurrent"
+    );
+}
+
+#[tokio::test]
+async fn calls_outside_the_grant_get_an_error_value_and_are_logged() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let gw = Gateway::start(&fan_out(&backends, "\"a\", \"b\"", "\"a\", \"b\", \"c\""));
+    let r = get(&gw.url("/status/200")).await;
+    assert_eq!(r.header("x-weir-fan-out").as_deref(), Some("2/3"));
+    let merged = r.json();
+    assert_eq!(merged["a"]["backend"], "a");
+    assert_eq!(merged["c"]["error"], "not granted: c", "{merged}");
+    assert_eq!(
+        backends[2].hits(),
+        0,
+        "the ungranted upstream was never called"
+    );
+    let log = gw.log();
+    assert!(
+        log.lines().any(|l| l.contains("outbound call denied")
+            && l.contains("plugin=\"fan-out\"")
+            && l.contains("upstream=\"c\"")),
+        "{log}"
+    );
+}
+
+#[test]
+fn imports_beyond_the_grant_are_refused_at_load() {
+    let config = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[upstreams.a]\nendpoints = [\"http://127.0.0.1:1\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"fan-out\", config = {{ upstreams = [\"a\"] }} }}, {{ plugin = \"rate-limit\", config = {{ burst = 1, rate_per_second = 1.0 }} }}]\n",
+        plugins_toml(&[
+            ("fan-out", ""),
+            ("rate-limit", "capabilities = { metrics = true }")
+        ])
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("plugin \"fan-out\"") && out.contains("imports weir:plugin/outbound@0.2.0 but is not granted `outbound` (add `capabilities = { outbound = [\"<upstream>\", ...] }` to [plugins.fan-out])"),
+        "{out}"
+    );
+    assert!(
+        out.contains("plugin \"rate-limit\"")
+            && out.contains("imports weir:plugin/kv@0.2.0 but is not granted `kv`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn grants_naming_unknown_upstreams_or_secrets_are_config_errors() {
+    let config = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[upstreams.a]\nendpoints = [\"http://127.0.0.1:1\"]\n[secrets]\nTOKEN = {{ env = \"WEIR_TEST_SURELY_UNSET\" }}\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\n",
+        plugins_toml(&[(
+            "fan-out",
+            "capabilities = { outbound = [\"nope\"], secrets = [\"MISSING\"], kv = \"Bad NS\" }"
+        )])
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok);
+    assert!(
+        out.contains("outbound grant names unknown upstream \"nope\" (defined: a)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "secrets grant names unknown secret \"MISSING\" (defined in [secrets]: TOKEN)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("invalid kv namespace \"Bad NS\""), "{out}");
+}
+
+#[tokio::test]
+async fn cache_serves_repeats_from_kv_until_the_ttl() {
+    let backend = Backend::start("app").await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"cached\"\nupstream = \"app\"\nchain = [{{ plugin = \"cache\", config = {{ ttl_ms = 800 }} }}]\n",
+        backend.endpoint(),
+        plugins_toml(&[("cache", "capabilities = { kv = \"cache\" }")])
+    ));
+    let first = get(&gw.url("/item?id=1")).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-weir-cache").as_deref(), Some("miss"));
+    let second = get(&gw.url("/item?id=1")).await;
+    assert_eq!(second.header("x-weir-cache").as_deref(), Some("hit"));
+    assert_eq!(second.body, first.body, "the cached body is the upstream's");
+    assert_eq!(second.header("content-type"), first.header("content-type"));
+    assert_eq!(backend.hits(), 1, "the hit never reached the upstream");
+    // Another query string is another key.
+    assert_eq!(
+        get(&gw.url("/item?id=2"))
+            .await
+            .header("x-weir-cache")
+            .as_deref(),
+        Some("miss")
+    );
+    assert_eq!(backend.hits(), 2);
+
+    // Non-cacheable methods pass through every time.
+    for _ in 0..2 {
+        let r = post(&gw.url("/item?id=1"), "x").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-weir-cache").as_deref(), Some("bypass"));
+    }
+    assert_eq!(backend.hits(), 4);
+
+    // After the TTL the entry is gone.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = get(&gw.url("/item?id=1")).await;
+    assert_eq!(later.header("x-weir-cache").as_deref(), Some("miss"));
+    assert_eq!(backend.hits(), 5);
+}
