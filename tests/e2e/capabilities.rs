@@ -262,3 +262,69 @@ async fn cache_serves_repeats_from_kv_until_the_ttl() {
     assert_eq!(later.header("x-weir-cache").as_deref(), Some("miss"));
     assert_eq!(backend.hits(), 5);
 }
+
+fn credential_config(backend: &Backend, dir: &std::path::Path, asked: &str) -> String {
+    std::fs::write(dir.join("token"), "s3cr3t-from-file\n").expect("write secret file");
+    format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n[secrets]\nFROM_FILE = {{ file = {:?} }}\nFROM_ENV = {{ env = \"HOME\" }}\n{}[[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"upstream-credential\", config = {{ secret = \"{asked}\", prefix = \"Bearer \" }} }}]\n",
+        backend.endpoint(),
+        dir.join("token").display().to_string(),
+        plugins_toml(&[(
+            "upstream-credential",
+            "capabilities = { secrets = [\"FROM_FILE\"] }"
+        )])
+    )
+}
+
+#[tokio::test]
+async fn secrets_reach_upstreams_only_as_granted() {
+    let backend = Backend::start("app").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::start(&credential_config(&backend, dir.path(), "FROM_FILE"));
+    // The client's own credential is replaced by the operator's.
+    let r = get_with(&gw.url("/x"), &[("authorization", "Bearer client-token")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.seen("authorization").as_deref(),
+        Some("Bearer s3cr3t-from-file")
+    );
+
+    // A secret that exists but is not in the plugin's grant is refused at call time.
+    let gw = Gateway::start(&credential_config(&backend, dir.path(), "FROM_ENV"));
+    let r = get(&gw.url("/x")).await;
+    assert_eq!(r.status, 500);
+    assert!(
+        gw.log().lines().any(|l| l.contains("secret read denied")
+            && l.contains("plugin=\"upstream-credential\"")
+            && l.contains("secret=\"FROM_ENV\"")),
+        "{}",
+        gw.log()
+    );
+    assert!(
+        !gw.log().contains("s3cr3t"),
+        "secret values never reach the log"
+    );
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_refuses_the_config() {
+    let config = format!(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[upstreams.a]\nendpoints = [\"http://127.0.0.1:1\"]\n[secrets]\nGONE = {{ env = \"WEIR_TEST_SURELY_UNSET\" }}\nNOFILE = {{ file = \"/nonexistent/weir-secret\" }}\n{}[[routes]]\nname = \"r\"\nupstream = \"a\"\n",
+        plugins_toml(&[(
+            "upstream-credential",
+            "capabilities = { secrets = [\"GONE\"] }"
+        )])
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "weir.toml:6:8: secret \"GONE\": environment variable WEIR_TEST_SURELY_UNSET is not set"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("secret \"NOFILE\": cannot read /nonexistent/weir-secret"),
+        "{out}"
+    );
+}
