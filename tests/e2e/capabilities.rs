@@ -328,3 +328,146 @@ fn a_secret_that_cannot_be_read_refuses_the_config() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn kv_state_survives_a_reload() {
+    let backend = Backend::start("app").await;
+    let admin = free_port();
+    let config = format!(
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\n{}",
+        rate_limited(&backend, "", 1)
+    );
+    let gw = Gateway::start(&config);
+    assert_eq!(status_for(&gw, "frank").await.0, 200);
+    assert_eq!(status_for(&gw, "frank").await.0, 429);
+    // A reload that changes something else keeps the store, so the bucket stays empty.
+    let running = std::fs::read_to_string(&gw.config).expect("config");
+    gw.write_config(&running.replace("name = \"limited\"", "name = \"limited-v2\""));
+    let r = send(
+        http::Request::post(format!("http://127.0.0.1:{admin}/reload"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["generation"], 2);
+    let (status, reply) = status_for(&gw, "frank").await;
+    assert_eq!(status, 429, "{}", reply.text());
+}
+
+fn outbound_probe(backend: &Backend, config: &str) -> String {
+    format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.down]\nendpoints = [\"http://127.0.0.1:{}\"]\n{}[[routes]]\nname = \"r\"\nchain = [{{ plugin = \"outbound-probe\", config = {{ {config} }} }}]\n",
+        backend.endpoint(),
+        free_port(),
+        plugins_toml(&[(
+            "outbound-probe",
+            "capabilities = { outbound = [\"app\", \"down\"] }"
+        )])
+    )
+}
+
+async fn probe_answer(backend: &Backend, config: &str) -> serde_json::Value {
+    let gw = Gateway::start(&outbound_probe(backend, config));
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[tokio::test]
+async fn outbound_edges_streamed_bodies_timeouts_and_bad_requests() {
+    let backend = Backend::start("app").await;
+
+    // A streamed upstream body is read chunk by chunk as it arrives.
+    let a = probe_answer(
+        &backend,
+        "upstream = \"app\", path = \"/bytes/1000000\", read = \"chunks\"",
+    )
+    .await;
+    assert_eq!(a["bytes"], 1_000_000, "{a}");
+    assert!(a["chunks"].as_u64().unwrap_or(0) > 1, "{a}");
+
+    // The call's own timeout (waiting does not count against the hook's 100 ms).
+    let started = std::time::Instant::now();
+    let a = probe_answer(
+        &backend,
+        "upstream = \"app\", path = \"/slow/3000\", timeout_ms = 300",
+    )
+    .await;
+    assert_eq!(a["error"], "OutboundError::Timeout", "{a}");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+
+    let a = probe_answer(&backend, "upstream = \"app\", path = \"no-slash\"").await;
+    assert!(
+        a["error"].as_str().unwrap_or("").starts_with(
+            "OutboundError::InvalidRequest(\"path \\\"no-slash\\\" must start with '/'"
+        ),
+        "{a}"
+    );
+    let a = probe_answer(
+        &backend,
+        "upstream = \"app\", path = \"/bytes/100000\", limit = 1000",
+    )
+    .await;
+    assert_eq!(a["error"], "OutboundError::TooLarge(1000)", "{a}");
+    let a = probe_answer(&backend, "upstream = \"down\", path = \"/\"").await;
+    assert!(
+        a["error"].as_str().unwrap_or("").contains("unreachable"),
+        "{a}"
+    );
+    let a = probe_answer(
+        &backend,
+        "upstream = \"app\", path = \"/x\", wait_twice = true",
+    )
+    .await;
+    assert_eq!(a["second_wait"], "OutboundError::AlreadyConsumed", "{a}");
+}
+
+#[tokio::test]
+async fn outbound_host_is_the_endpoints_not_the_plugins() {
+    let backend = Backend::start("app").await;
+    let a = probe_answer(
+        &backend,
+        "upstream = \"app\", path = \"/x?y=1\", method = \"POST\", headers = { host = \"evil.example\", connection = \"x-secret\", x-secret = \"hop\", x-ok = \"1\" }",
+    )
+    .await;
+    let seen: serde_json::Value =
+        serde_json::from_str(a["body"].as_str().expect("body")).expect("echo JSON");
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/x?y=1");
+    assert_eq!(seen["headers"]["host"], backend.addr.to_string(), "{seen}");
+    assert_eq!(seen["headers"]["x-ok"], "1");
+    assert!(
+        seen["headers"]["x-secret"].is_null(),
+        "headers named in Connection are hop-by-hop: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn plugins_cannot_reach_files_sockets_or_the_environment() {
+    let backend = Backend::start("app").await;
+    for (how, target) in [
+        ("fs", "/etc/hostname".to_string()),
+        ("fs", "weir.toml".to_string()),
+        ("net", backend.addr.to_string()),
+        ("env", String::new()),
+    ] {
+        let gw = Gateway::start(&format!(
+            "[upstreams.app]\nendpoints = [\"{}\"]\n{}[[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"probe\", config = {{ escape = \"{how}\", escape_target = \"{target}\" }} }}]\n",
+            backend.endpoint(),
+            plugins_toml(&[("probe", "")])
+        ));
+        let r = get(&gw.url("/")).await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.text().starts_with("denied"),
+            "{how} {target}: {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        backend.hits(),
+        0,
+        "the plugin's connect never reached the backend"
+    );
+}

@@ -7,6 +7,7 @@ mod capabilities;
 mod chain;
 mod config_errors;
 mod failures;
+mod kv_backends;
 mod protocols;
 mod reload;
 mod routing;

@@ -52,6 +52,11 @@ struct Config {
     upper_stream: bool,
     /// Stream the response body; at its end append this and add trailer `x-probe-trailer`.
     stream_tag: Option<String>,
+    /// Try to leave the sandbox and answer 200 with what happened: `fs` (read a file), `net`
+    /// (connect to this `host:port`), `env` (read environment variables).
+    escape: Option<String>,
+    /// The file or address `escape` tries.
+    escape_target: Option<String>,
 }
 
 /// Which build this is (`probe` or `probe-b`); shown in `x-probe-variant` when `variant` is set.
@@ -84,6 +89,26 @@ fn misbehave(how: &str) -> Decision {
         }
         "bad-status" => Decision::Respond(LocalResponse::new(1000)),
         _ => Decision::Continue,
+    }
+}
+
+/// Tries one way out of the sandbox; says whether it worked.
+fn escape(how: &str, target: Option<&str>) -> String {
+    let target = target.unwrap_or_default();
+    match how {
+        "fs" => match std::fs::read(target) {
+            Ok(bytes) => format!("allowed: read {} bytes", bytes.len()),
+            Err(e) => format!("denied: {e}"),
+        },
+        "net" => match std::net::TcpStream::connect(target) {
+            Ok(_) => "allowed: connected".into(),
+            Err(e) => format!("denied: {e}"),
+        },
+        "env" => match std::env::vars().count() {
+            0 => "denied: no environment".into(),
+            n => format!("allowed: {n} variables"),
+        },
+        other => format!("unknown escape {other:?}"),
     }
 }
 
@@ -170,6 +195,11 @@ impl Plugin for Probe {
         if c.count {
             SERVED.with(|s| s.set(s.get() + 1));
             let _ = request::set_header("x-probe-count", &SERVED.with(Cell::get).to_string());
+        }
+        if let Some(how) = &c.escape {
+            return Decision::Respond(
+                LocalResponse::new(200).text(escape(how, c.escape_target.as_deref())),
+            );
         }
         if let Some(status) = c.respond {
             let tag = c.tag.as_deref().unwrap_or("probe");
