@@ -125,6 +125,21 @@ async fn request_and_response_bodies_are_transformed_chunk_by_chunk() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["body"], "HELLO STREAMED WORLD");
 
+    // The same instance streams the request body up and then runs its response hook.
+    let gw = Gateway::start(&probe_route(
+        &backend,
+        "upper_stream = true, tag = \"t1\"",
+        "fail-closed",
+    ));
+    let r = post(&gw.url("/upload"), "both phases").await;
+    assert_eq!(r.json()["body"], "BOTH PHASES");
+    assert_eq!(r.seen("x-chain").as_deref(), Some("t1"));
+    assert_eq!(r.header("x-chain").as_deref(), Some("t1"));
+    assert!(
+        r.seen("content-length").is_none(),
+        "a streamed body has no length"
+    );
+
     let gw = Gateway::start(&probe_route(
         &backend,
         "stream_tag = \"-end\"",
