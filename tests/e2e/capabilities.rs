@@ -149,6 +149,38 @@ async fn handler_plugin_fans_out_concurrently_and_merges() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_handler_does_not_hold_its_thread() {
+    let backends = [Backend::start("a").await];
+    // One worker thread: if waiting blocked it, nothing else could be served meanwhile.
+    let config = format!(
+        "[runtime]\nworkers = 1\n{}[[routes]]\nname = \"plain\"\nmatch = {{ path_prefix = \"/plain\" }}\nupstream = \"a\"\n",
+        fan_out(&backends, "\"a\"", "\"a\"").replace(
+            "name = \"fan\"\n",
+            "name = \"fan\"\nmatch = { path_prefix = \"/slow\" }\n"
+        )
+    );
+    let gw = Gateway::start(&config);
+    let slow_url = gw.url("/slow/1500");
+    let slow = tokio::spawn(async move { get(&slow_url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(&gw.url("/plain/x")).await.status, 200);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(700),
+        "5 requests took {took:?} while a handler waited"
+    );
+    assert!(
+        !slow.is_finished(),
+        "the handler was still waiting meanwhile"
+    );
+    let r = slow.await.expect("slow request");
+    assert_eq!(r.header("x-weir-fan-out").as_deref(), Some("1/1"));
+}
+
 #[tokio::test]
 async fn calls_outside_the_grant_get_an_error_value_and_are_logged() {
     let backends = [

@@ -17,6 +17,13 @@ const BUCKETS: [f64; 14] = [
 /// Series (name + label values) one plugin may create; beyond, new series are dropped.
 pub const MAX_SERIES_PER_PLUGIN: usize = 1000;
 const MAX_LABELS: usize = 8;
+/// Names the gateway itself exports under `weir_plugin_`; plugins cannot take them.
+const RESERVED: [&str; 4] = [
+    "instantiations",
+    "instantiations_total",
+    "failures",
+    "failures_total",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct SeriesKey {
@@ -46,7 +53,9 @@ pub struct MetricsRegistry {
 /// Why a recording was dropped.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MetricError {
-    #[error("invalid metric name {0:?}: use [a-z_][a-z0-9_]*, at most 64 bytes")]
+    #[error(
+        "invalid metric name {0:?}: use [a-z_][a-z0-9_]*, at most 64 bytes, not one the gateway exports"
+    )]
     InvalidName(String),
     #[error("invalid label {0:?}: use [a-z_][a-z0-9_]*, not `plugin`, at most {MAX_LABELS} labels")]
     InvalidLabel(String),
@@ -71,7 +80,7 @@ impl MetricsRegistry {
         name: &str,
         labels: &[(String, String)],
     ) -> Result<SeriesKey, MetricError> {
-        if !valid_ident(name) {
+        if !valid_ident(name) || RESERVED.contains(&name) {
             return Err(MetricError::InvalidName(name.into()));
         }
         if labels.len() > MAX_LABELS {
@@ -290,6 +299,10 @@ mod tests {
         let m = MetricsRegistry::default();
         assert!(matches!(
             m.counter_add("p", "Bad-Name", 1, &[]),
+            Err(MetricError::InvalidName(_))
+        ));
+        assert!(matches!(
+            m.counter_add("p", "failures", 1, &[]),
             Err(MetricError::InvalidName(_))
         ));
         assert!(matches!(
