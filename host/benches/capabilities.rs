@@ -109,15 +109,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new(&RuntimeConfig::default())?;
     let settings = PluginSettings {
         policy: InstancePolicy::Pooled,
-        health: weir::plugin::HealthPolicy {
-            max_failures: 5,
-            window: Duration::from_secs(60),
-        },
-        memory_limit: 64 << 20,
         hook_timeout: Duration::from_secs(10),
         pool_max_requests: u64::MAX,
         pool_max_memory: usize::MAX,
-        pool_max_idle: 64,
+        ..PluginSettings::default()
     };
     let load = |store: Option<Arc<KvStore>>| {
         let caps = PluginCapabilities {

@@ -83,15 +83,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new(&RuntimeConfig::default())?;
     let settings = PluginSettings {
         policy: InstancePolicy::Fresh,
-        health: weir::plugin::HealthPolicy {
-            max_failures: 5,
-            window: Duration::from_secs(60),
-        },
-        memory_limit: 64 << 20,
         hook_timeout: Duration::from_millis(100),
         pool_max_requests: u64::MAX,
         pool_max_memory: usize::MAX,
-        pool_max_idle: 64,
+        ..PluginSettings::default()
     };
     let plugin = runtime.load("api-key", &wasm, settings, Default::default())?;
     let config = r#"{"keys":{"k-1":"alice"}}"#;

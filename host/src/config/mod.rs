@@ -286,6 +286,24 @@ pub struct PluginConfig {
     pub capabilities: CapabilityGrants,
 }
 
+impl PluginConfig {
+    /// A plugin at `path` with every other setting at its default.
+    pub fn new(path: PathBuf) -> PluginConfig {
+        PluginConfig {
+            path: Spanned::new(0..0, path),
+            instances: InstancePolicy::default(),
+            memory_limit: default_memory_limit(),
+            hook_timeout: default_hook_timeout(),
+            pool_max_requests: default_pool_max_requests(),
+            pool_max_memory: default_pool_max_memory(),
+            pool_max_idle: default_pool_max_idle(),
+            unhealthy_after: default_unhealthy_after(),
+            unhealthy_window: default_unhealthy_window(),
+            capabilities: CapabilityGrants::default(),
+        }
+    }
+}
+
 fn default_unhealthy_after() -> usize {
     5
 }

@@ -5,6 +5,7 @@
 use super::bindings::weir::plugin::{kv, metrics, outbound, secrets};
 use super::host::HostState;
 use crate::capability::kv::{self as kvcap, KvError};
+use crate::capability::metrics::MetricsRegistry;
 use crate::capability::outbound::{
     CallSpec, IncomingCall, MAX_IN_FLIGHT, OutboundError, PendingCall,
 };
@@ -270,39 +271,41 @@ impl outbound::Host for HostState {
     }
 }
 
+impl HostState {
+    /// Records through the metrics registry if granted; a denial or a dropped recording is
+    /// logged, never returned: metrics must not fail a request.
+    fn record(
+        &self,
+        name: &str,
+        f: impl FnOnce(&MetricsRegistry) -> Result<(), crate::capability::metrics::MetricError>,
+    ) {
+        let plugin = &*self.plugin;
+        match &self.caps.metrics {
+            None => tracing::warn!(
+                plugin,
+                metric = name,
+                "metrics call denied: no metrics grant"
+            ),
+            Some(m) => {
+                if let Err(e) = f(m) {
+                    tracing::warn!(plugin, metric = name, error = %e, "metric dropped");
+                }
+            }
+        }
+    }
+}
+
 impl metrics::Host for HostState {
     fn counter_add(&mut self, name: String, value: u64, labels: Vec<(String, String)>) {
-        let result = match &self.caps.metrics {
-            Some(m) => m.counter_add(&self.plugin, &name, value, &labels),
-            None => {
-                tracing::warn!(
-                    plugin = &*self.plugin,
-                    metric = name.as_str(),
-                    "metrics call denied: no metrics grant"
-                );
-                return;
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(plugin = &*self.plugin, metric = name.as_str(), error = %e, "metric dropped");
-        }
+        self.record(&name, |m| {
+            m.counter_add(&self.plugin, &name, value, &labels)
+        });
     }
 
     fn histogram_record(&mut self, name: String, value: f64, labels: Vec<(String, String)>) {
-        let result = match &self.caps.metrics {
-            Some(m) => m.histogram_record(&self.plugin, &name, value, &labels),
-            None => {
-                tracing::warn!(
-                    plugin = &*self.plugin,
-                    metric = name.as_str(),
-                    "metrics call denied: no metrics grant"
-                );
-                return;
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(plugin = &*self.plugin, metric = name.as_str(), error = %e, "metric dropped");
-        }
+        self.record(&name, |m| {
+            m.histogram_record(&self.plugin, &name, value, &labels)
+        });
     }
 }
 

@@ -309,6 +309,13 @@ pub struct PluginSettings {
     pub pool_max_idle: usize,
 }
 
+impl Default for PluginSettings {
+    /// The defaults of a `[plugins.NAME]` table.
+    fn default() -> Self {
+        PluginSettings::from_config(&PluginConfig::new(PathBuf::new()))
+    }
+}
+
 impl PluginSettings {
     pub fn from_config(c: &PluginConfig) -> Self {
         PluginSettings {
