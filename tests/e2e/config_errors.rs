@@ -151,3 +151,19 @@ fn run_refuses_a_broken_config_and_exits_non_zero() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_quickstart_config_stays_valid() {
+    plugin_dir();
+    let path = repo_root().join("examples/quickstart/weir.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run weir check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
