@@ -1,19 +1,27 @@
-//! `cache`: an exact response cache in the `kv` capability, keyed by method, path and query, and
-//! the request headers listed in `vary`.
+//! `cache`: an exact response cache in the `kv` capability, keyed by path and query plus the
+//! request headers listed in `vary`.
 //!
-//! Only `GET` and `HEAD` are served from the cache (a `HEAD` reads the `GET` entry); other
-//! methods pass through with `x-weir-cache: bypass`. A hit is answered by the plugin with the
-//! stored status, headers and body plus `x-weir-cache: hit` and `age`; the upstream is not
-//! called. A miss goes upstream, gets `x-weir-cache: miss`, and is stored for `ttl_ms` if its
-//! status is in `statuses` and it has neither `cache-control: no-store`/`private` nor
-//! `set-cookie`. With the Redis backend the cache is shared by every replica.
+//! Only `GET` and `HEAD` are served from the cache (a `HEAD` reads the `GET` entry and gets its
+//! headers without the body); other methods pass through with `x-weir-cache: bypass`. A hit is
+//! answered by the plugin with the stored status, headers and body plus `x-weir-cache: hit` and
+//! `age` (whole seconds since it was stored); the upstream is not called. A miss goes upstream,
+//! gets `x-weir-cache: miss`, and a `GET` is stored for `ttl_ms` if its status is in `statuses`
+//! and it has neither `cache-control: no-store`/`private` nor `set-cookie`. Hop-by-hop headers and
+//! `content-length` are not stored. With the Redis backend the cache is shared by every replica.
 //!
-//! The response body is buffered (`max_body`, default 1 MiB) so it can be stored; a larger
-//! upstream body fails the request with 502, so put the cache only on routes whose responses fit.
-//! A kv error is logged and treated as a miss: the cache never fails a request.
+//! The kv key is `resp:GET <path and query>` followed by `\n<name>=<value>` per `vary` header
+//! (its values joined with `,`; absent reads as empty), replaced by `resp:<FNV-1a 64 hex>` when
+//! longer than 900 bytes. It names neither the route nor the host: routes that answer the same
+//! path differently must use different kv namespaces.
 //!
-//! Config: `ttl_ms` (required, > 0), `vary` (header names, default none), `max_body` (bytes),
-//! `statuses` (default `[200]`). Needs `capabilities = { kv = "<namespace>" }`.
+//! The response body is buffered (`max_body`, default 1 MiB, at most kv's 1 MiB value limit) so
+//! it can be stored: a larger upstream body fails the request with **502** (the host's rule for
+//! `buffered` bodies), so put the cache only on routes whose responses fit. An entry that is over
+//! the kv value limit once its headers are added is not stored. A kv error is logged and treated
+//! as a miss: the cache never fails a request.
+//!
+//! Config: `ttl_ms` (required, > 0), `vary` (header names, default none), `max_body` (bytes,
+//! default 1048576), `statuses` (default `[200]`). Needs `capabilities = { kv = "<namespace>" }`.
 
 use serde::Deserialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,10 +48,14 @@ fn default_statuses() -> Vec<u16> {
     vec![200]
 }
 
-/// Headers never stored: they describe one connection or one message's framing.
-const SKIP: [&str; 9] = [
+/// Headers never stored: they describe one connection or one message's framing, or are added
+/// by this plugin when the entry is served.
+const SKIP: [&str; 12] = [
     "connection",
     "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
     "transfer-encoding",
     "content-length",
     "te",
@@ -52,6 +64,9 @@ const SKIP: [&str; 9] = [
     "x-weir-cache",
     "age",
 ];
+
+/// kv's limit on one value, in bytes.
+const MAX_VALUE: usize = 1 << 20;
 
 enum State {
     Bypass,
@@ -77,6 +92,13 @@ fn fnv(s: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// Whether `s` is a valid HTTP field name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A stored response: `status\nstored_at_ms\nheader-count\n` then `name: value\n` per header,
@@ -165,8 +187,20 @@ impl Plugin for Cache {
         if config.ttl_ms == 0 {
             return Err("`ttl_ms` must be greater than 0".into());
         }
+        if config.max_body == 0 || config.max_body as usize > MAX_VALUE {
+            return Err(format!(
+                "`max_body` must be between 1 and {MAX_VALUE} bytes (kv's limit on a value), got {}",
+                config.max_body
+            ));
+        }
         if config.statuses.is_empty() {
             return Err("`statuses` is empty: nothing would ever be cached".into());
+        }
+        if let Some(s) = config.statuses.iter().find(|s| !(100..=999).contains(*s)) {
+            return Err(format!("`statuses`: {s} is not an HTTP status code"));
+        }
+        if let Some(name) = config.vary.iter().find(|n| !is_token(n)) {
+            return Err(format!("`vary`: invalid header name {name:?}"));
         }
         Ok(Cache {
             config,
@@ -237,8 +271,14 @@ impl Plugin for Cache {
                             .collect(),
                         body: response::body().unwrap_or_default(),
                     };
+                    let value = entry.encode();
                     let ttl = Duration::from_millis(self.config.ttl_ms);
-                    if let Err(e) = kv::set(&key, &entry.encode(), Some(ttl)) {
+                    if value.len() > MAX_VALUE {
+                        log::debug(&format!(
+                            "response for {key:?} not cached: {} bytes with headers, over kv's limit",
+                            value.len()
+                        ));
+                    } else if let Err(e) = kv::set(&key, &value, Some(ttl)) {
                         log::warn(&format!("cache store failed: {e:?}"));
                     }
                 }

@@ -6,12 +6,18 @@
 //! {"a": {...a's JSON...}, "b": "b's body, if not JSON", "c": {"error": "timeout"}}
 //! ```
 //!
-//! All calls are started before any is awaited, so the answer takes about as long as the slowest
-//! upstream, not the sum. `x-weir-fan-out: <ok>/<total>` says how many succeeded; the status is
-//! 200, or 502 if every call failed. Its route needs no `upstream`.
+//! Each call is a `GET` of `path` (default: the client request's path and query) carrying the
+//! `forward_headers` the client sent. All calls are started before any is awaited, so the answer
+//! takes about as long as the slowest upstream, not the sum. A 2xx answer is embedded as JSON, or
+//! as a string when its body is not JSON. A failed call becomes `{"error": <text>}`: `"not
+//! granted: <name>"` (the upstream is not in the grant), `"timeout"`, the connection error, or,
+//! with `"status": <code>`, the first KiB of a non-2xx answer's body or a body over 1 MiB.
+//! `x-weir-fan-out: <ok>/<total>` says how many succeeded; the status is 200, or 502 if every call
+//! failed. Its route needs no `upstream`.
 //!
-//! Config: `upstreams` (names, at least one), `path` (default: the request's path and query),
-//! `timeout_ms`, `forward_headers` (request headers copied to each call, default `["accept"]`).
+//! Config: `upstreams` (names, at least one, required), `path` (default: the request's path and
+//! query), `timeout_ms` (per call; default: each upstream's `request_timeout`),
+//! `forward_headers` (request headers copied to each call, default `["accept"]`).
 //! Needs `capabilities = { outbound = [<the same names>] }`.
 
 use serde::Deserialize;
@@ -49,6 +55,24 @@ fn describe(e: &OutboundError) -> String {
     }
 }
 
+/// The start of an error body, as text, for the merged answer.
+fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 1024;
+    let mut text = String::from_utf8_lossy(&body[..body.len().min(MAX)]).into_owned();
+    if body.len() > MAX {
+        text.push('…');
+    }
+    text
+}
+
+/// Whether `s` is a valid HTTP field name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The merged entry of a failed call: `{"error": message, "status": status}`.
 fn error(message: String, status: Option<u16>) -> Value {
     let mut m = Map::new();
     m.insert("error".into(), Value::String(message));
@@ -64,6 +88,20 @@ impl Plugin for FanOut {
     fn new(config: Config) -> Result<Self, String> {
         if config.upstreams.is_empty() {
             return Err("`upstreams` is empty".into());
+        }
+        for (i, u) in config.upstreams.iter().enumerate() {
+            if u.is_empty() {
+                return Err("`upstreams` contains an empty name".into());
+            }
+            if config.upstreams[..i].contains(u) {
+                return Err(format!("`upstreams` names {u:?} twice"));
+            }
+        }
+        if config.timeout_ms == Some(0) {
+            return Err("`timeout_ms` must be greater than 0".into());
+        }
+        if let Some(h) = config.forward_headers.iter().find(|h| !is_token(h)) {
+            return Err(format!("`forward_headers`: invalid header name {h:?}"));
         }
         if let Some(p) = &config.path
             && !p.starts_with('/')
@@ -107,9 +145,7 @@ impl Plugin for FanOut {
                                 Value::String(String::from_utf8_lossy(&body).into_owned())
                             })
                         }
-                        Ok(body) => {
-                            error(String::from_utf8_lossy(&body).into_owned(), Some(status))
-                        }
+                        Ok(body) => error(excerpt(&body), Some(status)),
                     }
                 }
             };

@@ -2,14 +2,23 @@
 //! across instances and, with the Redis backend, across every gateway replica.
 //!
 //! Each key gets a bucket of `burst` tokens refilled at `rate_per_second`; a request takes one
-//! token or is answered 429 with `retry-after` (seconds until a token is back). Allowed responses
-//! carry `x-ratelimit-limit` and `x-ratelimit-remaining`. The bucket is read, updated and written
-//! back with compare-and-swap, retried on conflict, so concurrent requests never over-admit.
+//! token or is answered 429 with `retry-after` (whole seconds until a token is back, at least 1),
+//! `x-ratelimit-limit`, `x-ratelimit-remaining: 0` and the body `rate limit exceeded`. Allowed
+//! responses carry `x-ratelimit-limit` and `x-ratelimit-remaining` (whole tokens left).
 //!
-//! Config: `burst` (≥ 1), `rate_per_second` (> 0), `key` (`"principal"`, the default, falling
-//! back to the client IP; `"client-ip"`; or `"header:<name>"`, falling back to the client IP),
-//! `on_backend_error` (`"allow"`, the default, or `"deny"` with 503). Needs
-//! `capabilities = { kv = "<namespace>" }`.
+//! The bucket is the kv key `bucket:<kind>:<value>` (kind `principal`, `client-ip` or
+//! `header:<name>`) holding `"<tokens>:<unix ms>"`. It is read, updated and written back with
+//! compare-and-swap, and the whole step is retried on conflict (up to 32 times, then it counts as
+//! a backend error), so concurrent requests never over-admit. Buckets expire after twice the time
+//! to refill (at least 1 s); an absent bucket is full. Buckets are not per route: every chain
+//! entry with the same kv namespace and `key` kind draws on the same bucket for a client, so give
+//! separate limits separate `[plugins.NAME]` declarations with their own namespaces.
+//!
+//! Config: `burst` (≥ 1, required), `rate_per_second` (> 0, required), `key` (`"principal"`, the
+//! default, falling back to the client IP when no earlier plugin set a principal; `"client-ip"`;
+//! or `"header:<name>"`, falling back to the client IP when the header is absent),
+//! `on_backend_error` (`"allow"`, the default: a failing kv call is logged and the request goes
+//! on; or `"deny"`: answer 503). Needs `capabilities = { kv = "<namespace>" }`.
 
 use serde::Deserialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +47,9 @@ fn default_on_backend_error() -> String {
 /// Conflicting writers retry this often before the request is treated as a backend error.
 const CAS_ATTEMPTS: usize = 32;
 
+/// kv's limit on key length, in bytes.
+const MAX_KEY: usize = 1024;
+
 struct RateLimit {
     config: Config,
     /// Tokens left after this request, for the response headers.
@@ -50,14 +62,17 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The host part of `request::client_addr()` (`192.0.2.7:53211` → `192.0.2.7`,
+/// `[2001:db8::1]:443` → `2001:db8::1`).
 fn client_ip() -> String {
     let addr = request::client_addr();
-    match addr.rsplit_once(':') {
-        Some((host, _)) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        None => addr,
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    match addr.split_once(':') {
+        // One colon: `ip:port`. More than one: a bare IPv6 address, kept whole.
+        Some((host, port)) if !port.contains(':') => host.to_string(),
+        _ => addr,
     }
 }
 
@@ -69,6 +84,13 @@ fn fnv(s: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// Whether `s` is a valid HTTP field name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Tokens and the time they were counted, as stored: `"<tokens>:<unix ms>"`.
@@ -84,27 +106,30 @@ enum Verdict {
 }
 
 impl RateLimit {
+    /// `bucket:<kind>:<value>`, where the kind is `principal`, `client-ip` or `header:<name>`
+    /// (a fallback to the client IP uses `client-ip`, sharing that client's bucket). A value
+    /// that would make the key longer than kv's 1 KiB limit is replaced by its FNV-1a hash.
     fn bucket_key(&self) -> String {
-        let c = &self.config.key;
+        let c = self.config.key.as_str();
         let (kind, value) = if c == "principal" {
             match context::principal() {
-                Some(p) => ("principal", p),
-                None => ("ip", client_ip()),
+                Some(p) => (c, p),
+                None => ("client-ip", client_ip()),
             }
         } else if let Some(name) = c.strip_prefix("header:") {
             match request::header(name) {
-                Some(v) => ("header", v),
-                None => ("ip", client_ip()),
+                Some(v) => (c, v),
+                None => ("client-ip", client_ip()),
             }
         } else {
-            ("ip", client_ip())
+            ("client-ip", client_ip())
         };
-        let value = if value.len() > 900 {
-            fnv(&value)
+        let key = format!("bucket:{kind}:{value}");
+        if key.len() > MAX_KEY {
+            format!("bucket:{kind}:#{}", fnv(&value))
         } else {
-            value
-        };
-        format!("bucket:{kind}:{value}")
+            key
+        }
     }
 
     fn take(&self, key: &str) -> Result<Verdict, String> {
@@ -113,10 +138,14 @@ impl RateLimit {
         // Keep a bucket twice as long as it takes to fill up; an absent bucket is full.
         let ttl = Duration::from_secs_f64((burst / rate * 2.0).clamp(1.0, 365.0 * 86400.0));
         for _ in 0..CAS_ATTEMPTS {
-            let now = now_ms();
             let current = kv::get(key).map_err(|e| format!("{e:?}"))?;
+            let now = now_ms();
+            // A missing or unreadable bucket is full.
             let (tokens, at) = current.as_deref().and_then(parse).unwrap_or((burst, now));
-            let elapsed = now.saturating_sub(at) as f64 / 1000.0;
+            // Another gateway's clock may be ahead: never move the bucket's time backwards, or
+            // the next reader would count the same refill twice.
+            let now = now.max(at);
+            let elapsed = (now - at) as f64 / 1000.0;
             let tokens = (tokens + elapsed * rate).min(burst);
             if tokens < 1.0 {
                 let wait = ((1.0 - tokens) / rate).ceil().max(1.0);
@@ -143,21 +172,25 @@ impl RateLimit {
 impl Plugin for RateLimit {
     type Config = Config;
 
-    fn new(config: Config) -> Result<Self, String> {
+    fn new(mut config: Config) -> Result<Self, String> {
         if config.burst == 0 {
             return Err("`burst` must be at least 1".into());
         }
         if !(config.rate_per_second > 0.0 && config.rate_per_second.is_finite()) {
             return Err("`rate_per_second` must be a positive number".into());
         }
-        let k = config.key.as_str();
-        if !(k == "principal"
-            || k == "client-ip"
-            || k.strip_prefix("header:").is_some_and(|h| !h.is_empty()))
-        {
-            return Err(format!(
-                "`key` must be \"principal\", \"client-ip\" or \"header:<name>\", not {k:?}"
-            ));
+        match config.key.strip_prefix("header:") {
+            Some(name) if is_token(name) && name.len() <= 256 => {
+                config.key = config.key.to_ascii_lowercase();
+            }
+            Some(name) => return Err(format!("`key`: invalid header name {name:?}")),
+            None if config.key == "principal" || config.key == "client-ip" => {}
+            None => {
+                return Err(format!(
+                    "`key` must be \"principal\", \"client-ip\" or \"header:<name>\", not {:?}",
+                    config.key
+                ));
+            }
         }
         if !matches!(config.on_backend_error.as_str(), "allow" | "deny") {
             return Err("`on_backend_error` must be \"allow\" or \"deny\"".into());

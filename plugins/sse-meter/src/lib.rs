@@ -6,8 +6,12 @@
 //! the counter `weir_plugin_<metric>_total{plugin, route}`. Responses that are not
 //! `text/event-stream` pass untouched and are not counted.
 //!
-//! Config: `trailer` (default `x-weir-sse-events`), `metric` (default `sse_events`). Needs
-//! `capabilities = { metrics = true }`.
+//! The trailer reaches clients over HTTP/2, and over HTTP/1.1 when they sent `te: trailers`. The
+//! counter is only added to when the stream ends normally (not when the client or the upstream
+//! goes away mid-stream).
+//!
+//! Config: `trailer` (a header name, default `x-weir-sse-events`), `metric` (`[a-z_][a-z0-9_]*`,
+//! default `sse_events`). Needs `capabilities = { metrics = true }`.
 
 use serde::Deserialize;
 use weir_sdk::{
@@ -61,8 +65,24 @@ impl Plugin for SseMeter {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, String> {
-        if config.trailer.is_empty() || config.metric.is_empty() {
-            return Err("`trailer` and `metric` must not be empty".into());
+        let t = &config.trailer;
+        if t.is_empty()
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(format!("`trailer`: invalid header name {t:?}"));
+        }
+        let m = &config.metric;
+        let valid = m.len() <= 64
+            && m.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && m.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid || m == "instantiations" || m == "failures" {
+            return Err(format!(
+                "`metric` must match [a-z_][a-z0-9_]*, be at most 64 bytes and not be \
+                 `instantiations` or `failures`; got {m:?}"
+            ));
         }
         Ok(SseMeter {
             config,
