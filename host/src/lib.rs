@@ -1,6 +1,7 @@
 //! Weir: a WebAssembly plugin-driven programmable gateway. See `ARCHITECTURE.md` for the map.
 
 pub mod admin;
+pub mod authoring;
 pub mod body;
 pub mod capability;
 pub mod chain;

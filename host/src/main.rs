@@ -40,6 +40,36 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: std::net::SocketAddr,
     },
+    /// Write, build and test plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin directory that builds and passes its smoke test as it is.
+    New {
+        /// The SDK language.
+        #[arg(long)]
+        lang: weir::authoring::Language,
+        /// The plugin's name (lowercase letters, digits, '-').
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the plugin in DIR into DIR/<name>.wasm with its language's toolchain.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build, then run DIR/smoke.toml through a real gateway and an echo backend.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +115,37 @@ fn main() -> ExitCode {
             block_on(weir::gateway::run(config))
         }
         Command::DemoBackend { listen } => block_on(weir::demo_backend::run(listen)),
+        Command::Plugin { command } => plugin(command),
+    }
+}
+
+fn plugin(command: PluginCommand) -> ExitCode {
+    let result = match command {
+        PluginCommand::New { lang, name, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            weir::authoring::new(lang, &name, &dir)
+                .map(|files| {
+                    for f in files {
+                        println!("created {}", f.display());
+                    }
+                    println!(
+                        "next: weir plugin build {0} && weir plugin test {0}",
+                        dir.display()
+                    );
+                })
+                .map_err(|e| e.to_string())
+        }
+        PluginCommand::Build { dir } => weir::authoring::build(&dir)
+            .map(|out| println!("built {}", out.display()))
+            .map_err(|e| e.to_string()),
+        PluginCommand::Test { dir } => weir::authoring::test(&dir).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 
 mod support;
 
+mod authoring;
 mod capabilities;
 mod chain;
 mod config_errors;
+mod conformance;
 mod failures;
 mod kv_backends;
 mod protocols;

@@ -48,6 +48,17 @@ pub fn plugin_dir() -> &'static Path {
     })
 }
 
+/// A `weir` command with the guest toolchains `cargo xtask test` installs
+/// (`target/guest-tools`) on its search path, unless `WEIR_TOOLS` says otherwise.
+pub fn weir_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    if std::env::var_os("WEIR_TOOLS").is_none() {
+        cmd.env("WEIR_TOOLS", repo_root().join("target/guest-tools"));
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
 /// Path of a first-party plugin by crate name (`api-key`, `headers`, `router`, `probe`).
 pub fn plugin(name: &str) -> PathBuf {
     plugin_dir().join(format!("{}.wasm", name.replace('-', "_")))

@@ -145,6 +145,8 @@ fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
             "--latency",
             "-H",
             "x-api-key: bench-key",
+            "-H",
+            "x-user: alice",
             &format!("http://127.0.0.1:{port}/bench"),
         ])
         .output()
@@ -558,3 +560,94 @@ pub fn start(_args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `cargo xtask bench-languages`: the `allowlist` example in each SDK language on a route,
+/// through the gateway (req/s against the same gateway without plugins), then the
+/// `languages` micro-benchmark (size, cold compile, fresh instance, hook call).
+pub fn languages(args: &[String]) -> Result<()> {
+    let o = options(args)?;
+    ensure_tools()?;
+    crate::ensure_guest_toolchains()?;
+    let (weir, plugin_dir) = build_release()?;
+    let examples = std::env::current_dir()?.join("examples/allowlist");
+    for lang in LANGUAGES {
+        sh(Command::new(&weir)
+            .args(["plugin", "build"])
+            .arg(examples.join(lang))
+            .env("WEIR_TOOLS", crate::guest_tools_dir()?))?;
+    }
+    let dir = tempdir()?;
+    let backend = free_port()?;
+    let _backend = start_nginx(
+        &dir,
+        "backend",
+        1,
+        &format!(
+            "server {{ listen 127.0.0.1:{backend}; location / {{ return 200 \"hello from the backend\\n\"; }} }}"
+        ),
+    )?;
+    wait_for(backend, "backend nginx")?;
+
+    let mut rows = Vec::new();
+    for target in std::iter::once("no plugin").chain(LANGUAGES) {
+        let port = free_port()?;
+        let config = match target {
+            "no plugin" => weir_config(port, backend, &plugin_dir, None),
+            lang => format!(
+                "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[upstreams.backend]\nendpoints = [\"http://127.0.0.1:{backend}\"]\n\
+                 [plugins.allowlist]\npath = {:?}\ninstances = \"pooled\"\ncapabilities = {{ kv = \"bench\" }}\n\
+                 [[routes]]\nname = \"bench\"\nupstream = \"backend\"\nchain = [{{ plugin = \"allowlist\", config = {{ allow = [\"alice\"] }} }}]\n",
+                examples
+                    .join(lang)
+                    .join("allowlist.wasm")
+                    .display()
+                    .to_string()
+            ),
+        };
+        let _guard = start_weir(
+            &weir,
+            &dir,
+            &format!("lang-{target}").replace(' ', "-"),
+            &config,
+            port,
+        )?;
+        wrk(port, &o, 1)?;
+        let mut rounds = Vec::new();
+        for _ in 0..o.rounds {
+            rounds.push(wrk(port, &o, o.duration)?);
+        }
+        let m = median(rounds);
+        eprintln!("{target:<12} {:>10.0} req/s", m.rps);
+        rows.push((target, m));
+    }
+    let base = rows[0].1.rps;
+    println!(
+        "\n## The allowlist plugin per language (wrk -t2 -c{} -d{}s, median of {} rounds, pooled instances)\n",
+        o.connections, o.duration, o.rounds
+    );
+    println!("| target | req/s | / no plugin | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|");
+    for (name, s) in &rows {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.3} | {:.3} |",
+            s.rps,
+            s.rps / base,
+            s.p50_ms,
+            s.p99_ms
+        );
+    }
+    println!("\n## Per component (no networking)\n");
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "bench",
+            "--quiet",
+            "-p",
+            "weir",
+            "--bench",
+            "languages",
+        ]),
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+const LANGUAGES: [&str; 4] = ["rust", "c", "python", "js"];

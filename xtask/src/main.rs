@@ -6,6 +6,7 @@
 //! - `bench`:   the benchmark: backend, Weir with 0 and 3 plugins, nginx; prints ratios.
 //! - `bench-swaps [N]`: swap a plugin N times under the file watcher; prints RSS after 10 and N.
 //! - `bench-start`: startup time with a cold and a warm compiled-plugin cache.
+//! - `bench-languages`: the `allowlist` example in Rust, C, Python and JavaScript.
 
 mod bench;
 
@@ -24,8 +25,11 @@ fn main() -> Result<()> {
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-swaps") => bench::swaps(&args[1..]),
         Some("bench-start") => bench::start(&args[1..]),
+        Some("bench-languages") => bench::languages(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start>");
+            eprintln!(
+                "usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start|bench-languages>"
+            );
             std::process::exit(2);
         }
     }
@@ -145,7 +149,59 @@ pub(crate) fn ensure_debian(tools: &[(&str, &str)]) -> Result<()> {
 }
 
 /// Python packages the end-to-end tests use as real peers.
-const PY_PACKAGES: &[(&str, &str)] = &[("grpc", "grpcio==1.85.3")];
+const PY_PACKAGES: &[(&str, &str)] = &[
+    ("grpc", "grpcio==1.85.3"),
+    // Builds Python plugins (`weir plugin build`); the conformance suite needs it.
+    ("componentize_py", "componentize-py==0.25.1"),
+];
+
+/// npm packages for JavaScript plugins (componentize-js) and for turning C core modules into
+/// components (jco 1.34.0: 1.35.0 cannot read WIT directories). Installed into
+/// `target/guest-tools`, which `weir plugin build` searches (`WEIR_TOOLS`).
+const NPM_PACKAGES: &[&str] = &[
+    "@bytecodealliance/componentize-js@0.23.0",
+    "@bytecodealliance/jco@1.34.0",
+];
+
+/// The C toolchain for wasm32-wasi from Debian (clang, the linker, wasi-libc and the wasm32
+/// compiler-rt builtins), and node/npm for the npm packages.
+pub(crate) fn ensure_guest_toolchains() -> Result<()> {
+    ensure_debian(&[
+        ("clang", "clang"),
+        ("wasm-ld", "lld"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+    ])?;
+    let builtins = std::path::Path::new("/usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi");
+    if !std::path::Path::new("/usr/lib/wasm32-wasi/libc.a").exists() || !builtins.exists() {
+        sh(Command::new("apt-get").args(["update", "-qq"]))?;
+        sh(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "wasi-libc",
+            "libclang-rt-14-dev-wasm32",
+        ]))?;
+    }
+    let tools = guest_tools_dir()?;
+    let have_all = ["componentize-js", "jco"]
+        .iter()
+        .all(|t| tools.join("node_modules/.bin").join(t).exists());
+    if !have_all {
+        std::fs::create_dir_all(&tools)?;
+        sh(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&tools)
+            .args(NPM_PACKAGES))?;
+    }
+    Ok(())
+}
+
+/// Where the npm guest toolchains live: `target/guest-tools` of this checkout.
+pub(crate) fn guest_tools_dir() -> Result<std::path::PathBuf> {
+    Ok(std::env::current_dir()?.join("target/guest-tools"))
+}
 
 fn ensure_python_packages() -> Result<()> {
     for (module, package) in PY_PACKAGES {
@@ -168,6 +224,8 @@ fn test() -> Result<()> {
     ensure_python_packages()?;
     // A real Redis for the shared key-value backend tests.
     ensure_debian(&[("redis-server", "redis-server")])?;
+    // Python, JavaScript and C plugin toolchains for the conformance suite.
+    ensure_guest_toolchains()?;
     plugins()?;
     sh(cargo().args(["fmt", "--all", "--check"]))?;
     sh(cargo().args([
@@ -199,5 +257,7 @@ fn test() -> Result<()> {
             "warnings",
         ]))?;
     }
-    sh(cargo().args(["test", "--workspace"]))
+    sh(cargo()
+        .args(["test", "--workspace"])
+        .env("WEIR_TOOLS", guest_tools_dir()?))
 }
