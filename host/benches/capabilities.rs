@@ -5,7 +5,9 @@
 //! Run: `cargo bench -p weir --bench capabilities` (needs the plugins built:
 //! `cargo xtask plugins`). The `kv-bench` fixture makes N calls of one kind per hook.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -13,31 +15,14 @@ use std::time::{Duration, Instant};
 use weir::capability::kv::{KvHandle, KvStore};
 use weir::capability::{Granted, PluginCapabilities};
 use weir::config::{InstancePolicy, KvBackendKind, KvConfig, Millis, RuntimeConfig};
-use weir::exchange::{Context, Exchange, Phase};
+use weir::exchange::Exchange;
 use weir::plugin::{LoadedPlugin, PluginInstance, PluginSettings, Runtime};
 
 /// Calls per hook; the per-call cost is the hook's time divided by this.
 const CALLS: u32 = 1000;
 
 fn exchange() -> Box<Exchange> {
-    let (request, ()) = http::Request::get("/bench")
-        .header("x-api-key", "k-1")
-        .body(())
-        .expect("request")
-        .into_parts();
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    Box::new(Exchange {
-        phase: Phase::Request,
-        request,
-        request_body: None,
-        response: None,
-        response_body: None,
-        context: Context::default(),
-        client_addr: client,
-        authority: None,
-        scheme: "http",
-        route: Arc::from("bench"),
-    })
+    common::exchange("/bench", &[("x-api-key", "k-1")], None)
 }
 
 /// Median per-call time in µs of `op`, over `hooks` hooks of `CALLS` calls each.

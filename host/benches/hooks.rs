@@ -4,38 +4,27 @@
 //!
 //! Run: `cargo bench -p weir --bench hooks` (needs the plugins built: `cargo xtask plugins`).
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::config::{InstancePolicy, RuntimeConfig};
-use weir::exchange::{Context, Exchange, Phase};
+use weir::exchange::Exchange;
 use weir::plugin::{PluginInstance, PluginSettings, Runtime};
 
 const ITERATIONS: usize = 20_000;
 
 fn exchange() -> Box<Exchange> {
-    let req = http::Request::get("/v1/items?limit=10")
-        .header("host", "api.example.com")
-        .header("x-api-key", "k-1")
-        .header("accept", "application/json")
-        .header("user-agent", "bench/1.0")
-        .body(())
-        .expect("request");
-    let (request, ()) = req.into_parts();
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    Box::new(Exchange {
-        phase: Phase::Request,
-        request,
-        request_body: None,
-        response: None,
-        response_body: None,
-        context: Context::default(),
-        client_addr: client,
-        authority: Some("api.example.com".into()),
-        scheme: "http",
-        route: Arc::from("bench"),
-    })
+    common::exchange(
+        "/v1/items?limit=10",
+        &[
+            ("host", "api.example.com"),
+            ("x-api-key", "k-1"),
+            ("accept", "application/json"),
+            ("user-agent", "bench/1.0"),
+        ],
+        Some("api.example.com"),
+    )
 }
 
 /// Times a whole fresh instance per iteration: store + instantiate + `init` + one hook + drop.

@@ -5,35 +5,19 @@
 //! Run: `cargo bench -p weir --bench languages` after building the examples
 //! (`weir plugin build examples/allowlist/<lang>`; `cargo xtask bench-languages` does both).
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::capability::kv::{KvHandle, KvStore};
 use weir::capability::{Granted, PluginCapabilities};
 use weir::config::{InstancePolicy, KvConfig, RuntimeConfig};
-use weir::exchange::{Context, Exchange, Phase};
+use weir::exchange::Exchange;
 use weir::plugin::{PluginInstance, PluginSettings, Runtime};
 
 fn exchange() -> Box<Exchange> {
-    let (request, ()) = http::Request::get("/bench")
-        .header("x-user", "alice")
-        .body(())
-        .expect("request")
-        .into_parts();
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    Box::new(Exchange {
-        phase: Phase::Request,
-        request,
-        request_body: None,
-        response: None,
-        response_body: None,
-        context: Context::default(),
-        client_addr: client,
-        authority: None,
-        scheme: "http",
-        route: Arc::from("bench"),
-    })
+    common::exchange("/bench", &[("x-user", "alice")], None)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -100,6 +100,21 @@ fn start_nginx(dir: &Path, name: &str, workers: u32, server: &str) -> Result<Gua
     Ok(Guard(child))
 }
 
+/// The benchmark backend: nginx answering a fixed 200, one worker. Returns it and its port.
+fn start_backend(dir: &Path) -> Result<(Guard, u16)> {
+    let port = free_port()?;
+    let guard = start_nginx(
+        dir,
+        "backend",
+        1,
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"hello from the backend\\n\"; }} }}"
+        ),
+    )?;
+    wait_for(port, "backend nginx")?;
+    Ok((guard, port))
+}
+
 fn start_weir(weir: &Path, dir: &Path, name: &str, config: &str, port: u16) -> Result<Guard> {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config)?;
@@ -230,16 +245,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let (weir, plugin_dir) = build_release()?;
     let dir = tempdir()?;
 
-    let backend = free_port()?;
-    let _backend = start_nginx(
-        &dir,
-        "backend",
-        1,
-        &format!(
-            "server {{ listen 127.0.0.1:{backend}; location / {{ return 200 \"hello from the backend\\n\"; }} }}"
-        ),
-    )?;
-    wait_for(backend, "backend nginx")?;
+    let (_backend, backend) = start_backend(&dir)?;
 
     type Setup<'a> = Box<dyn Fn(u16) -> Result<Guard> + 'a>;
     let targets: Vec<(&str, Setup)> = vec![
@@ -577,16 +583,7 @@ pub fn languages(args: &[String]) -> Result<()> {
             .env("WEIR_TOOLS", crate::guest_tools_dir()?))?;
     }
     let dir = tempdir()?;
-    let backend = free_port()?;
-    let _backend = start_nginx(
-        &dir,
-        "backend",
-        1,
-        &format!(
-            "server {{ listen 127.0.0.1:{backend}; location / {{ return 200 \"hello from the backend\\n\"; }} }}"
-        ),
-    )?;
-    wait_for(backend, "backend nginx")?;
+    let (_backend, backend) = start_backend(&dir)?;
 
     let mut rows = Vec::new();
     for target in std::iter::once("no plugin").chain(LANGUAGES) {
