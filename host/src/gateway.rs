@@ -259,6 +259,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.file.reload.poll_interval.0,
         ));
     }
+    if let Some(every) = config.file.reload.registry_poll {
+        tokio::spawn(crate::reload::watch_registries(gateway.clone(), every.0));
+    }
     tokio::spawn(crate::reload::on_sighup(gateway.clone()));
 
     shutdown_signal().await;

@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod exchange;
 pub mod gateway;
 pub mod headers;
+pub mod oci;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;

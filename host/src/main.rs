@@ -70,6 +70,18 @@ enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Push a component to a registry in the CNCF Wasm artifact layout; prints its digest.
+    /// Credentials: WEIR_REGISTRY_USERNAME/WEIR_REGISTRY_PASSWORD or ~/.docker/config.json.
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// oci://host[:port]/repo:tag
+        reference: String,
+    },
+    /// Pull a component into the local cache (verifying digests); prints where it is.
+    Pull { reference: String },
+    /// Show a pushed component's manifest digest, layers, annotations, imports and exports.
+    Inspect { reference: String },
 }
 
 fn main() -> ExitCode {
@@ -139,6 +151,37 @@ fn plugin(command: PluginCommand) -> ExitCode {
             .map(|out| println!("built {}", out.display()))
             .map_err(|e| e.to_string()),
         PluginCommand::Test { dir } => weir::authoring::test(&dir).map_err(|e| e.to_string()),
+        PluginCommand::Push { file, reference } => registry(async move {
+            let reference = weir::oci::OciRef::parse(&reference)?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let title = file
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+            let digest = weir::oci::registry::push(&bytes, &reference, &title).await?;
+            println!("pushed {reference}@{digest}");
+            Ok(())
+        }),
+        PluginCommand::Pull { reference } => registry(async move {
+            let reference = weir::oci::OciRef::parse(&reference)?;
+            let cache = weir::oci::OciCache::new(weir::oci::OciCache::default_root());
+            let pulled = weir::oci::registry::pull(&reference, &cache).await?;
+            println!(
+                "pulled {reference}@{} (component {}, {} bytes)",
+                pulled.manifest_digest,
+                pulled.component_digest,
+                pulled.component.len()
+            );
+            Ok(())
+        }),
+        PluginCommand::Inspect { reference } => registry(async move {
+            let reference = weir::oci::OciRef::parse(&reference)?;
+            let info = weir::oci::registry::inspect(&reference).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info).unwrap_or_default()
+            );
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +190,16 @@ fn plugin(command: PluginCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a registry command on a runtime of its own.
+fn registry(
+    fut: impl std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+) -> Result<(), String> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(fut)
+        .map_err(|e| e.to_string())
 }
 
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

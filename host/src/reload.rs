@@ -60,6 +60,43 @@ pub async fn watch_files(gateway: Arc<Gateway>, interval: Duration) {
     }
 }
 
+/// Asks the registries every `interval` which component the tags of `oci://` plugins with
+/// `pull = "always"` point to; when one moved, reloads (the reload pulls, verifies and swaps it
+/// like any other change). An unreachable registry is logged and retried next round.
+pub async fn watch_registries(gateway: Arc<Gateway>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if gateway.is_shutting_down() {
+            return;
+        }
+        let snap = gateway.current();
+        for plugin in snap.plugins.values() {
+            if plugin.settings.pull != crate::config::PullPolicy::Always {
+                continue;
+            }
+            let raw = plugin.path.to_string_lossy();
+            let Ok(reference) = crate::oci::OciRef::parse(&raw) else {
+                continue;
+            };
+            if reference.tag.is_none() || reference.digest.is_some() {
+                continue;
+            }
+            match crate::oci::registry::component_digest(&reference).await {
+                Ok(digest) if digest != plugin.digest => {
+                    tracing::info!(plugin = &*plugin.name, %reference, from = %plugin.digest, to = %digest,
+                        "registry tag moved; reloading");
+                    let _ = gateway.reload("registry tag moved", &HashMap::new()).await;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(plugin = &*plugin.name, error = %e, "registry poll failed")
+                }
+            }
+        }
+    }
+}
+
 /// Reloads on every SIGHUP.
 pub async fn on_sighup(gateway: Arc<Gateway>) {
     #[cfg(unix)]

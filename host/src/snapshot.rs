@@ -8,6 +8,7 @@ use crate::capability::{Granted, PluginCapabilities};
 use crate::chain::{Chain, ChainEntry};
 use crate::config::{Config, Limits};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::oci::{OciCache, OciRef};
 use crate::plugin::{LoadedPlugin, PluginSettings, Runtime};
 use crate::router::{Matcher, Rewrite};
 use crate::upstream::Upstream;
@@ -104,9 +105,35 @@ impl Snapshot {
                 kv.as_ref(),
                 runtime,
             ));
-            let loaded = match overrides.get(name) {
-                Some(bytes) => runtime.load_bytes(name, &path, bytes, settings, caps),
-                None => runtime.load(name, &path, settings, caps),
+            let raw = p.get_ref().path.get_ref().to_string_lossy();
+            let loaded = match (overrides.get(name), OciRef::is_oci(&raw)) {
+                (Some(bytes), _) => runtime.load_bytes(name, &path, bytes, settings, caps),
+                (None, true) => match fetch_oci(&raw, p.get_ref().pull).await {
+                    Ok((reference, pulled)) => {
+                        tracing::info!(
+                            plugin = name.as_str(),
+                            reference = %reference,
+                            manifest = %pulled.manifest_digest,
+                            "plugin from registry"
+                        );
+                        runtime.load_bytes(
+                            name,
+                            std::path::Path::new(raw.as_ref()),
+                            &pulled.component,
+                            settings,
+                            caps,
+                        )
+                    }
+                    Err(e) => {
+                        errors.push(
+                            Diagnostic::new(e)
+                                .about(format!("plugin \"{name}\""))
+                                .at(config.location(p.get_ref().path.span())),
+                        );
+                        continue;
+                    }
+                },
+                (None, false) => runtime.load(name, &path, settings, caps),
             };
             match loaded {
                 Ok(loaded) => {
@@ -187,6 +214,35 @@ impl Snapshot {
                 && r.matcher
                     .matches(&req.method, host, req.uri.path(), &req.headers)
         })
+    }
+}
+
+/// Resolves an `oci://` plugin reference to its component, through the local cache.
+/// `if-not-present`: the cache answers if it has the reference; `always`: the registry is asked
+/// (a tag re-resolved) and the cache serves only when the registry cannot be reached. A digest
+/// mismatch is never papered over by the cache.
+async fn fetch_oci(
+    raw: &str,
+    policy: crate::config::PullPolicy,
+) -> Result<(OciRef, crate::oci::Pulled), String> {
+    let reference = OciRef::parse(raw).map_err(|e| e.to_string())?;
+    let cache = OciCache::new(OciCache::default_root());
+    if policy == crate::config::PullPolicy::IfNotPresent
+        && let Some(hit) = crate::oci::registry::from_cache(&reference, &cache)
+    {
+        return Ok((reference, hit));
+    }
+    match crate::oci::registry::pull(&reference, &cache).await {
+        Ok(pulled) => Ok((reference, pulled)),
+        Err(e @ crate::oci::OciError::DigestMismatch { .. }) => Err(e.to_string()),
+        Err(e) => match crate::oci::registry::from_cache(&reference, &cache) {
+            Some(hit) => {
+                tracing::warn!(reference = %reference, error = %e, manifest = %hit.manifest_digest,
+                    "registry unreachable; using the cached plugin");
+                Ok((reference, hit))
+            }
+            None => Err(format!("{e} (and {reference} is not in the local cache)")),
+        },
     }
 }
 

@@ -10,6 +10,7 @@ mod config_errors;
 mod conformance;
 mod failures;
 mod kv_backends;
+mod oci;
 mod protocols;
 mod reload;
 mod routing;

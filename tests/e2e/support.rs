@@ -112,10 +112,31 @@ impl Gateway {
     }
 
     pub fn start_file(dir: tempfile::TempDir, path: &Path, addr: SocketAddr) -> Gateway {
+        Gateway::start_file_env(dir, path, addr, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables for the process.
+    pub fn start_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let config = format!("[[listeners]]\nname = \"main\"\naddress = \"{addr}\"\n\n{body}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, config).expect("write config");
+        Gateway::start_file_env(dir, &path, addr, env)
+    }
+
+    pub fn start_file_env(
+        dir: tempfile::TempDir,
+        path: &Path,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let log = dir.path().join("weir.log");
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["run", "--config"])
             .arg(path)
+            .envs(env.iter().copied())
             .env("WEIR_LOG", "info,weir=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -543,5 +564,85 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OCI registry
+
+/// A real `docker-registry` (Debian's distribution/registry) on a free loopback port, storing in
+/// a temporary directory; with `htpasswd` auth when given (user, password). Killed on drop.
+pub struct Registry {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Registry {
+    pub fn start(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .expect("htpasswd (apache2-utils, installed by cargo xtask test)");
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, out.stdout).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, config).expect("write registry config");
+        let mut r = Registry {
+            child: None,
+            port,
+            dir,
+            config: path,
+        };
+        r.resume();
+        r
+    }
+
+    /// Starts (again) the registry process on the same port and storage.
+    pub fn resume(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry (installed by cargo xtask test)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the registry process (its storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("oci://127.0.0.1:{}/{repo_tag}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -222,8 +222,13 @@ fn ensure_python_packages() -> Result<()> {
 fn test() -> Result<()> {
     ensure_wasm_target()?;
     ensure_python_packages()?;
-    // A real Redis for the shared key-value backend tests.
-    ensure_debian(&[("redis-server", "redis-server")])?;
+    // A real Redis for the shared key-value backend tests, a real OCI registry (and htpasswd
+    // for its auth) for the plugin distribution tests.
+    ensure_debian(&[
+        ("redis-server", "redis-server"),
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+    ])?;
     // Python, JavaScript and C plugin toolchains for the conformance suite.
     ensure_guest_toolchains()?;
     plugins()?;

@@ -132,6 +132,9 @@ pub struct ReloadConfig {
     pub watch: bool,
     /// How often the files are checked.
     pub poll_interval: Millis,
+    /// How often registries are asked whether the tags of `oci://` plugins with
+    /// `pull = "always"` moved; a moved tag reloads (pulling the new digest). Off when absent.
+    pub registry_poll: Option<Millis>,
 }
 
 impl Default for ReloadConfig {
@@ -139,6 +142,7 @@ impl Default for ReloadConfig {
         ReloadConfig {
             watch: true,
             poll_interval: Millis(std::time::Duration::from_millis(250)),
+            registry_poll: None,
         }
     }
 }
@@ -254,8 +258,13 @@ pub enum UpstreamProtocol {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// Path of the Wasm component, relative to this config file.
+    /// Path of the Wasm component, relative to this config file, or a registry reference
+    /// `oci://host[:port]/repo:tag` / `...@sha256:<digest>`.
     pub path: Spanned<PathBuf>,
+    /// For `oci://` references: `if-not-present` (use the local cache when it has the
+    /// reference) or `always` (ask the registry at every load, the cache only as a fallback).
+    #[serde(default)]
+    pub pull: PullPolicy,
     /// Instance policy: `fresh` (a new instance per request) or `pooled` (reused).
     #[serde(default)]
     pub instances: InstancePolicy,
@@ -291,6 +300,7 @@ impl PluginConfig {
     pub fn new(path: PathBuf) -> PluginConfig {
         PluginConfig {
             path: Spanned::new(0..0, path),
+            pull: PullPolicy::default(),
             instances: InstancePolicy::default(),
             memory_limit: default_memory_limit(),
             hook_timeout: default_hook_timeout(),
@@ -325,6 +335,14 @@ fn default_pool_max_memory() -> ByteSize {
 }
 fn default_pool_max_idle() -> usize {
     64
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    #[default]
+    IfNotPresent,
+    Always,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -114,6 +114,14 @@ pub struct HealthPolicy {
     pub window: Duration,
 }
 
+/// Weir's cache directory (`$XDG_CACHE_HOME/weir` or `~/.cache/weir`): compiled plugins live in
+/// `compiled/`, pulled OCI artifacts in `oci/`.
+pub fn cache_root() -> PathBuf {
+    disk_cache::default_dir()
+        .parent()
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+}
+
 /// The hex SHA-256 of a component's bytes.
 pub fn digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -301,6 +309,8 @@ impl Runtime {
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
     pub policy: InstancePolicy,
+    /// For `oci://` plugins: when the registry is asked.
+    pub pull: crate::config::PullPolicy,
     pub health: HealthPolicy,
     pub memory_limit: usize,
     pub hook_timeout: Duration,
@@ -320,6 +330,7 @@ impl PluginSettings {
     pub fn from_config(c: &PluginConfig) -> Self {
         PluginSettings {
             policy: c.instances,
+            pull: c.pull,
             health: HealthPolicy {
                 max_failures: c.unhealthy_after,
                 window: c.unhealthy_window.0,

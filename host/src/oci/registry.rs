@@ -1,0 +1,295 @@
+//! Talking to registries with `oci-client`: push a component in the CNCF layout, resolve a tag,
+//! pull and verify, inspect. Credentials come from `WEIR_REGISTRY_USERNAME` /
+//! `WEIR_REGISTRY_PASSWORD`, else from a Docker `config.json` (`$DOCKER_CONFIG` or `~/.docker`),
+//! else anonymous. Plain HTTP is used only for loopback registries.
+
+use super::artifact::{self, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use super::cache::OciCache;
+use super::reference::OciRef;
+use oci_client::Client;
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::{OciImageManifest, OciManifest};
+use oci_client::secrets::RegistryAuth;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("{0}")]
+    Ref(#[from] super::reference::RefError),
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+    #[error("{reference}: {message}")]
+    Artifact { reference: String, message: String },
+    #[error(
+        "{reference}: digest mismatch: expected {expected}, got {actual} (refusing to load it)"
+    )]
+    DigestMismatch {
+        reference: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a push or a pull ended with.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The manifest's digest (what a tag resolves to).
+    pub manifest_digest: String,
+    /// The component's digest (the layer).
+    pub component_digest: String,
+    pub component: Vec<u8>,
+}
+
+fn client(reference: &OciRef) -> Client {
+    // reqwest's rustls needs a process-wide provider; the gateway uses ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let protocol = if reference.is_loopback() {
+        ClientProtocol::HttpsExcept(vec![reference.registry.clone()])
+    } else {
+        ClientProtocol::Https
+    };
+    Client::new(ClientConfig {
+        protocol,
+        ..ClientConfig::default()
+    })
+}
+
+/// Credentials for `registry`: environment, then Docker's `config.json`, then anonymous.
+pub fn auth(registry: &str) -> RegistryAuth {
+    if let (Ok(user), Ok(pass)) = (
+        std::env::var("WEIR_REGISTRY_USERNAME"),
+        std::env::var("WEIR_REGISTRY_PASSWORD"),
+    ) {
+        return RegistryAuth::Basic(user, pass);
+    }
+    docker_config_auth(registry).unwrap_or(RegistryAuth::Anonymous)
+}
+
+fn docker_config_auth(registry: &str) -> Option<RegistryAuth> {
+    use base64::Engine;
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let encoded = json["auths"][registry]["auth"].as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let (user, pass) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(RegistryAuth::Basic(user.to_string(), pass.to_string()))
+}
+
+fn registry_error(reference: &OciRef, e: impl std::fmt::Display) -> OciError {
+    OciError::Registry {
+        registry: reference.registry.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// Pushes `component` to `reference` (which must have a tag); returns the manifest digest.
+pub async fn push(component: &[u8], reference: &OciRef, title: &str) -> Result<String, OciError> {
+    let summary = artifact::summarize(component).map_err(|message| OciError::Artifact {
+        reference: reference.to_string(),
+        message,
+    })?;
+    let world = summary
+        .imports
+        .iter()
+        .any(|i| i.starts_with("weir:plugin/"))
+        .then_some("weir:plugin/plugin@0.2.0");
+    let layer_digest = crate::plugin::digest(component);
+    let config =
+        artifact::config(component, &layer_digest).map_err(|message| OciError::Artifact {
+            reference: reference.to_string(),
+            message,
+        })?;
+    let config = Config::new(
+        serde_json::to_vec(&config).unwrap_or_default(),
+        CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    let layers = [ImageLayer::new(
+        component.to_vec(),
+        LAYER_MEDIA_TYPE.to_string(),
+        None,
+    )];
+    let mut manifest =
+        OciImageManifest::build(&layers, &config, Some(artifact::annotations(title, world)));
+    manifest.media_type = Some(MANIFEST_MEDIA_TYPE.to_string());
+    let client = client(reference);
+    let auth = auth(&reference.registry);
+    client
+        .push(
+            &reference.to_client(),
+            &layers,
+            config,
+            &auth,
+            Some(manifest),
+        )
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    client
+        .fetch_manifest_digest(&reference.to_client(), &auth)
+        .await
+        .map_err(|e| registry_error(reference, e))
+}
+
+/// The manifest (raw bytes, verified against `expected` when given) and its digest.
+async fn manifest(
+    client: &Client,
+    reference: &OciRef,
+    auth: &RegistryAuth,
+) -> Result<(OciImageManifest, String, Vec<u8>), OciError> {
+    let (raw, digest) = client
+        .pull_manifest_raw(&reference.to_client(), auth, &[MANIFEST_MEDIA_TYPE])
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    let actual = crate::plugin::digest(&raw);
+    if let Some(expected) = &reference.digest
+        && *expected != actual
+    {
+        return Err(OciError::DigestMismatch {
+            reference: reference.to_string(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    let _ = digest;
+    let parsed: OciManifest = serde_json::from_slice(&raw).map_err(|e| OciError::Artifact {
+        reference: reference.to_string(),
+        message: format!("invalid manifest: {e}"),
+    })?;
+    match parsed {
+        OciManifest::Image(m) => Ok((m, actual, raw.to_vec())),
+        OciManifest::ImageIndex(_) => Err(OciError::Artifact {
+            reference: reference.to_string(),
+            message: "an image index, not a single component".into(),
+        }),
+    }
+}
+
+/// Pulls the component `reference` names, verifying every digest, into `cache`.
+pub async fn pull(reference: &OciRef, cache: &OciCache) -> Result<Pulled, OciError> {
+    let client = client(reference);
+    let auth = auth(&reference.registry);
+    let (manifest, manifest_digest, raw) = manifest(&client, reference, &auth).await?;
+    let layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == LAYER_MEDIA_TYPE || l.media_type.ends_with("wasm"))
+        .ok_or_else(|| OciError::Artifact {
+            reference: reference.to_string(),
+            message: format!("no {LAYER_MEDIA_TYPE} layer in the manifest"),
+        })?;
+    let component = match cache.blob(&layer.digest) {
+        Some(bytes) => bytes,
+        None => {
+            let mut bytes = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
+            client
+                .pull_blob(&reference.to_client(), layer, &mut bytes)
+                .await
+                .map_err(|e| {
+                    // oci-client checks the digest while streaming; keep its verdict ours.
+                    let text = e.to_string();
+                    match text.split_once("got ") {
+                        Some((_, actual)) if text.contains("Digest error") => {
+                            OciError::DigestMismatch {
+                                reference: reference.to_string(),
+                                expected: layer.digest.clone(),
+                                actual: actual.trim().to_string(),
+                            }
+                        }
+                        _ => registry_error(reference, e),
+                    }
+                })?;
+            bytes
+        }
+    };
+    let component_digest = crate::plugin::digest(&component);
+    if component_digest != layer.digest {
+        return Err(OciError::DigestMismatch {
+            reference: reference.to_string(),
+            expected: layer.digest.clone(),
+            actual: component_digest,
+        });
+    }
+    cache.put_blob(&component)?;
+    cache.put_blob(&raw)?;
+    if let Some(tag) = &reference.tag {
+        cache.put_tag(
+            &reference.registry,
+            &reference.repository,
+            tag,
+            &manifest_digest,
+        )?;
+    }
+    Ok(Pulled {
+        manifest_digest,
+        component_digest,
+        component,
+    })
+}
+
+/// The digest of the component `reference` currently points to in its registry.
+pub async fn component_digest(reference: &OciRef) -> Result<String, OciError> {
+    let client = client(reference);
+    let auth = auth(&reference.registry);
+    let (manifest, _, _) = manifest(&client, reference, &auth).await?;
+    manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == LAYER_MEDIA_TYPE)
+        .map(|l| l.digest.clone())
+        .ok_or_else(|| OciError::Artifact {
+            reference: reference.to_string(),
+            message: format!("no {LAYER_MEDIA_TYPE} layer in the manifest"),
+        })
+}
+
+/// The component a cached manifest points to, if both are in the cache.
+pub fn from_cache(reference: &OciRef, cache: &OciCache) -> Option<Pulled> {
+    let manifest_digest = match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => cache.tag(&reference.registry, &reference.repository, t)?,
+        (None, None) => return None,
+    };
+    let raw = cache.blob(&manifest_digest)?;
+    let manifest: OciImageManifest = serde_json::from_slice(&raw).ok()?;
+    let layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == LAYER_MEDIA_TYPE)?;
+    let component = cache.blob(&layer.digest)?;
+    Some(Pulled {
+        manifest_digest,
+        component_digest: layer.digest.clone(),
+        component,
+    })
+}
+
+/// The manifest, the config and their digests, for `weir plugin inspect`.
+pub async fn inspect(reference: &OciRef) -> Result<serde_json::Value, OciError> {
+    let client = client(reference);
+    let auth = auth(&reference.registry);
+    let (manifest, manifest_digest, _) = manifest(&client, reference, &auth).await?;
+    let mut config = Vec::new();
+    client
+        .pull_blob(&reference.to_client(), &manifest.config, &mut config)
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&config).unwrap_or(serde_json::Value::Null);
+    Ok(serde_json::json!({
+        "reference": reference.to_string(),
+        "manifest_digest": manifest_digest,
+        "media_type": manifest.media_type,
+        "config_media_type": manifest.config.media_type,
+        "layers": manifest.layers.iter().map(|l| serde_json::json!({
+            "media_type": l.media_type, "digest": l.digest, "size": l.size,
+        })).collect::<Vec<_>>(),
+        "annotations": manifest.annotations,
+        "config": config,
+    }))
+}
