@@ -77,6 +77,22 @@ enum PluginCommand {
         file: PathBuf,
         /// oci://host[:port]/repo:tag
         reference: String,
+        /// Also sign the pushed manifest with this private key (from `weir plugin keygen`).
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+    },
+    /// Sign a pushed plugin's manifest digest; the signature is pushed beside it.
+    Sign {
+        reference: String,
+        /// The private key file from `weir plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Make an ed25519 key pair for signing plugins: DIR/weir-signing.key (keep it secret)
+    /// and DIR/weir-signing.pub (for `verify = { public_key = ... }`).
+    Keygen {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Pull a component into the local cache (verifying digests); prints where it is.
     Pull { reference: String },
@@ -151,16 +167,53 @@ fn plugin(command: PluginCommand) -> ExitCode {
             .map(|out| println!("built {}", out.display()))
             .map_err(|e| e.to_string()),
         PluginCommand::Test { dir } => weir::authoring::test(&dir).map_err(|e| e.to_string()),
-        PluginCommand::Push { file, reference } => registry(async move {
+        PluginCommand::Push {
+            file,
+            reference,
+            sign_key,
+        } => registry(async move {
             let reference = weir::oci::OciRef::parse(&reference)?;
+            let key = match &sign_key {
+                Some(k) => {
+                    Some(std::fs::read_to_string(k).map_err(|e| format!("{}: {e}", k.display()))?)
+                }
+                None => None,
+            };
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let title = file
                 .file_name()
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
             let digest = weir::oci::registry::push(&bytes, &reference, &title).await?;
             println!("pushed {reference}@{digest}");
+            if let Some(key) = key {
+                let sig = weir::oci::signature::sign(&key, &digest)?;
+                weir::oci::registry::push_signature(&reference, &digest, &sig).await?;
+                println!("signed {reference}@{digest}");
+            }
             Ok(())
         }),
+        PluginCommand::Sign { reference, key } => registry(async move {
+            let reference = weir::oci::OciRef::parse(&reference)?;
+            let key =
+                std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+            let digest = weir::oci::registry::manifest_digest(&reference).await?;
+            let sig = weir::oci::signature::sign(&key, &digest)?;
+            weir::oci::registry::push_signature(&reference, &digest, &sig).await?;
+            println!("signed {reference}@{digest}");
+            Ok(())
+        }),
+        PluginCommand::Keygen { dir } => (|| {
+            let (private, public) = weir::oci::signature::generate()?;
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let (k, p) = (dir.join("weir-signing.key"), dir.join("weir-signing.pub"));
+            if k.exists() {
+                return Err(format!("{} exists; not overwriting a key", k.display()));
+            }
+            write_secret(&k, &private).map_err(|e| e.to_string())?;
+            std::fs::write(&p, public).map_err(|e| e.to_string())?;
+            println!("wrote {} (secret) and {}", k.display(), p.display());
+            Ok(())
+        })(),
         PluginCommand::Pull { reference } => registry(async move {
             let reference = weir::oci::OciRef::parse(&reference)?;
             let cache = weir::oci::OciCache::new(weir::oci::OciCache::default_root());
@@ -190,6 +243,16 @@ fn plugin(command: PluginCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a file only its owner may read (a private key).
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Runs a registry command on a runtime of its own.

@@ -108,7 +108,16 @@ impl Snapshot {
             let raw = p.get_ref().path.get_ref().to_string_lossy();
             let loaded = match (overrides.get(name), OciRef::is_oci(&raw)) {
                 (Some(bytes), _) => runtime.load_bytes(name, &path, bytes, settings, caps),
-                (None, true) => match fetch_oci(&raw, p.get_ref().pull).await {
+                (None, true) => match fetch_oci(
+                    &raw,
+                    p.get_ref().pull,
+                    p.get_ref()
+                        .verify
+                        .as_ref()
+                        .map(|v| config.resolve(v.public_key.get_ref())),
+                )
+                .await
+                {
                     Ok((reference, pulled)) => {
                         tracing::info!(
                             plugin = name.as_str(),
@@ -224,18 +233,46 @@ impl Snapshot {
 async fn fetch_oci(
     raw: &str,
     policy: crate::config::PullPolicy,
+    public_key: Option<std::path::PathBuf>,
 ) -> Result<(OciRef, crate::oci::Pulled), String> {
     let reference = OciRef::parse(raw).map_err(|e| e.to_string())?;
     let cache = OciCache::new(OciCache::default_root());
+    let (reference, pulled) = resolve_oci(reference, policy, &cache).await?;
+    if let Some(key_file) = public_key {
+        let key = std::fs::read_to_string(&key_file)
+            .map_err(|e| format!("cannot read public key {}: {e}", key_file.display()))?;
+        let digest = &pulled.manifest_digest;
+        let signature = crate::oci::registry::signature(&reference, digest, &cache)
+            .await
+            .map_err(|e| format!("cannot fetch the signature of {reference}@{digest}: {e}"))?
+            .ok_or_else(|| {
+                format!("{reference}@{digest} is not signed, and `verify` requires a signature")
+            })?;
+        crate::oci::signature::verify(&key, digest, &signature).map_err(|e| {
+            format!(
+                "{reference}@{digest}: {e} ({}); refusing to load it",
+                key_file.display()
+            )
+        })?;
+        tracing::info!(%reference, %digest, key = %key_file.display(), "plugin signature verified");
+    }
+    Ok((reference, pulled))
+}
+
+async fn resolve_oci(
+    reference: OciRef,
+    policy: crate::config::PullPolicy,
+    cache: &OciCache,
+) -> Result<(OciRef, crate::oci::Pulled), String> {
     if policy == crate::config::PullPolicy::IfNotPresent
-        && let Some(hit) = crate::oci::registry::from_cache(&reference, &cache)
+        && let Some(hit) = crate::oci::registry::from_cache(&reference, cache)
     {
         return Ok((reference, hit));
     }
-    match crate::oci::registry::pull(&reference, &cache).await {
+    match crate::oci::registry::pull(&reference, cache).await {
         Ok(pulled) => Ok((reference, pulled)),
         Err(e @ crate::oci::OciError::DigestMismatch { .. }) => Err(e.to_string()),
-        Err(e) => match crate::oci::registry::from_cache(&reference, &cache) {
+        Err(e) => match crate::oci::registry::from_cache(&reference, cache) {
             Some(hit) => {
                 tracing::warn!(reference = %reference, error = %e, manifest = %hit.manifest_digest,
                     "registry unreachable; using the cached plugin");

@@ -314,3 +314,78 @@ async fn a_moved_tag_is_swapped_live_without_failed_requests() {
         gw.log()
     );
 }
+
+#[tokio::test]
+async fn signatures_are_required_when_configured() {
+    let registry = Registry::start(None);
+    let cache = tempfile::tempdir().expect("cache");
+    let keys = tempfile::tempdir().expect("keys");
+    let keys_dir = keys.path().display().to_string();
+    let (ok, out, err) = weir_plugin(cache.path(), &["keygen", &keys_dir], &[]);
+    assert!(ok, "{out}{err}");
+    let other = tempfile::tempdir().expect("keys");
+    let (ok, _, _) = weir_plugin(
+        cache.path(),
+        &["keygen", &other.path().display().to_string()],
+        &[],
+    );
+    assert!(ok);
+    // Never overwrites a key.
+    let (ok, _, err) = weir_plugin(cache.path(), &["keygen", &keys_dir], &[]);
+    assert!(!ok && err.contains("not overwriting a key"), "{err}");
+
+    let signed = registry.reference("weir/signed:1.0");
+    let file = plugin("probe").display().to_string();
+    let key = keys.path().join("weir-signing.key").display().to_string();
+    let (ok, out, err) = weir_plugin(
+        cache.path(),
+        &["push", &file, &signed, "--sign-key", &key],
+        &[],
+    );
+    assert!(ok && out.contains("signed "), "{out}{err}");
+    let unsigned = registry.reference("weir/unsigned:1.0");
+    push(cache.path(), "probe", &unsigned, &[]);
+    let wrongly = registry.reference("weir/wrongly:1.0");
+    push(cache.path(), "probe_b", &wrongly, &[]);
+    let other_key = other.path().join("weir-signing.key").display().to_string();
+    let (ok, _, err) = weir_plugin(cache.path(), &["sign", &wrongly, "--key", &other_key], &[]);
+    assert!(ok, "{err}");
+
+    let public = keys.path().join("weir-signing.pub").display().to_string();
+    let verify = format!("pull = \"always\"\nverify = {{ public_key = {public:?} }}");
+    let backend = Backend::start("app").await;
+    let gw_cache = tempfile::tempdir().expect("cache");
+    let env = [("XDG_CACHE_HOME", gw_cache.path().to_str().expect("utf-8"))];
+
+    // Correctly signed: accepted.
+    let gw = Gateway::start_env(&gateway_config(&backend, &signed, &verify), &env);
+    assert_eq!(
+        get(&gw.url("/x")).await.seen("x-chain").as_deref(),
+        Some("oci")
+    );
+    assert!(
+        gw.log().contains("plugin signature verified"),
+        "{}",
+        gw.log()
+    );
+    drop(gw);
+
+    // Unsigned and wrongly signed: refused, naming the plugin and the reason.
+    let (ok, err) = check_env(&gateway_config(&backend, &unsigned, &verify), &env);
+    assert!(!ok);
+    assert!(
+        err.contains("plugin \"probe\"")
+            && err.contains("is not signed, and `verify` requires a signature"),
+        "{err}"
+    );
+    let (ok, err) = check_env(&gateway_config(&backend, &wrongly, &verify), &env);
+    assert!(!ok);
+    assert!(
+        err.contains("the signature does not verify with the configured public key")
+            && err.contains("refusing to load it"),
+        "{err}"
+    );
+    // Without `verify`, the unsigned plugin loads.
+    let (ok, err) = check_env(&gateway_config(&backend, &unsigned, ""), &env);
+    assert!(ok, "{err}");
+}

@@ -265,6 +265,8 @@ pub struct PluginConfig {
     /// reference) or `always` (ask the registry at every load, the cache only as a fallback).
     #[serde(default)]
     pub pull: PullPolicy,
+    /// For `oci://` references: load only if the manifest carries a valid signature by this key.
+    pub verify: Option<VerifyConfig>,
     /// Instance policy: `fresh` (a new instance per request) or `pooled` (reused).
     #[serde(default)]
     pub instances: InstancePolicy,
@@ -301,6 +303,7 @@ impl PluginConfig {
         PluginConfig {
             path: Spanned::new(0..0, path),
             pull: PullPolicy::default(),
+            verify: None,
             instances: InstancePolicy::default(),
             memory_limit: default_memory_limit(),
             hook_timeout: default_hook_timeout(),
@@ -335,6 +338,13 @@ fn default_pool_max_memory() -> ByteSize {
 }
 fn default_pool_max_idle() -> usize {
     64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// An ed25519 public key file from `weir plugin keygen`, relative to this file.
+    pub public_key: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

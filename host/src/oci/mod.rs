@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod cache;
 pub mod reference;
 pub mod registry;
+pub mod signature;
 
 pub use cache::OciCache;
 pub use reference::OciRef;

@@ -232,6 +232,13 @@ pub async fn pull(reference: &OciRef, cache: &OciCache) -> Result<Pulled, OciErr
     })
 }
 
+/// The digest of the manifest `reference` points to in its registry.
+pub async fn manifest_digest(reference: &OciRef) -> Result<String, OciError> {
+    let client = client(reference);
+    let (_, digest, _) = manifest(&client, reference, &auth(&reference.registry)).await?;
+    Ok(digest)
+}
+
 /// The digest of the component `reference` currently points to in its registry.
 pub async fn component_digest(reference: &OciRef) -> Result<String, OciError> {
     let client = client(reference);
@@ -292,4 +299,99 @@ pub async fn inspect(reference: &OciRef) -> Result<serde_json::Value, OciError> 
         "annotations": manifest.annotations,
         "config": config,
     }))
+}
+
+/// Pushes `signature` for `manifest_digest` under its `.sig` tag in `reference`'s repository.
+pub async fn push_signature(
+    reference: &OciRef,
+    manifest_digest: &str,
+    signature: &[u8],
+) -> Result<(), OciError> {
+    use super::signature::{SIGNATURE_CONFIG_MEDIA_TYPE, SIGNATURE_MEDIA_TYPE, tag_for};
+    let sig_ref = OciRef {
+        tag: Some(tag_for(manifest_digest)),
+        digest: None,
+        ..reference.clone()
+    };
+    let config = Config::new(
+        serde_json::to_vec(&serde_json::json!({ "manifestDigest": manifest_digest }))
+            .unwrap_or_default(),
+        SIGNATURE_CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    let layers = [ImageLayer::new(
+        signature.to_vec(),
+        SIGNATURE_MEDIA_TYPE.to_string(),
+        None,
+    )];
+    let mut manifest = OciImageManifest::build(&layers, &config, None);
+    manifest.media_type = Some(MANIFEST_MEDIA_TYPE.to_string());
+    client(&sig_ref)
+        .push(
+            &sig_ref.to_client(),
+            &layers,
+            config,
+            &auth(&reference.registry),
+            Some(manifest),
+        )
+        .await
+        .map_err(|e| registry_error(reference, e))?;
+    Ok(())
+}
+
+/// The signature stored for `manifest_digest`: from the registry (then cached), or from the
+/// cache when the registry cannot be reached. `Ok(None)`: the registry has none.
+pub async fn signature(
+    reference: &OciRef,
+    manifest_digest: &str,
+    cache: &OciCache,
+) -> Result<Option<Vec<u8>>, OciError> {
+    use super::signature::{SIGNATURE_MEDIA_TYPE, tag_for};
+    let tag = tag_for(manifest_digest);
+    let sig_ref = OciRef {
+        tag: Some(tag.clone()),
+        digest: None,
+        ..reference.clone()
+    };
+    let client = client(&sig_ref);
+    let auth = auth(&reference.registry);
+    let fetched = async {
+        let (m, _, _) = manifest(&client, &sig_ref, &auth).await?;
+        let Some(layer) = m
+            .layers
+            .iter()
+            .find(|l| l.media_type == SIGNATURE_MEDIA_TYPE)
+        else {
+            return Ok(None);
+        };
+        let mut sig = Vec::new();
+        client
+            .pull_blob(&sig_ref.to_client(), layer, &mut sig)
+            .await
+            .map_err(|e| registry_error(reference, e))?;
+        Ok::<_, OciError>(Some(sig))
+    }
+    .await;
+    match fetched {
+        Ok(Some(sig)) => {
+            let d = cache.put_blob(&sig)?;
+            cache.put_tag(&reference.registry, &reference.repository, &tag, &d)?;
+            Ok(Some(sig))
+        }
+        Ok(None) => Ok(None),
+        Err(OciError::Registry { message, .. })
+            if message.contains("manifest unknown")
+                || message.contains("404")
+                || message.contains("not found") =>
+        {
+            Ok(None)
+        }
+        Err(e) => match cache
+            .tag(&reference.registry, &reference.repository, &tag)
+            .and_then(|d| cache.blob(&d))
+        {
+            Some(sig) => Ok(Some(sig)),
+            None => Err(e),
+        },
+    }
 }
