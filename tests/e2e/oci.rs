@@ -389,3 +389,49 @@ async fn signatures_are_required_when_configured() {
     let (ok, err) = check_env(&gateway_config(&backend, &unsigned, ""), &env);
     assert!(ok, "{err}");
 }
+
+#[tokio::test]
+async fn an_artifact_in_the_envoy_istio_layout_is_pullable() {
+    // Pushed with oci-client directly, the way Istio's WasmPlugin images are laid out: an image
+    // config and one `application/vnd.module.wasm.content.layer.v1+wasm` layer.
+    let registry = Registry::start(None);
+    let component = std::fs::read(plugin("probe")).expect("component");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let reference = oci_client::Reference::with_tag(
+        format!("127.0.0.1:{}", registry.port),
+        "istio/probe".into(),
+        "v1".into(),
+    );
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let layers = [oci_client::client::ImageLayer::new(
+        component.clone(),
+        "application/vnd.module.wasm.content.layer.v1+wasm".into(),
+        None,
+    )];
+    let config = oci_client::client::Config::new(
+        b"{}".to_vec(),
+        "application/vnd.oci.image.config.v1+json".into(),
+        None,
+    );
+    client
+        .push(
+            &reference,
+            &layers,
+            config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("push the Istio-layout artifact");
+    let cache = tempfile::tempdir().expect("cache");
+    let (ok, out, err) = weir_plugin(
+        cache.path(),
+        &["pull", &registry.reference("istio/probe:v1")],
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&weir::plugin::digest(&component)), "{out}");
+}

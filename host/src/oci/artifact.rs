@@ -10,6 +10,15 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// The older layout Envoy and Istio read (`WasmPlugin` images): also accepted on pull.
+pub const ISTIO_LAYER_MEDIA_TYPE: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
+
+/// Whether a layer holds the component: the CNCF layout's `application/wasm`, or the older
+/// Envoy/Istio layer type.
+pub fn is_wasm_layer(media_type: &str) -> bool {
+    media_type == LAYER_MEDIA_TYPE || media_type == ISTIO_LAYER_MEDIA_TYPE
+}
+
 /// Manifest annotation naming the WIT world a Weir plugin targets.
 pub const WORLD_ANNOTATION: &str = "dev.weir.plugin.world";
 

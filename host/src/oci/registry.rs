@@ -178,7 +178,7 @@ pub async fn pull(reference: &OciRef, cache: &OciCache) -> Result<Pulled, OciErr
     let layer = manifest
         .layers
         .iter()
-        .find(|l| l.media_type == LAYER_MEDIA_TYPE || l.media_type.ends_with("wasm"))
+        .find(|l| artifact::is_wasm_layer(&l.media_type))
         .ok_or_else(|| OciError::Artifact {
             reference: reference.to_string(),
             message: format!("no {LAYER_MEDIA_TYPE} layer in the manifest"),
@@ -247,7 +247,7 @@ pub async fn component_digest(reference: &OciRef) -> Result<String, OciError> {
     manifest
         .layers
         .iter()
-        .find(|l| l.media_type == LAYER_MEDIA_TYPE)
+        .find(|l| artifact::is_wasm_layer(&l.media_type))
         .map(|l| l.digest.clone())
         .ok_or_else(|| OciError::Artifact {
             reference: reference.to_string(),
@@ -267,7 +267,7 @@ pub fn from_cache(reference: &OciRef, cache: &OciCache) -> Option<Pulled> {
     let layer = manifest
         .layers
         .iter()
-        .find(|l| l.media_type == LAYER_MEDIA_TYPE)?;
+        .find(|l| artifact::is_wasm_layer(&l.media_type))?;
     let component = cache.blob(&layer.digest)?;
     Some(Pulled {
         manifest_digest,
