@@ -3,11 +3,9 @@
 
 mod support;
 
-mod authoring;
 mod capabilities;
 mod chain;
 mod config_errors;
-mod conformance;
 mod failures;
 mod kv_backends;
 mod oci;
