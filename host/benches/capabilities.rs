@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use weir::capability::kv::{KvHandle, KvStore};
 use weir::capability::{Granted, PluginCapabilities};
 use weir::config::{InstancePolicy, KvBackendKind, KvConfig, Millis, RuntimeConfig};
 use weir::exchange::Exchange;
-use weir::plugin::{LoadedPlugin, PluginInstance, PluginSettings, Runtime};
+use weir::plugin::{LoadedPlugin, PluginInstance, Runtime};
 
 /// Calls per hook; the per-call cost is the hook's time divided by this.
 const CALLS: u32 = 1000;
@@ -81,24 +80,12 @@ fn start_redis() -> Option<(Redis, u16)> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("plugins/target/wasm32-wasip2/release/kv_bench.wasm");
-    anyhow::ensure!(
-        wasm.exists(),
-        "{} missing: run `cargo xtask plugins`",
-        wasm.display()
-    );
+    let wasm = common::built_plugin("kv_bench")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let runtime = Runtime::new(&RuntimeConfig::default())?;
-    let settings = PluginSettings {
-        policy: InstancePolicy::Pooled,
-        hook_timeout: Duration::from_secs(10),
-        pool_max_requests: u64::MAX,
-        pool_max_memory: usize::MAX,
-        ..PluginSettings::default()
-    };
+    let settings = common::settings(InstancePolicy::Pooled, Duration::from_secs(10));
     let load = |store: Option<Arc<KvStore>>| {
         let caps = PluginCapabilities {
             grants: Granted {

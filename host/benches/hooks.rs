@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 use weir::config::{InstancePolicy, RuntimeConfig};
 use weir::exchange::Exchange;
-use weir::plugin::{PluginInstance, PluginSettings, Runtime};
+use weir::plugin::{PluginInstance, Runtime};
 
 const ITERATIONS: usize = 20_000;
 
@@ -59,27 +58,15 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("plugins/target/wasm32-wasip2/release/api_key.wasm");
-    anyhow::ensure!(
-        wasm.exists(),
-        "{} missing: run `cargo xtask plugins`",
-        wasm.display()
-    );
+    let wasm = common::built_plugin("api_key")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let runtime = Runtime::new(&RuntimeConfig::default())?;
-    let settings = PluginSettings {
-        policy: InstancePolicy::Fresh,
-        hook_timeout: Duration::from_millis(100),
-        pool_max_requests: u64::MAX,
-        pool_max_memory: usize::MAX,
-        ..PluginSettings::default()
-    };
+    let settings = common::settings(InstancePolicy::Fresh, Duration::from_millis(100));
     let plugin = runtime.load("api-key", &wasm, settings, Default::default())?;
     let config = r#"{"keys":{"k-1":"alice"}}"#;
-    let probe_wasm = root.join("plugins/target/wasm32-wasip2/release/probe.wasm");
+    let probe_wasm = common::built_plugin("probe")?;
     let probe = runtime.load(
         "probe",
         &probe_wasm,

@@ -14,7 +14,7 @@ use weir::capability::kv::{KvHandle, KvStore};
 use weir::capability::{Granted, PluginCapabilities};
 use weir::config::{InstancePolicy, KvConfig, RuntimeConfig};
 use weir::exchange::Exchange;
-use weir::plugin::{PluginInstance, PluginSettings, Runtime};
+use weir::plugin::{PluginInstance, Runtime};
 
 fn exchange() -> Box<Exchange> {
     common::exchange("/bench", &[("x-user", "alice")], None)
@@ -36,11 +36,7 @@ fn main() -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     })?;
     let store = KvStore::new(&KvConfig::default(), 1).map_err(anyhow::Error::msg)?;
-    let settings = PluginSettings {
-        policy: InstancePolicy::Pooled,
-        hook_timeout: Duration::from_secs(10),
-        ..PluginSettings::default()
-    };
+    let settings = common::settings(InstancePolicy::Pooled, Duration::from_secs(10));
     let config = r#"{"allow":["alice"]}"#;
     println!(
         "| language | component | cold compile | fresh instance (instantiate + init) | hook on a reused instance |"

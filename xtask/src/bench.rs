@@ -186,6 +186,16 @@ fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
     Ok(s)
 }
 
+/// One target: a one-second warm-up (connections, pools, caches), then the median round.
+fn measure(port: u16, o: &Options) -> Result<Sample> {
+    wrk(port, o, 1)?;
+    let mut rounds = Vec::new();
+    for _ in 0..o.rounds {
+        rounds.push(wrk(port, o, o.duration)?);
+    }
+    Ok(median(rounds))
+}
+
 /// Median of the rounds by req/s.
 fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
@@ -328,12 +338,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             free_port()?
         };
         let _guard = setup(port)?;
-        wrk(port, &o, 1)?; // warm up: connections, pools, caches
-        let mut rounds = Vec::new();
-        for _ in 0..o.rounds {
-            rounds.push(wrk(port, &o, o.duration)?);
-        }
-        let m = median(rounds);
+        let m = measure(port, &o)?;
         eprintln!("{name:<26} {:>10.0} req/s", m.rps);
         results.push((*name, m));
     }
@@ -608,12 +613,7 @@ pub fn languages(args: &[String]) -> Result<()> {
             &config,
             port,
         )?;
-        wrk(port, &o, 1)?;
-        let mut rounds = Vec::new();
-        for _ in 0..o.rounds {
-            rounds.push(wrk(port, &o, o.duration)?);
-        }
-        let m = median(rounds);
+        let m = measure(port, &o)?;
         eprintln!("{target:<12} {:>10.0} req/s", m.rps);
         rows.push((target, m));
     }
