@@ -142,8 +142,14 @@ async fn manifest(
     reference: &OciRef,
     auth: &RegistryAuth,
 ) -> Result<(OciImageManifest, String, Vec<u8>), OciError> {
-    let (raw, digest) = client
-        .pull_manifest_raw(&reference.to_client(), auth, &[MANIFEST_MEDIA_TYPE])
+    // Docker's v2 manifest has the same shape; images built by Docker-based tools use it.
+    let accepted = [
+        MANIFEST_MEDIA_TYPE,
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ];
+    // The registry's own digest header is not trusted: the digest is computed from the bytes.
+    let (raw, _registry_digest) = client
+        .pull_manifest_raw(&reference.to_client(), auth, &accepted)
         .await
         .map_err(|e| registry_error(reference, e))?;
     let actual = crate::plugin::digest(&raw);
@@ -156,7 +162,6 @@ async fn manifest(
             actual,
         });
     }
-    let _ = digest;
     let parsed: OciManifest = serde_json::from_slice(&raw).map_err(|e| OciError::Artifact {
         reference: reference.to_string(),
         message: format!("invalid manifest: {e}"),
