@@ -153,6 +153,8 @@ const PY_PACKAGES: &[(&str, &str)] = &[
     ("grpc", "grpcio==1.85.3"),
     // Builds Python plugins (`weir plugin build`); the conformance suite needs it.
     ("componentize_py", "componentize-py==0.25.1"),
+    // The MCP SDK: client and server peers of the MCP gateway tests.
+    ("mcp", "mcp==2.3.0"),
 ];
 
 /// npm packages for JavaScript plugins (componentize-js) and for turning C core modules into
@@ -161,6 +163,8 @@ const PY_PACKAGES: &[(&str, &str)] = &[
 const NPM_PACKAGES: &[&str] = &[
     "@bytecodealliance/componentize-js@0.23.0",
     "@bytecodealliance/jco@1.34.0",
+    // The MCP reference server, an upstream of the MCP gateway tests (HTTP and stdio).
+    "@modelcontextprotocol/server-everything@2026.8.31",
 ];
 
 /// The C toolchain for wasm32-wasi from Debian (clang, the linker, wasi-libc and the wasm32
@@ -185,7 +189,7 @@ pub(crate) fn ensure_guest_toolchains() -> Result<()> {
         ]))?;
     }
     let tools = guest_tools_dir()?;
-    let have_all = ["componentize-js", "jco"]
+    let have_all = ["componentize-js", "jco", "mcp-server-everything"]
         .iter()
         .all(|t| tools.join("node_modules/.bin").join(t).exists());
     if !have_all {

@@ -1,0 +1,491 @@
+//! `mcp-gateway`: a **handler** plugin that federates several MCP servers behind one MCP
+//! endpoint. Clients of either era (legacy sessions, 2025-03-26 … 2025-11-25, or the stateless
+//! 2026-07-28) see one server whose tools, prompts and resources are those of every configured
+//! server, namespaced: `<server>_<tool>`, `<server>+<uri>`.
+//!
+//! ```toml
+//! [[routes]]
+//! name = "mcp"
+//! match = { path_prefix = "/mcp" }
+//! chain = [{ plugin = "mcp-gateway", config = { servers = {
+//!     everything = { upstream = "everything" },
+//!     py = { upstream = "py", path = "/mcp", secret = "PY_TOKEN" },
+//! } } }]
+//! [plugins.mcp-gateway]
+//! path = "mcp_gateway.wasm"
+//! capabilities = { outbound = ["everything", "py"], kv = true, secrets = ["PY_TOKEN"] }
+//! ```
+//!
+//! How each method is served:
+//! - `initialize`, `ping`, `server/discover`, `logging/setLevel`: answered by the gateway.
+//! - `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`: asked of every
+//!   server through `outbound`, each followed through all its pages; one merged page back. A
+//!   server that fails is logged and left out.
+//! - `resources/read`, `prompts/get`: sent to the server the name points at.
+//! - `tools/call`: the request itself is **routed** to the server's upstream with the prefix
+//!   stripped, the JSON-RPC id and progress token replaced by the gateway's, and the server's
+//!   credential instead of the client's; the answer streams back (progress events as they
+//!   come) with the client's id and token restored.
+//!
+//! The route needs no `upstream`. Config: see [`config::Config`].
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod federate;
+mod names;
+mod relay;
+mod session;
+mod upstream;
+
+use config::Config;
+use mcp_wire::{is_event_stream, jsonrpc};
+use relay::{Ids, Relay};
+use serde_json::{Value, json};
+use session::{Era, Refusal};
+use upstream::{Hop, HopError};
+use weir_sdk::{
+    BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision, log,
+    request, response,
+};
+
+/// A fresh id for a request the gateway sends upstream.
+pub(crate) fn fresh_id() -> String {
+    format!("weir-{}", random_hex(8))
+}
+
+/// `n` random bytes as hex, from `wasi:random`.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    if getrandom::fill(&mut bytes).is_err() {
+        // wasi:random does not fail in practice; a clock-derived value keeps ids unique anyway.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = t.to_le_bytes()[..n.min(16)].to_vec();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `tools/call` routed to a server: what the response hook needs.
+struct Routed {
+    server: String,
+    scope: String,
+    body: Vec<u8>,
+    had_session: bool,
+    ids: Option<Ids>,
+}
+
+struct McpGateway {
+    config: Config,
+    routed: Option<Routed>,
+    relay: Option<Relay>,
+}
+
+fn respond(status: u16, message: &Value) -> Decision {
+    Decision::Respond(reply(status, message))
+}
+
+fn reply(status: u16, message: &Value) -> LocalResponse {
+    LocalResponse::new(status)
+        .header("content-type", "application/json")
+        .body(message.to_string())
+}
+
+fn refuse(id: &Value, r: Refusal) -> Decision {
+    respond(r.0, &jsonrpc::error(id, r.1, &r.2, r.3))
+}
+
+impl McpGateway {
+    fn server_info(&self) -> Value {
+        json!({"name": self.config.name, "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// What the gateway can relay: no list-changed or subscriptions (there is no standalone
+    /// stream to carry them).
+    fn capabilities() -> Value {
+        json!({"tools": {}, "prompts": {}, "resources": {}, "logging": {}})
+    }
+
+    /// A result, with the fields modern clients expect on every result. Cache hints say
+    /// "private, do not cache": merged and policy-filtered answers are per client.
+    fn result(&self, id: &Value, mut result: Value, modern: bool, cacheable: bool) -> Decision {
+        if modern && let Some(obj) = result.as_object_mut() {
+            obj.entry("resultType").or_insert_with(|| json!("complete"));
+            if cacheable {
+                obj.insert("ttlMs".into(), json!(0));
+                obj.insert("cacheScope".into(), json!("private"));
+            }
+            let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+            meta["io.modelcontextprotocol/serverInfo"] = self.server_info();
+        }
+        respond(200, &jsonrpc::result(id, result))
+    }
+
+    fn handle(&mut self, id: Value, method: String, mut params: Value) -> Decision {
+        let era = match session::classify(&method, &params, self.config.session_ttl_s) {
+            Ok(era) => era,
+            Err(r) => return refuse(&id, r),
+        };
+        let modern = matches!(era, Era::Modern);
+        let scope = match &era {
+            Era::Modern => "modern".to_string(),
+            Era::Legacy(s) => s.clone(),
+            Era::Initialize => String::new(),
+        };
+        match method.as_str() {
+            "initialize" => {
+                let version = session::negotiate(&params);
+                let sid = session::open(version, self.config.session_ttl_s);
+                let result = json!({
+                    "protocolVersion": version,
+                    "capabilities": Self::capabilities(),
+                    "serverInfo": self.server_info(),
+                    "instructions": format!(
+                        "Tools from {} MCP servers, named <server>{}<tool>.",
+                        self.config.servers.len(), self.config.separator),
+                });
+                Decision::Respond(
+                    reply(200, &jsonrpc::result(&id, result)).header("mcp-session-id", sid),
+                )
+            }
+            "ping" | "logging/setLevel" => self.result(&id, json!({}), modern, false),
+            "server/discover" => self.result(
+                &id,
+                json!({
+                    "supportedVersions": session::MODERN_VERSIONS,
+                    "capabilities": Self::capabilities(),
+                }),
+                modern,
+                true,
+            ),
+            "tools/call" => self.route_call(id, params, scope, modern),
+            "resources/read" | "prompts/get" => {
+                let got = if method == "prompts/get" {
+                    federate::get_prompt(&self.config, &scope, params)
+                } else {
+                    federate::read_resource(&self.config, &scope, params)
+                };
+                match got {
+                    Ok(r) => self.result(&id, r, modern, method == "resources/read"),
+                    Err((code, msg, data)) => respond(200, &jsonrpc::error(&id, code, &msg, data)),
+                }
+            }
+            m => match federate::listing(m) {
+                Some(listing) => {
+                    if params.get("cursor").is_some_and(|c| !c.is_null()) {
+                        // The gateway answers with one complete page and never hands out cursors.
+                        return respond(
+                            200,
+                            &jsonrpc::error(&id, jsonrpc::INVALID_PARAMS, "Invalid cursor", None),
+                        );
+                    }
+                    params = Value::Null;
+                    let _ = params;
+                    match federate::list_all(&self.config, &scope, m, &listing) {
+                        Ok(items) => {
+                            let mut r = serde_json::Map::new();
+                            r.insert(listing.field.into(), Value::Array(items));
+                            self.result(&id, Value::Object(r), modern, true)
+                        }
+                        Err(why) => respond(
+                            200,
+                            &jsonrpc::error(
+                                &id,
+                                jsonrpc::SERVER_ERROR,
+                                &format!("no MCP server answered {m}: {why}"),
+                                None,
+                            ),
+                        ),
+                    }
+                }
+                None => respond(
+                    // The modern era answers an unknown method with 404.
+                    if modern { 404 } else { 200 },
+                    &jsonrpc::error(
+                        &id,
+                        jsonrpc::METHOD_NOT_FOUND,
+                        "Method not found",
+                        Some(json!(m)),
+                    ),
+                ),
+            },
+        }
+    }
+
+    /// Sends the client's `tools/call` on to the server that owns the tool.
+    fn route_call(
+        &mut self,
+        id: Value,
+        mut params: Value,
+        scope: String,
+        modern: bool,
+    ) -> Decision {
+        let public = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let Some((server, tool)) =
+            names::resolve(&public, &self.config.separator, self.config.servers.keys())
+        else {
+            return respond(
+                200,
+                &jsonrpc::error(
+                    &id,
+                    jsonrpc::INVALID_PARAMS,
+                    &format!("Unknown tool: {public}"),
+                    None,
+                ),
+            );
+        };
+        let Some(hop) = Hop::new(&self.config, &server, &scope) else {
+            return respond(
+                200,
+                &jsonrpc::error(
+                    &id,
+                    jsonrpc::INVALID_PARAMS,
+                    &format!("Unknown tool: {public}"),
+                    None,
+                ),
+            );
+        };
+        let session = match hop.session() {
+            Ok(s) => s,
+            Err(e) => {
+                let (code, msg, data) = e.to_error(&server);
+                log::warn(&format!("mcp-gateway: tools/call {public}: {msg}"));
+                return respond(200, &jsonrpc::error(&id, code, &msg, data));
+            }
+        };
+        params["name"] = Value::String(tool);
+        upstream::strip_modern_meta(&mut params);
+        let upstream_id = Value::String(fresh_id());
+        let token = params
+            .pointer("/_meta/progressToken")
+            .cloned()
+            .map(|theirs| {
+                let ours = Value::String(fresh_id());
+                params["_meta"]["progressToken"] = ours.clone();
+                (ours, theirs)
+            });
+        let body =
+            json!({"jsonrpc": "2.0", "id": upstream_id, "method": "tools/call", "params": params})
+                .to_string()
+                .into_bytes();
+        // Nothing of the client's identity or MCP session goes upstream.
+        for (name, _) in request::headers() {
+            if name == "authorization"
+                || name == "cookie"
+                || name == "x-api-key"
+                || name.starts_with("mcp-")
+            {
+                let _ = request::remove_header(&name);
+            }
+        }
+        for (name, value) in hop.headers(&session) {
+            if let Err(e) = request::set_header(&name, &value) {
+                log::warn(&format!("mcp-gateway: header {name}: {e:?}"));
+            }
+        }
+        if request::set_body(&body).is_err() || request::set_path(&hop.server.path).is_err() {
+            return respond(
+                500,
+                &jsonrpc::error(
+                    &id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "cannot rewrite the request",
+                    None,
+                ),
+            );
+        }
+        let upstream_name = hop.server.upstream.clone();
+        self.routed = Some(Routed {
+            server,
+            scope,
+            body,
+            had_session: session.id.is_some(),
+            ids: Some(Ids {
+                upstream_id,
+                client_id: id,
+                token,
+                modern,
+            }),
+        });
+        Decision::Route(upstream_name)
+    }
+
+    /// The server's answer to a routed call: streamed through as is (ids restored), retried on a
+    /// new session if the server lost ours, or turned into a JSON-RPC error if it failed.
+    fn routed_response(&mut self, mut routed: Routed) -> ResponseDecision {
+        let status = response::status();
+        let _ = response::remove_header("mcp-session-id");
+        let Some(ids) = routed.ids.take() else {
+            return ResponseDecision::Continue;
+        };
+        let client_id = ids.client_id.clone();
+        let Some(hop) = Hop::new(&self.config, &routed.server, &routed.scope) else {
+            return ResponseDecision::Continue;
+        };
+        if upstream::session_lost(status, routed.had_session) || status == 502 {
+            // The server restarted (or its session expired): open a new session and send the
+            // call again; the answer comes back whole rather than streamed.
+            return match hop.retry_on_new_session(&routed.body) {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let ct = resp
+                        .headers()
+                        .into_iter()
+                        .find(|(n, _)| n == "content-type")
+                        .map(|(_, v)| v)
+                        .unwrap_or_else(|| "application/json".into());
+                    match resp.read_body(self.config.max_response_bytes) {
+                        Ok(body) if status < 500 => {
+                            self.relay = Some(Relay::new(ids, is_event_stream(Some(&ct))));
+                            ResponseDecision::Replace(
+                                LocalResponse::new(status)
+                                    .header("content-type", ct)
+                                    .body(body),
+                            )
+                        }
+                        Ok(_) => self.failed(&client_id, &routed.server, &format!("HTTP {status}")),
+                        Err(e) => {
+                            let (_, msg, _) = upstream::unavailable(e).to_error(&routed.server);
+                            self.failed(&client_id, &routed.server, &msg)
+                        }
+                    }
+                }
+                Err(e) => {
+                    let (_, msg, _) = e.to_error(&routed.server);
+                    self.failed(&client_id, &routed.server, &msg)
+                }
+            };
+        }
+        if status >= 500 {
+            hop.forget();
+            return self.failed(&client_id, &routed.server, &format!("HTTP {status}"));
+        }
+        let sse = is_event_stream(response::header("content-type").as_deref());
+        self.relay = Some(Relay::new(ids, sse));
+        ResponseDecision::Continue
+    }
+
+    fn failed(&self, id: &Value, server: &str, why: &str) -> ResponseDecision {
+        let e = HopError::Unavailable(why.to_string());
+        let (code, msg, _) = e.to_error(server);
+        log::warn(&format!("mcp-gateway: tools/call: {msg}"));
+        ResponseDecision::Replace(reply(200, &jsonrpc::error(id, code, &msg, None)))
+    }
+
+    fn end_session(&self) -> Decision {
+        let Some(id) = request::header("mcp-session-id") else {
+            return respond(
+                400,
+                &jsonrpc::error(
+                    &Value::Null,
+                    jsonrpc::SERVER_ERROR,
+                    "Bad Request: no Mcp-Session-Id",
+                    None,
+                ),
+            );
+        };
+        if !session::close(&id) {
+            return respond(
+                404,
+                &jsonrpc::error(
+                    &Value::Null,
+                    jsonrpc::SESSION_NOT_FOUND,
+                    "Session not found",
+                    None,
+                ),
+            );
+        }
+        for name in self.config.servers.keys() {
+            if let Some(hop) = Hop::new(&self.config, name, &id) {
+                hop.end();
+            }
+        }
+        Decision::Respond(LocalResponse::new(200))
+    }
+}
+
+impl Plugin for McpGateway {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        config.validate()?;
+        Ok(McpGateway {
+            config,
+            routed: None,
+            relay: None,
+        })
+    }
+
+    fn info(&self) -> Info {
+        Info {
+            response_hook: true,
+            request_body: BodyAccess::Buffered(self.config.max_request_bytes),
+            response_body: BodyAccess::Streamed,
+        }
+    }
+
+    fn on_request(&mut self) -> Decision {
+        self.routed = None;
+        self.relay = None;
+        match request::method().as_str() {
+            "POST" => {}
+            "DELETE" => return self.end_session(),
+            // No standalone server→client stream: the gateway has nothing to send on it.
+            _ => {
+                return Decision::Respond(
+                    LocalResponse::new(405)
+                        .header("allow", "POST, DELETE")
+                        .text("weir: this MCP endpoint takes POST (and DELETE to end a session)\n"),
+                );
+            }
+        }
+        let body = request::body().unwrap_or_default();
+        match jsonrpc::parse(&body) {
+            Err(invalid) => respond(
+                400,
+                &jsonrpc::error(&Value::Null, invalid.code(), &invalid.message(), None),
+            ),
+            // Notifications and responses need no answer; nothing is forwarded (the gateway
+            // sends no server→client requests, and cancellation ends with the client's stream).
+            Ok(jsonrpc::Message::Notification { .. } | jsonrpc::Message::Response { .. }) => {
+                Decision::Respond(LocalResponse::new(202))
+            }
+            Ok(jsonrpc::Message::Request { id, method, params }) => {
+                let params = if params.is_null() { json!({}) } else { params };
+                self.handle(id, method, params)
+            }
+        }
+    }
+
+    fn on_response(&mut self) -> ResponseDecision {
+        match self.routed.take() {
+            Some(routed) => self.routed_response(routed),
+            None => ResponseDecision::Continue,
+        }
+    }
+
+    fn on_body_chunk(&mut self, direction: Direction, chunk: Vec<u8>) -> Vec<u8> {
+        match (&mut self.relay, direction) {
+            (Some(relay), Direction::Response) => relay.chunk(&chunk),
+            _ => chunk,
+        }
+    }
+
+    fn on_body_end(&mut self, direction: Direction) -> BodyEnd {
+        match (&mut self.relay, direction) {
+            (Some(relay), Direction::Response) => BodyEnd {
+                tail: relay.end(),
+                trailers: Vec::new(),
+            },
+            _ => BodyEnd::default(),
+        }
+    }
+}
+
+weir_sdk::plugin!(McpGateway);

@@ -1,0 +1,346 @@
+//! The gateway as an MCP client of one federated server ("hop").
+//!
+//! Upstream hops speak the legacy era (2025-11-25 and older), which every server speaks today.
+//! A hop's upstream session is kept in `kv` under the client's scope (its session, or one
+//! shared scope for stateless modern clients), so every instance serving that client uses it.
+//! A session the server no longer knows (404, or 400 after a restart) is re-initialised once
+//! and the call retried: the client never sees the upstream's restart.
+
+use crate::config::{Config, Server};
+use mcp_wire::{is_event_stream, jsonrpc, sse};
+use serde_json::{Value, json};
+use std::time::Duration;
+use weir_sdk::outbound::{self, IncomingResponse, OutboundError, PendingResponse};
+use weir_sdk::{kv, log, secrets};
+
+/// The newest legacy-era version; what the gateway asks upstreams for.
+pub const UPSTREAM_VERSION: &str = "2025-11-25";
+
+/// Why a call to an upstream server failed.
+#[derive(Debug)]
+pub enum HopError {
+    /// The server could not be reached or did not answer properly.
+    Unavailable(String),
+    /// The server answered with a JSON-RPC error.
+    Rpc(Value),
+}
+
+impl HopError {
+    /// The error object for the client, naming the server.
+    pub fn to_error(&self, server: &str) -> (i64, String, Option<Value>) {
+        match self {
+            HopError::Unavailable(why) => (
+                jsonrpc::SERVER_ERROR,
+                format!("MCP server \"{server}\" is unavailable: {why}"),
+                None,
+            ),
+            HopError::Rpc(err) => (
+                err.get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(jsonrpc::INTERNAL_ERROR),
+                err.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("error")
+                    .to_string(),
+                err.get("data").cloned(),
+            ),
+        }
+    }
+}
+
+/// An upstream session: the id the server minted (if any) and the version it agreed to.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: Option<String>,
+    pub version: String,
+}
+
+/// One federated server as seen from one client scope.
+pub struct Hop<'a> {
+    pub name: &'a str,
+    pub server: &'a Server,
+    config: &'a Config,
+    scope: &'a str,
+}
+
+/// A call in flight, with what is needed to retry it on a fresh session.
+pub struct Pending {
+    body: Vec<u8>,
+    id: String,
+    call: Result<PendingResponse, OutboundError>,
+    had_session: bool,
+}
+
+impl<'a> Hop<'a> {
+    pub fn new(config: &'a Config, name: &'a str, scope: &'a str) -> Option<Hop<'a>> {
+        let server = config.servers.get(name)?;
+        Some(Hop {
+            name,
+            server,
+            config,
+            scope,
+        })
+    }
+
+    pub fn separator(&self) -> &str {
+        &self.config.separator
+    }
+
+    fn key(&self) -> String {
+        format!("mcp-gateway:up:{}:{}", self.scope, self.name)
+    }
+
+    /// The session in `kv`, or a new one.
+    pub fn session(&self) -> Result<Session, HopError> {
+        if let Ok(Some(v)) = kv::get(&self.key())
+            && let Ok(v) = serde_json::from_slice::<Value>(&v)
+            && let Some(version) = v.get("v").and_then(Value::as_str)
+        {
+            return Ok(Session {
+                id: v.get("s").and_then(Value::as_str).map(str::to_owned),
+                version: version.to_string(),
+            });
+        }
+        self.initialize()
+    }
+
+    /// Forgets the session (the server said it does not know it).
+    pub fn forget(&self) {
+        let _ = kv::delete(&self.key());
+    }
+
+    /// Ends the upstream session, if there is one (the client ended its own).
+    pub fn end(&self) {
+        if let Ok(Some(_)) = kv::get(&self.key())
+            && let Ok(s) = self.session()
+            && s.id.is_some()
+        {
+            let mut req =
+                outbound::Request::new("DELETE", &self.server.upstream, &self.server.path);
+            req.headers = self.headers(&s);
+            req.timeout_ms = self.config.timeout_ms;
+            let _ = outbound::send(req);
+        }
+        self.forget();
+    }
+
+    /// `initialize` then `notifications/initialized`; the session is stored in `kv`.
+    pub fn initialize(&self) -> Result<Session, HopError> {
+        let id = crate::fresh_id();
+        let body = json!({
+            "jsonrpc": "2.0", "id": id, "method": "initialize",
+            "params": {
+                "protocolVersion": UPSTREAM_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": self.config.name, "version": env!("CARGO_PKG_VERSION")},
+            }
+        });
+        let mut req = self.post(&Session {
+            id: None,
+            version: UPSTREAM_VERSION.into(),
+        });
+        req.body = body.to_string().into_bytes();
+        let resp = outbound::send(req).map_err(unavailable)?;
+        let session_id = header(&resp, "mcp-session-id");
+        let result = self.read_result(resp, &Value::String(id))?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(UPSTREAM_VERSION)
+            .to_string();
+        let session = Session {
+            id: session_id,
+            version,
+        };
+        let mut note = self.post(&session);
+        note.body = json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            .to_string()
+            .into_bytes();
+        match outbound::send(note) {
+            Ok(r) if r.status() < 300 => {}
+            Ok(r) => {
+                return Err(HopError::Unavailable(format!(
+                    "notifications/initialized answered HTTP {}",
+                    r.status()
+                )));
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        let stored = json!({"s": session.id, "v": session.version});
+        let _ = kv::set(
+            &self.key(),
+            stored.to_string().as_bytes(),
+            Some(Duration::from_secs(self.config.session_ttl_s)),
+        );
+        log::debug(&format!(
+            "mcp-gateway: opened a session with server \"{}\"",
+            self.name
+        ));
+        Ok(session)
+    }
+
+    /// The headers of every request on `session`: accept both answer forms, the session and
+    /// version, and this server's credential (never the client's).
+    pub fn headers(&self, session: &Session) -> Vec<(String, String)> {
+        let mut h = vec![
+            (
+                "accept".to_string(),
+                "application/json, text/event-stream".to_string(),
+            ),
+            ("content-type".into(), "application/json".into()),
+            ("mcp-protocol-version".into(), session.version.clone()),
+        ];
+        if let Some(id) = &session.id {
+            h.push(("mcp-session-id".into(), id.clone()));
+        }
+        if let Some(name) = &self.server.secret {
+            match secrets::get(name) {
+                Ok(v) => h.push((
+                    self.server.secret_header.clone(),
+                    format!("{}{v}", self.server.secret_prefix),
+                )),
+                Err(_) => log::warn(&format!(
+                    "mcp-gateway: secret \"{name}\" for server \"{}\" is not granted",
+                    self.name
+                )),
+            }
+        }
+        h
+    }
+
+    fn post(&self, session: &Session) -> outbound::Request {
+        let mut req = outbound::Request::post(&self.server.upstream, &self.server.path, Vec::new());
+        req.headers = self.headers(session);
+        req.timeout_ms = self.config.timeout_ms;
+        req
+    }
+
+    /// Starts `method` on this server; [`Hop::finish`] waits for its result.
+    pub fn start(&self, method: &str, params: Value) -> Result<Pending, HopError> {
+        let session = self.session()?;
+        let id = crate::fresh_id();
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+            .to_string()
+            .into_bytes();
+        let mut req = self.post(&session);
+        req.body = body.clone();
+        Ok(Pending {
+            call: outbound::start(req),
+            body,
+            id,
+            had_session: session.id.is_some(),
+        })
+    }
+
+    /// The result of a started call, retried once on a fresh session if the server lost ours.
+    pub fn finish(&self, pending: Pending) -> Result<Value, HopError> {
+        let resp = pending
+            .call
+            .and_then(|c| outbound::wait(&c))
+            .map_err(unavailable)?;
+        let id = Value::String(pending.id.clone());
+        if session_lost(resp.status(), pending.had_session) {
+            let resp = self.retry_on_new_session(&pending.body)?;
+            return self.read_result(resp, &id);
+        }
+        self.read_result(resp, &id)
+    }
+
+    /// `start` then `finish`.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, HopError> {
+        let pending = self.start(method, params)?;
+        self.finish(pending)
+    }
+
+    /// Re-initialises and sends `body` again.
+    pub fn retry_on_new_session(&self, body: &[u8]) -> Result<IncomingResponse, HopError> {
+        log::info(&format!(
+            "mcp-gateway: server \"{}\" lost the session; re-initialising",
+            self.name
+        ));
+        self.forget();
+        let session = self.initialize()?;
+        let mut req = self.post(&session);
+        req.body = body.to_vec();
+        outbound::send(req).map_err(unavailable)
+    }
+
+    /// The answer to request `id` in a JSON or SSE body.
+    fn read_result(&self, resp: IncomingResponse, id: &Value) -> Result<Value, HopError> {
+        let status = resp.status();
+        let sse = is_event_stream(header(&resp, "content-type").as_deref());
+        let body = resp
+            .read_body(self.config.max_response_bytes)
+            .map_err(unavailable)?;
+        let messages: Vec<Value> = if sse {
+            sse::parse_all(&body)
+                .iter()
+                .filter_map(|e| e.data())
+                .filter_map(|d| serde_json::from_str(&d).ok())
+                .collect()
+        } else {
+            serde_json::from_slice(&body).ok().into_iter().collect()
+        };
+        let answer = messages
+            .into_iter()
+            .find(|m| jsonrpc::response_id(m) == Some(id));
+        match answer {
+            Some(mut m) => {
+                if let Some(err) = m.get_mut("error") {
+                    return Err(HopError::Rpc(err.take()));
+                }
+                Ok(m.get_mut("result").map(Value::take).unwrap_or(Value::Null))
+            }
+            None => Err(HopError::Unavailable(format!(
+                "HTTP {status} without an answer{}",
+                excerpt(&body)
+            ))),
+        }
+    }
+}
+
+/// Whether an answer means the server no longer knows the session (404 is the spec's answer;
+/// many servers send 400 instead).
+pub fn session_lost(status: u16, had_session: bool) -> bool {
+    had_session && (status == 404 || status == 400)
+}
+
+pub fn unavailable(e: OutboundError) -> HopError {
+    HopError::Unavailable(match e {
+        OutboundError::NotGranted(u) => format!("upstream \"{u}\" is not in the outbound grant"),
+        OutboundError::InvalidRequest(m) => format!("invalid request: {m}"),
+        OutboundError::Timeout => "timed out".into(),
+        OutboundError::Failed(m) => m,
+        OutboundError::TooLarge(n) => format!("answer larger than {n} bytes"),
+        OutboundError::AlreadyConsumed => "answer already consumed".into(),
+    })
+}
+
+fn header(resp: &IncomingResponse, name: &str) -> Option<String> {
+    resp.headers()
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn excerpt(body: &[u8]) -> String {
+    if body.is_empty() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    format!(": {}", text.trim())
+}
+
+/// Removes the modern era's `io.modelcontextprotocol/*` keys from `params._meta` (the hop to
+/// the server is legacy); other `_meta` keys, such as `progressToken`, stay.
+pub fn strip_modern_meta(params: &mut Value) {
+    let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) else {
+        return;
+    };
+    meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    if meta.is_empty()
+        && let Some(p) = params.as_object_mut()
+    {
+        p.remove("_meta");
+    }
+}

@@ -1,0 +1,133 @@
+"""An MCP server for the gateway tests, built on the real Python `mcp` SDK (dual-era).
+
+    python3 mcp_server.py --port P --log FILE            # MCPServer: tools, a resource, progress
+    python3 mcp_server.py --port P --log FILE --paged N  # low-level Server: N tools, 10 per page
+
+Every POST it receives is appended to FILE as one JSON line (`method`, `name`, `authorization`,
+`session`), so tests can assert what did, and did not, reach the upstream.
+"""
+
+import argparse
+import asyncio
+import json
+
+import uvicorn
+from mcp import types
+from mcp.server import MCPServer
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import Context
+
+PAGE = 10
+
+
+def recording(app, log_path):
+    """ASGI middleware: logs each POSTed JSON-RPC message, then replays the body to `app`."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in chunks)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        try:
+            msg = json.loads(body)
+            params = msg.get("params") or {} if isinstance(msg, dict) else {}
+            entry = {
+                "method": msg.get("method") if isinstance(msg, dict) else "<batch>",
+                "name": params.get("name") if isinstance(params, dict) else None,
+            }
+        except ValueError:
+            entry = {"method": "<malformed>", "name": None}
+        entry["authorization"] = headers.get("authorization")
+        entry["session"] = headers.get("mcp-session-id")
+        with open(log_path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        pending = iter(chunks)
+
+        async def replay():
+            try:
+                return next(pending)
+            except StopIteration:
+                return await receive()
+
+        return await app(scope, replay, send)
+
+    return wrapped
+
+
+def tool_server():
+    mcp = MCPServer("py", instructions="Python test server")
+
+    @mcp.tool()
+    def add(a: int, b: int) -> int:
+        """Adds two integers."""
+        return a + b
+
+    @mcp.tool()
+    def read_file(path: str) -> str:
+        """Pretends to read a file."""
+        return f"contents of {path}"
+
+    @mcp.tool()
+    def pay(amount: float) -> str:
+        """Pretends to pay."""
+        return f"paid {amount}"
+
+    @mcp.tool()
+    def whoami(ctx: Context) -> str:
+        """The authorization header this server received."""
+        headers = ctx.headers or {}
+        return str(headers.get("authorization"))
+
+    @mcp.tool()
+    async def slow(steps: int, ctx: Context) -> str:
+        """Reports progress `steps` times, 100 ms apart, then answers."""
+        for i in range(steps):
+            await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+            await asyncio.sleep(0.1)
+        return f"done after {steps} steps"
+
+    @mcp.resource("data://greeting", mime_type="text/plain")
+    def greeting() -> str:
+        return "hello from py"
+
+    return mcp.streamable_http_app()
+
+
+def paged_server(count):
+    names = [f"t{i:03}" for i in range(count)]
+
+    async def list_tools(ctx, params):
+        start = int(params.cursor) if params and params.cursor else 0
+        page = names[start : start + PAGE]
+        tools = [
+            types.Tool(name=n, description=f"tool {n}", input_schema={"type": "object"})
+            for n in page
+        ]
+        nxt = str(start + PAGE) if start + PAGE < len(names) else None
+        return types.ListToolsResult(tools=tools, next_cursor=nxt)
+
+    async def call_tool(ctx, params):
+        return types.CallToolResult(content=[types.TextContent(type="text", text=f"ran {params.name}")])
+
+    server = Server("paged", on_list_tools=list_tools, on_call_tool=call_tool)
+    return server.streamable_http_app()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--paged", type=int, default=0)
+    a = p.parse_args()
+    app = paged_server(a.paged) if a.paged else tool_server()
+    uvicorn.run(recording(app, a.log), host="127.0.0.1", port=a.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
