@@ -8,6 +8,7 @@ mod chain;
 mod config_errors;
 mod failures;
 mod kv_backends;
+mod mcp;
 mod oci;
 mod protocols;
 mod reload;

@@ -1,7 +1,7 @@
 """An MCP server for the gateway tests, built on the real Python `mcp` SDK (dual-era).
 
     python3 mcp_server.py --port P --log FILE            # MCPServer: tools, a resource, progress
-    python3 mcp_server.py --port P --log FILE --paged N  # low-level Server: N tools, 10 per page
+    python3 mcp_server.py --port P --log FILE --paged N  # low-level Server: N+1 tools, 10 per page
 
 Every POST it receives is appended to FILE as one JSON line (`method`, `name`, `authorization`,
 `session`), so tests can assert what did, and did not, reach the upstream.
@@ -100,7 +100,8 @@ def tool_server():
 
 
 def paged_server(count):
-    names = [f"t{i:03}" for i in range(count)]
+    # Plus one name too long for LLM providers once prefixed (64 characters at most).
+    names = [f"t{i:03}" for i in range(count)] + ["a_tool_with_a_deliberately_long_name_" + "x" * 40]
 
     async def list_tools(ctx, params):
         start = int(params.cursor) if params and params.cursor else 0

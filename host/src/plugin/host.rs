@@ -80,6 +80,9 @@ pub struct HostState {
     pub caps: Arc<PluginCapabilities>,
     /// Outbound calls started and not yet dropped.
     pub calls_in_flight: usize,
+    /// The route of the request this instance serves, kept after the exchange is given back
+    /// so the log lines of body hooks still name it.
+    pub route: Arc<str>,
 }
 
 impl HostState {
@@ -102,11 +105,12 @@ impl HostState {
             deadline: std::time::Instant::now(),
             caps,
             calls_in_flight: 0,
+            route: Arc::from(""),
         }
     }
 
     fn route(&self) -> &str {
-        self.exchange.as_deref().map_or("", |e| &e.route)
+        self.exchange.as_deref().map_or(&self.route, |e| &e.route)
     }
 }
 

@@ -146,6 +146,7 @@ impl PluginInstance {
             matches!(self.info.response_body, BodyAccess::Buffered(_)),
         );
         let data = self.store.data_mut();
+        data.route = exchange.route.clone();
         data.exchange = Some(exchange);
         data.body_access = body_access;
         data.deadline = Instant::now() + self.hook_timeout;

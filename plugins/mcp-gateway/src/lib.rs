@@ -349,33 +349,35 @@ impl McpGateway {
                                     .body(body),
                             )
                         }
-                        Ok(_) => self.failed(&client_id, &routed.server, &format!("HTTP {status}")),
-                        Err(e) => {
-                            let (_, msg, _) = upstream::unavailable(e).to_error(&routed.server);
-                            self.failed(&client_id, &routed.server, &msg)
-                        }
+                        Ok(_) => self.failed(
+                            &client_id,
+                            &routed.server,
+                            HopError::Unavailable(format!("HTTP {status}")),
+                        ),
+                        Err(e) => self.failed(&client_id, &routed.server, upstream::unavailable(e)),
                     }
                 }
-                Err(e) => {
-                    let (_, msg, _) = e.to_error(&routed.server);
-                    self.failed(&client_id, &routed.server, &msg)
-                }
+                Err(e) => self.failed(&client_id, &routed.server, e),
             };
         }
         if status >= 500 {
             hop.forget();
-            return self.failed(&client_id, &routed.server, &format!("HTTP {status}"));
+            return self.failed(
+                &client_id,
+                &routed.server,
+                HopError::Unavailable(format!("HTTP {status}")),
+            );
         }
         let sse = is_event_stream(response::header("content-type").as_deref());
         self.relay = Some(Relay::new(ids, sse));
         ResponseDecision::Continue
     }
 
-    fn failed(&self, id: &Value, server: &str, why: &str) -> ResponseDecision {
-        let e = HopError::Unavailable(why.to_string());
-        let (code, msg, _) = e.to_error(server);
+    /// Replaces a failed call's answer with a JSON-RPC error naming the server.
+    fn failed(&self, id: &Value, server: &str, error: HopError) -> ResponseDecision {
+        let (code, msg, data) = error.to_error(server);
         log::warn(&format!("mcp-gateway: tools/call: {msg}"));
-        ResponseDecision::Replace(reply(200, &jsonrpc::error(id, code, &msg, None)))
+        ResponseDecision::Replace(reply(200, &jsonrpc::error(id, code, &msg, data)))
     }
 
     fn end_session(&self) -> Decision {
