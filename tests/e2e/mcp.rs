@@ -747,3 +747,69 @@ async fn bad_input_gets_json_rpc_errors_and_nothing_reaches_a_server() {
     .await;
     assert_eq!(r.status.as_u16(), 404);
 }
+
+#[test]
+fn the_mcp_example_serves_alice() {
+    let everything = McpServer::everything();
+    let py = McpServer::python(&[]);
+    let (port, admin) = (free_port(), free_port());
+    let config = std::fs::read_to_string(repo_root().join("examples/mcp/weir.toml"))
+        .expect("read the example")
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+        .replace("127.0.0.1:3001", &format!("127.0.0.1:{}", everything.port))
+        .replace("127.0.0.1:8001", &format!("127.0.0.1:{}", py.port))
+        .replace(
+            "../../plugins/target/wasm32-wasip2/release",
+            &crate::support::plugin_dir().display().to_string(),
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, config).expect("write config");
+    let gw = Gateway::start_file_env(
+        dir,
+        &path,
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+        &[("MCP_PY_TOKEN", "server-secret")],
+    );
+    let out = client(
+        &gw.url("/mcp"),
+        "auto",
+        json!({"x-api-key": "k-alice"}),
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "name": "py_add", "args": {"a": 1, "b": 2}},
+            {"op": "call", "name": "py_read_file", "args": {"path": "/etc/passwd"}},
+            {"op": "call", "name": "py_whoami"},
+        ]),
+    );
+    let names = tools(&out[0]);
+    assert!(names.contains(&"everything_echo".to_string()), "{names:?}");
+    assert!(!names.contains(&"py_whoami".to_string()), "{names:?}");
+    assert!(
+        !names.contains(&"everything_get-env".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(out[1]["text"], "3");
+    assert!(
+        out[2]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Forbidden")
+    );
+    assert!(
+        out[3]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Forbidden")
+    );
+    assert_eq!(py.calls(), ["add"]);
+    // Redacted audit: argument names and types, no values.
+    let records = audit(&gw);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["tool"] == "py_read_file" && r["arguments"] == json!({"path": "string"})),
+        "{records:?}"
+    );
+}

@@ -6,6 +6,9 @@
 //! the ratios that matter, then runs the hook micro-benchmark. Everything binds to 127.0.0.1 and
 //! every run is bounded in time. Compare ratios, not absolute numbers: this machine is shared.
 
+mod mcp;
+pub use mcp::mcp;
+
 use crate::{Guard, plugins, sh};
 use anyhow::{Context, Result, bail};
 use std::net::TcpStream;
@@ -152,18 +155,25 @@ fn parse_latency(s: &str) -> Option<f64> {
 }
 
 fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
+    wrk_at(
+        &format!("http://127.0.0.1:{port}/bench"),
+        &["-H", "x-api-key: bench-key", "-H", "x-user: alice"],
+        o.connections,
+        seconds,
+    )
+}
+
+/// wrk against `url` with `extra` arguments (headers, `-s script.lua`).
+fn wrk_at(url: &str, extra: &[&str], connections: u64, seconds: u64) -> Result<Sample> {
     let out = Command::new("wrk")
         .args([
             "-t2",
-            &format!("-c{}", o.connections),
+            &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",
-            "-H",
-            "x-api-key: bench-key",
-            "-H",
-            "x-user: alice",
-            &format!("http://127.0.0.1:{port}/bench"),
         ])
+        .args(extra)
+        .arg(url)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -178,10 +188,10 @@ fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
         }
     }
     if text.contains("Non-2xx") {
-        bail!("wrk saw non-2xx responses on port {port}:\n{text}");
+        bail!("wrk saw non-2xx responses from {url}:\n{text}");
     }
     if s.rps == 0.0 {
-        bail!("wrk produced no result for port {port}:\n{text}");
+        bail!("wrk produced no result for {url}:\n{text}");
     }
     Ok(s)
 }

@@ -7,6 +7,7 @@
 //! - `bench-swaps [N]`: swap a plugin N times under the file watcher; prints RSS after 10 and N.
 //! - `bench-start`: startup time with a cold and a warm compiled-plugin cache.
 //! - `bench-languages`: the `allowlist` example in Rust, C, Python and JavaScript.
+//! - `bench-mcp`: an MCP `tools/call` round trip through the MCP gateway plugins vs directly.
 
 mod bench;
 
@@ -26,9 +27,10 @@ fn main() -> Result<()> {
         Some("bench-swaps") => bench::swaps(&args[1..]),
         Some("bench-start") => bench::start(&args[1..]),
         Some("bench-languages") => bench::languages(&args[1..]),
+        Some("bench-mcp") => bench::mcp(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start|bench-languages>"
+                "usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp>"
             );
             std::process::exit(2);
         }
@@ -207,7 +209,7 @@ pub(crate) fn guest_tools_dir() -> Result<std::path::PathBuf> {
     Ok(std::env::current_dir()?.join("target/guest-tools"))
 }
 
-fn ensure_python_packages() -> Result<()> {
+pub(crate) fn ensure_python_packages() -> Result<()> {
     for (module, package) in PY_PACKAGES {
         if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
             sh(Command::new("python3").args([
