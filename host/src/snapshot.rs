@@ -292,8 +292,12 @@ fn capabilities(
     runtime: &Runtime,
 ) -> PluginCapabilities {
     let g = &plugin.capabilities;
-    let pick = |names: &[toml::Spanned<String>]| -> Vec<String> {
-        names.iter().map(|n| n.get_ref().clone()).collect()
+    let pick = |names: &Option<Vec<toml::Spanned<String>>>| -> Vec<String> {
+        names
+            .iter()
+            .flatten()
+            .map(|n| n.get_ref().clone())
+            .collect()
     };
     PluginCapabilities {
         grants: Granted::from_config(g),

@@ -167,7 +167,8 @@ fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
 fn wrk_at(url: &str, extra: &[&str], connections: u64, seconds: u64) -> Result<Sample> {
     let out = Command::new("wrk")
         .args([
-            "-t2",
+            // wrk needs at least one connection per thread.
+            &format!("-t{}", connections.min(2)),
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",

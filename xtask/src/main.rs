@@ -268,6 +268,19 @@ fn test() -> Result<()> {
             "warnings",
         ]))?;
     }
+    // The plugins' own unit tests (pure logic: JSON-RPC, SSE, policy rules) run natively.
+    sh(cargo().args([
+        "test",
+        "--quiet",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+        "-p",
+        "mcp-wire",
+        "-p",
+        "mcp-policy",
+        "-p",
+        "mcp-gateway",
+    ]))?;
     sh(cargo()
         .args(["test", "--workspace"])
         .env("WEIR_TOOLS", guest_tools_dir()?))

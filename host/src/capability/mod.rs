@@ -72,9 +72,9 @@ impl Granted {
     pub fn from_config(g: &CapabilityGrants) -> Granted {
         Granted {
             kv: g.kv.is_some(),
-            outbound: !g.outbound.is_empty(),
+            outbound: g.outbound.is_some(),
             metrics: g.metrics,
-            secrets: !g.secrets.is_empty(),
+            secrets: g.secrets.is_some(),
         }
     }
 
@@ -143,5 +143,15 @@ mod tests {
             err,
             "imports weir:plugin/outbound@0.2.0 but is not granted `outbound` (add `capabilities = { outbound = [\"<upstream>\", ...] }` to [plugins.p])"
         );
+    }
+
+    #[test]
+    fn an_empty_list_grants_the_interface_and_no_key_does_not() {
+        let grants = |toml: &str| -> CapabilityGrants { toml::from_str(toml).expect("grants") };
+        let empty = Granted::from_config(&grants("secrets = []\noutbound = []"));
+        assert!(empty.secrets && empty.outbound);
+        let absent = Granted::from_config(&grants("metrics = true"));
+        assert!(!absent.secrets && !absent.outbound);
+        assert!(check_imports("p", &empty, ["weir:plugin/secrets@0.2.0"].into_iter()).is_ok());
     }
 }

@@ -14,12 +14,12 @@ pub struct CapabilityGrants {
     /// `kv`: the namespace this plugin's keys live in. Plugins granted the same namespace share
     /// state; different namespaces never see each other's keys.
     pub kv: Option<Spanned<String>>,
-    /// `outbound`: the upstreams (by name) this plugin may call.
-    #[serde(default)]
-    pub outbound: Vec<Spanned<String>>,
-    /// `secrets`: the secrets (by name, from `[secrets]`) this plugin may read.
-    #[serde(default)]
-    pub secrets: Vec<Spanned<String>>,
+    /// `outbound`: the upstreams (by name) this plugin may call. An explicit empty list grants
+    /// the interface with nothing to call (for a plugin that calls out only in some configs).
+    pub outbound: Option<Vec<Spanned<String>>>,
+    /// `secrets`: the secrets (by name, from `[secrets]`) this plugin may read; an empty list
+    /// grants the interface with nothing to read.
+    pub secrets: Option<Vec<Spanned<String>>>,
     /// `metrics`: may record counters and histograms.
     #[serde(default)]
     pub metrics: bool,

@@ -84,7 +84,7 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
                 ),
             ));
         }
-        for up in &grants.outbound {
+        for up in grants.outbound.iter().flatten() {
             if !file.upstreams.contains_key(up.get_ref()) {
                 errors.push(err(
                     up.span(),
@@ -97,7 +97,7 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
                 ));
             }
         }
-        for secret in &grants.secrets {
+        for secret in grants.secrets.iter().flatten() {
             if !file.secrets.contains_key(secret.get_ref()) {
                 errors.push(err(
                     secret.span(),

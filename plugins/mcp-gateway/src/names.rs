@@ -82,3 +82,24 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_cut_to_64_with_a_stable_hash() {
+        assert_eq!(public("py", "_", "add"), ("py_add".to_string(), false));
+        let tool = "t".repeat(80);
+        let (a, cut) = public("srv", "_", &tool);
+        assert!(cut);
+        assert_eq!(a.len(), MAX_NAME);
+        assert!(a.starts_with("srv_ttt"));
+        assert_eq!(public("srv", "_", &tool).0, a, "stable");
+        let (b, _) = public("srv", "_", &format!("{tool}x"));
+        assert_ne!(a, b, "different tools, different names");
+        // Multi-byte characters are never split.
+        let (c, _) = public("srv", "_", &"é".repeat(40));
+        assert!(c.len() <= MAX_NAME);
+    }
+}

@@ -41,7 +41,7 @@ fn check(port: u16, name: &str) -> Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     write!(
         s,
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\ncontent-type: application/json\r\n\
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\ncontent-type: application/json\r\n\
          accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
          mcp-method: tools/call\r\nmcp-name: {name}\r\nx-api-key: bench-key\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -67,7 +67,7 @@ fn weir_config(port: u16, py: u16, plugins: &Path, policy: bool) -> String {
     s.push_str(&plugin(
         "mcp-gateway",
         "mcp_gateway",
-        "capabilities = { outbound = [\"py\"], kv = \"mcp\" }",
+        "capabilities = { outbound = [\"py\"], kv = \"mcp\", secrets = [] }",
     ));
     let mut chain = String::new();
     if policy {
