@@ -123,40 +123,53 @@ fn rename(hop: &Hop, listing: &Listing, mut item: Value) -> Value {
     item
 }
 
-/// `resources/read` on the server the URI names; `contents[].uri` renamed back.
-pub fn read_resource(
-    config: &Config,
-    scope: &str,
-    mut params: Value,
-) -> Result<Value, (i64, String, Option<Value>)> {
-    let public = params
-        .get("uri")
+/// A JSON-RPC error: code, message, data.
+pub type RpcError = (i64, String, Option<Value>);
+
+/// The hop to the server a public name resolved to, and the name on that server.
+pub fn target<'a>(
+    config: &'a Config,
+    scope: &'a str,
+    resolved: Option<(String, String)>,
+    what: &str,
+    public: &str,
+) -> Result<(Hop<'a>, String), RpcError> {
+    resolved
+        .and_then(|(server, original)| {
+            let (name, _) = config.servers.get_key_value(&server)?;
+            Some((Hop::new(config, name, scope)?, original))
+        })
+        .ok_or_else(|| {
+            (
+                mcp_wire::jsonrpc::INVALID_PARAMS,
+                format!("Unknown {what}: {public}"),
+                None,
+            )
+        })
+}
+
+fn name_param(params: &Value, key: &str) -> String {
+    params
+        .get(key)
         .and_then(Value::as_str)
         .unwrap_or_default()
-        .to_string();
-    let Some((server, uri)) = names::resolve_uri(&public, config.servers.keys()) else {
-        return Err((
-            mcp_wire::jsonrpc::INVALID_PARAMS,
-            format!("Unknown resource: {public}"),
-            None,
-        ));
-    };
-    let Some(hop) = Hop::new(config, &server, scope) else {
-        return Err((
-            mcp_wire::jsonrpc::INVALID_PARAMS,
-            format!("Unknown resource: {public}"),
-            None,
-        ));
-    };
+        .to_string()
+}
+
+/// `resources/read` on the server the URI names; `contents[].uri` renamed back.
+pub fn read_resource(config: &Config, scope: &str, mut params: Value) -> Result<Value, RpcError> {
+    let public = name_param(&params, "uri");
+    let resolved = names::resolve_uri(&public, config.servers.keys());
+    let (hop, uri) = target(config, scope, resolved, "resource", &public)?;
     params["uri"] = Value::String(uri);
     crate::upstream::strip_modern_meta(&mut params);
     let mut result = hop
         .call("resources/read", params)
-        .map_err(|e| e.to_error(&server))?;
+        .map_err(|e| e.to_error(hop.name))?;
     if let Some(Value::Array(contents)) = result.get_mut("contents") {
         for c in contents {
             if let Some(Value::String(u)) = c.get("uri").cloned() {
-                c["uri"] = Value::String(names::public_uri(&server, &u));
+                c["uri"] = Value::String(names::public_uri(hop.name, &u));
             }
         }
     }
@@ -164,33 +177,12 @@ pub fn read_resource(
 }
 
 /// `prompts/get` on the server the name points at.
-pub fn get_prompt(
-    config: &Config,
-    scope: &str,
-    mut params: Value,
-) -> Result<Value, (i64, String, Option<Value>)> {
-    let public = params
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let Some((server, name)) = names::resolve(&public, &config.separator, config.servers.keys())
-    else {
-        return Err((
-            mcp_wire::jsonrpc::INVALID_PARAMS,
-            format!("Unknown prompt: {public}"),
-            None,
-        ));
-    };
-    let Some(hop) = Hop::new(config, &server, scope) else {
-        return Err((
-            mcp_wire::jsonrpc::INVALID_PARAMS,
-            format!("Unknown prompt: {public}"),
-            None,
-        ));
-    };
+pub fn get_prompt(config: &Config, scope: &str, mut params: Value) -> Result<Value, RpcError> {
+    let public = name_param(&params, "name");
+    let resolved = names::resolve(&public, &config.separator, config.servers.keys());
+    let (hop, name) = target(config, scope, resolved, "prompt", &public)?;
     params["name"] = Value::String(name);
     crate::upstream::strip_modern_meta(&mut params);
     hop.call("prompts/get", params)
-        .map_err(|e| e.to_error(&server))
+        .map_err(|e| e.to_error(hop.name))
 }

@@ -227,30 +227,12 @@ impl McpGateway {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let Some((server, tool)) =
-            names::resolve(&public, &self.config.separator, self.config.servers.keys())
-        else {
-            return respond(
-                200,
-                &jsonrpc::error(
-                    &id,
-                    jsonrpc::INVALID_PARAMS,
-                    &format!("Unknown tool: {public}"),
-                    None,
-                ),
-            );
+        let resolved = names::resolve(&public, &self.config.separator, self.config.servers.keys());
+        let (hop, tool) = match federate::target(&self.config, &scope, resolved, "tool", &public) {
+            Ok(t) => t,
+            Err((code, msg, data)) => return respond(200, &jsonrpc::error(&id, code, &msg, data)),
         };
-        let Some(hop) = Hop::new(&self.config, &server, &scope) else {
-            return respond(
-                200,
-                &jsonrpc::error(
-                    &id,
-                    jsonrpc::INVALID_PARAMS,
-                    &format!("Unknown tool: {public}"),
-                    None,
-                ),
-            );
-        };
+        let server = hop.name.to_string();
         let session = match hop.session() {
             Ok(s) => s,
             Err(e) => {
