@@ -18,6 +18,7 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod sse;
 pub mod stream;
 pub mod tls;
 pub mod upstream;

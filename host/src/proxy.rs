@@ -251,6 +251,12 @@ pub async fn handle(
         parts.headers.remove(http::header::CONTENT_LENGTH);
         stream::filter(body, Direction::Response, streamers, route.name.clone())
     };
+    // A broken event stream ends with an error event, not as if it were complete.
+    let body = if crate::sse::is_event_stream(&parts.headers) && !head_request {
+        crate::sse::with_error_event(body)
+    } else {
+        body
+    };
     if let (true, Some(down), Some(up)) = (is_upgrade, upgrade, upstream_upgrade) {
         tokio::spawn(tunnel(down, up));
     }
