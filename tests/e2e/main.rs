@@ -8,6 +8,7 @@ mod chain;
 mod config_errors;
 mod failures;
 mod kv_backends;
+mod llm;
 mod mcp;
 mod oci;
 mod protocols;

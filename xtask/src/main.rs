@@ -157,6 +157,9 @@ const PY_PACKAGES: &[(&str, &str)] = &[
     ("componentize_py", "componentize-py==0.25.1"),
     // The MCP SDK: client and server peers of the MCP gateway tests.
     ("mcp", "mcp==2.3.0"),
+    // The official LLM SDKs, clients of the LLM gateway tests.
+    ("openai", "openai==3.54.0"),
+    ("anthropic", "anthropic==2.12.0"),
 ];
 
 /// npm packages for JavaScript plugins (componentize-js) and for turning C core modules into

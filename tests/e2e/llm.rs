@@ -1,0 +1,487 @@
+//! The LLM gateway end to end: the official `openai` and `anthropic` Python SDKs through `weir`
+//! with the `llm-gateway` plugin to fake providers (`tests/peers/llm_provider.py`) that speak
+//! the real OpenAI and Anthropic wire formats and log every request they receive.
+
+use crate::support::{Gateway, Redis, free_port, plugins_toml, repo_root, send};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::{Value, json};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fake provider process; killed on drop.
+struct Provider {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    fn start(extra: &[&str]) -> Provider {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("requests.jsonl");
+        let child = Command::new("python3")
+            .arg(repo_root().join("tests/peers/llm_provider.py"))
+            .args(["--port", &port.to_string(), "--log"])
+            .arg(&log)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the fake provider");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the fake provider did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Provider {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The requests it received.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tests/peers/llm_client.py`; one result per call.
+fn sdk(base: &str, key: &str, calls: Value) -> Vec<Value> {
+    let spec = json!({"base": base, "key": key, "calls": calls});
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/peers/llm_client.py"))
+        .arg(spec.to_string())
+        .output()
+        .expect("run the SDK client (pip packages openai, anthropic)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK client failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
+
+/// `providers`: (name, format, port, request_timeout); `models`: TOML lines `name = [...]`.
+fn config(providers: &[(&str, &str, u16, &str)], models: &str, extra: &str) -> String {
+    let mut s = String::new();
+    let mut table = String::new();
+    let mut names = Vec::new();
+    for (name, format, port, timeout) in providers {
+        s.push_str(&format!(
+            "[upstreams.{name}]\nendpoints = [\"http://127.0.0.1:{port}\"]\nrequest_timeout = {timeout:?}\n"
+        ));
+        let secret = if *format == "openai" { "OA" } else { "AN" };
+        table.push_str(&format!(
+            "{name} = {{ upstream = {name:?}, format = {format:?}, secret = {secret:?} }}\n"
+        ));
+        names.push(format!("{name:?}"));
+    }
+    s.push_str(&plugins_toml(&[
+        ("api-key", ""),
+        (
+            "llm-gateway",
+            &format!(
+                "instances = \"pooled\"\ncapabilities = {{ outbound = [{}], secrets = [\"OA\", \"AN\"], kv = \"llm\", metrics = true }}",
+                names.join(", ")
+            ),
+        ),
+    ]));
+    s.push_str(&format!(
+        "[secrets]\nOA = {{ env = \"TEST_OA_KEY\" }}\nAN = {{ env = \"TEST_AN_KEY\" }}\n{extra}\n\
+         [[routes]]\nname = \"llm\"\nmatch = {{ path_prefix = \"/v1\" }}\n\
+         [[routes.chain]]\nplugin = \"api-key\"\nconfig = {{ keys = {{ \"k-alice\" = \"alice\", \"k-bob\" = \"bob\" }}, allow_bearer = true }}\n\
+         [[routes.chain]]\nplugin = \"llm-gateway\"\n[routes.chain.config]\nmax_request_bytes = 65536\n\
+         [routes.chain.config.providers]\n{table}[routes.chain.config.models]\n{models}\n"
+    ));
+    s
+}
+
+const KEYS: &[(&str, &str)] = &[("TEST_OA_KEY", "oa-secret"), ("TEST_AN_KEY", "an-secret")];
+
+fn start(providers: &[(&str, &str, u16, &str)], models: &str) -> Gateway {
+    Gateway::start_env(&config(providers, models, ""), KEYS)
+}
+
+/// The usage records in the gateway's log.
+fn records(gw: &Gateway) -> Vec<Value> {
+    gw.log()
+        .lines()
+        .filter_map(|l| {
+            let start = l.find("llm-audit {")? + "llm-audit ".len();
+            let rest = &l[start..];
+            // The record is one JSON object; the log line adds fields after it.
+            let mut de = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+            de.next()?.ok()
+        })
+        .collect()
+}
+
+fn wait_records(gw: &Gateway, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = records(gw);
+        if r.len() >= n || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn both_sdks_get_answers_from_both_formats_streamed_or_not_with_tools() {
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let gw = start(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
+    );
+    let mut calls = Vec::new();
+    for sdk_name in ["openai", "anthropic"] {
+        for model in ["gpt", "claude"] {
+            for stream in [false, true] {
+                for tools in [false, true] {
+                    calls.push(json!({"sdk": sdk_name, "model": model, "stream": stream, "tools": tools,
+                                      "prompt": if tools { "weather in Paris?" } else { "hello there" },
+                                      "include_usage": true}));
+                }
+            }
+        }
+    }
+    let out = sdk(&gw.url(""), "k-alice", Value::Array(calls.clone()));
+    for (call, result) in calls.iter().zip(&out) {
+        let what = format!("{call} -> {result}");
+        assert!(result.get("error").is_none(), "{what}");
+        let tools = call["tools"] == true;
+        if call["sdk"] == "openai" {
+            if tools {
+                assert_eq!(
+                    result["tool_calls"],
+                    json!([["get_weather", {"city": "Paris"}]]),
+                    "{what}"
+                );
+                assert_eq!(result["finish"], "tool_calls", "{what}");
+            } else {
+                assert_eq!(result["text"], "echo: hello there", "{what}");
+                assert_eq!(result["finish"], "stop", "{what}");
+            }
+            let usage = &result["usage"];
+            assert!(
+                usage["prompt_tokens"].as_u64() > Some(0)
+                    && usage["completion_tokens"].as_u64() > Some(0),
+                "{what}"
+            );
+        } else {
+            if tools {
+                assert_eq!(
+                    result["tool_uses"],
+                    json!([["get_weather", {"city": "Paris"}]]),
+                    "{what}"
+                );
+                assert_eq!(result["stop"], "tool_use", "{what}");
+            } else {
+                assert_eq!(result["text"], "echo: hello there", "{what}");
+                assert_eq!(result["stop"], "end_turn", "{what}");
+            }
+            assert!(result["usage"]["output"].as_u64() > Some(0), "{what}");
+        }
+    }
+    // Each provider got its own key in its own header, never the client's, in its own format.
+    let (to_oa, to_an) = (oa.received(), an.received());
+    assert_eq!((to_oa.len(), to_an.len()), (8, 8));
+    for r in &to_oa {
+        assert_eq!(r["authorization"], "Bearer oa-secret");
+        assert_eq!(r["path"], "/v1/chat/completions");
+        assert_eq!(r["model"], "gpt-4o");
+        if r["stream"] == true {
+            assert_eq!(r["body"]["stream_options"]["include_usage"], true);
+        }
+    }
+    for r in &to_an {
+        assert_eq!(r["x_api_key"], "an-secret");
+        assert_eq!(r["authorization"], Value::Null);
+        assert_eq!(r["path"], "/v1/messages");
+        assert_eq!(r["model"], "claude-x");
+        assert!(r["body"]["max_tokens"].as_u64().is_some());
+    }
+    // A usage record per request, tokens from the streams included.
+    let recs = wait_records(&gw, 16);
+    assert_eq!(recs.len(), 16, "{recs:#?}");
+    assert!(
+        recs.iter()
+            .all(|r| r["principal"] == "alice" && r["usage_reported"] == true)
+    );
+    assert!(
+        recs.iter()
+            .filter(|r| r["stream"] == true)
+            .all(|r| r["output_tokens"].as_u64() > Some(0))
+    );
+}
+
+#[test]
+fn failures_before_the_first_byte_fall_back_and_a_broken_stream_ends_in_an_error() {
+    let limited = Provider::start(&["--fail", "429"]);
+    let broken = Provider::start(&["--fail", "500"]);
+    let slow = Provider::start(&["--delay-ms", "5000"]);
+    let cut = Provider::start(&["--cut-after", "2"]);
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let gw = start(
+        &[
+            ("limited", "openai", limited.port, "10s"),
+            ("broken", "anthropic", broken.port, "10s"),
+            ("slow", "openai", slow.port, "1s"),
+            ("cut", "openai", cut.port, "10s"),
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "a = [{ provider = \"limited\", model = \"m1\" }, { provider = \"an\", model = \"m2\" }]\n\
+         b = [{ provider = \"broken\", model = \"m1\" }, { provider = \"oa\", model = \"m2\" }]\n\
+         c = [{ provider = \"slow\", model = \"m1\" }, { provider = \"oa\", model = \"m2\" }]\n\
+         d = [{ provider = \"cut\", model = \"m1\" }, { provider = \"oa\", model = \"m2\" }]\n\
+         e = [{ provider = \"limited\", model = \"m1\" }]",
+    );
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "a"},
+            {"sdk": "openai", "model": "a", "stream": true},
+            {"sdk": "anthropic", "model": "b", "stream": true},
+            {"sdk": "openai", "model": "c"},
+            {"sdk": "openai", "model": "d", "stream": true, "prompt": "one two three four five"},
+            {"sdk": "anthropic", "model": "d", "stream": true, "prompt": "one two three four five"},
+            {"sdk": "openai", "model": "e"},
+        ]),
+    );
+    for i in [0, 1, 3] {
+        assert_eq!(out[i]["text"], "echo: hello there", "{}", out[i]);
+    }
+    assert_eq!(out[2]["text"], "echo: hello there", "{}", out[2]);
+    // After the first byte there is no falling back: the SDKs raise on the error event.
+    for i in [4, 5] {
+        let err = &out[i]["error"];
+        assert!(
+            err["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("event stream broke")),
+            "{}",
+            out[i]
+        );
+    }
+    assert_eq!(cut.received().len(), 2);
+    assert_eq!(oa.received().len(), 2, "b and c fell back to oa; d did not");
+    // No fallback left: the provider's 429 in the client's format.
+    assert_eq!(out[6]["error"]["status"], 429, "{}", out[6]);
+    assert_eq!(out[6]["error"]["class"], "RateLimitError");
+
+    let recs = wait_records(&gw, 5);
+    let by_model = |m: &str| -> Vec<&Value> { recs.iter().filter(|r| r["model"] == m).collect() };
+    for r in by_model("a") {
+        assert_eq!(r["provider"], "an");
+        assert!(
+            r["fallback_from"][0]
+                .as_str()
+                .is_some_and(|f| f.starts_with("limited: HTTP 429"))
+        );
+        assert_eq!(r["outcome"], "ok");
+    }
+    assert!(
+        by_model("b")[0]["fallback_from"][0]
+            .as_str()
+            .is_some_and(|f| f.starts_with("broken: HTTP 500"))
+    );
+    assert!(
+        by_model("c")[0]["fallback_from"][0]
+            .as_str()
+            .is_some_and(|f| f.starts_with("slow: HTTP 504")),
+        "{:?}",
+        by_model("c")
+    );
+}
+
+#[test]
+fn a_token_budget_is_shared_by_two_gateways_and_counts_streamed_usage() {
+    let redis = Redis::start();
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let providers = [
+        ("oa", "openai", oa.port, "10s"),
+        ("an", "anthropic", an.port, "10s"),
+    ];
+    let models = "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]";
+    // "hello there": 2 prompt + 3 completion tokens = 5 per request.
+    let extra = format!("[kv]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let budgets = "\n[routes.chain.config.budgets]\nalice = { total_tokens = 30 }\n";
+    let a = Gateway::start_env(&(config(&providers, models, &extra) + budgets), KEYS);
+    let b = Gateway::start_env(&(config(&providers, models, &extra) + budgets), KEYS);
+    let mut served = 0;
+    let mut refused = None;
+    for i in 0..12 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        // Streams from both formats: their usage is counted too.
+        let call = match i % 3 {
+            0 => json!({"sdk": "openai", "model": "claude", "stream": true}),
+            1 => json!({"sdk": "anthropic", "model": "gpt", "stream": true}),
+            _ => json!({"sdk": "openai", "model": "gpt"}),
+        };
+        let out = sdk(&gw.url(""), "k-alice", json!([call]));
+        if out[0].get("error").is_some() {
+            refused = Some(out[0].clone());
+            break;
+        }
+        served += 1;
+    }
+    assert_eq!(served, 6, "30 tokens at 5 per request");
+    let refused = refused.expect("the 7th request is refused");
+    assert_eq!(refused["error"]["status"], 429, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("token budget exhausted for alice: used 30 of 30")),
+        "{refused}"
+    );
+    // bob has no budget.
+    let out = sdk(
+        &a.url(""),
+        "k-bob",
+        json!([{"sdk": "openai", "model": "gpt"}]),
+    );
+    assert_eq!(out[0]["text"], "echo: hello there");
+}
+
+async fn post(url: &str, body: &str) -> crate::support::Reply {
+    send(
+        Request::post(url)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer k-alice")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn bad_requests_get_provider_style_errors_and_reach_no_provider() {
+    let oa = Provider::start(&[]);
+    let gw = start(
+        &[("oa", "openai", oa.port, "10s")],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]",
+    );
+    let chat = gw.url("/v1/chat/completions");
+    let messages = gw.url("/v1/messages");
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (&chat, "{not json".into(), 400, "invalid JSON"),
+        (&chat, "[1, 2]".into(), 400, "must be a JSON object"),
+        (
+            &chat,
+            r#"{"messages":[{"role":"user","content":"x"}]}"#.into(),
+            400,
+            "`model` is required",
+        ),
+        (
+            &chat,
+            r#"{"model":"gpt"}"#.into(),
+            400,
+            "`messages` is required",
+        ),
+        (
+            &chat,
+            r#"{"model":"gpt","messages":[]}"#.into(),
+            400,
+            "`messages` is required",
+        ),
+        (
+            &chat,
+            r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#.into(),
+            404,
+            "The model `nope` does not exist",
+        ),
+        (
+            &messages,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#.into(),
+            400,
+            "`max_tokens` is required",
+        ),
+    ];
+    for (url, body, status, text) in &cases {
+        let r = post(url, body).await;
+        assert_eq!(r.status.as_u16(), *status, "{body}: {}", r.text());
+        let j = r.json();
+        let message = if url.ends_with("/messages") {
+            assert_eq!(j["type"], "error", "Anthropic shape: {j}");
+            j["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            assert!(j["error"]["type"].is_string(), "OpenAI shape: {j}");
+            j["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(message.contains(text), "{body}: {message}");
+    }
+    let huge = format!(
+        r#"{{"model":"gpt","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "word ".repeat(20_000)
+    );
+    assert_eq!(post(&chat, &huge).await.status.as_u16(), 413);
+    let r = crate::support::get_with(&chat, &[("authorization", "Bearer k-alice")]).await;
+    assert_eq!(r.status.as_u16(), 405);
+    // The SDK sees its own exception types.
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([{"sdk": "openai", "model": "nope"}]),
+    );
+    assert_eq!(out[0]["error"]["class"], "NotFoundError");
+    let out = sdk(
+        &gw.url(""),
+        "wrong-key",
+        json!([{"sdk": "openai", "model": "gpt"}]),
+    );
+    assert_eq!(out[0]["error"]["status"], 401);
+    // /v1/models lists the configured names.
+    let r = crate::support::get_with(
+        &gw.url("/v1/models"),
+        &[("authorization", "Bearer k-alice")],
+    )
+    .await;
+    assert_eq!(r.json()["data"][0]["id"], "gpt");
+    assert_eq!(
+        oa.received(),
+        Vec::<Value>::new(),
+        "nothing reached the provider"
+    );
+}
