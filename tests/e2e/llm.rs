@@ -485,3 +485,77 @@ async fn bad_requests_get_provider_style_errors_and_reach_no_provider() {
         "nothing reached the provider"
     );
 }
+
+/// Sets the queue depth a fake vLLM endpoint reports.
+async fn set_waiting(p: &Provider, waiting: u32) {
+    let r = send(
+        Request::post(format!(
+            "http://127.0.0.1:{}/admin/load?waiting={waiting}",
+            p.port
+        ))
+        .body(Full::new(Bytes::new()))
+        .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 204);
+}
+
+#[tokio::test]
+async fn a_pool_of_self_hosted_endpoints_is_routed_by_their_queue_depth() {
+    let pool: Vec<Provider> = ["5", "0", "9"]
+        .iter()
+        .map(|w| Provider::start(&["--waiting", w]))
+        .collect();
+    let mut toml = String::new();
+    for (i, p) in pool.iter().enumerate() {
+        toml.push_str(&format!(
+            "[upstreams.v{i}]\nendpoints = [\"http://127.0.0.1:{}\"]\n",
+            p.port
+        ));
+    }
+    toml.push_str(&plugins_toml(&[(
+        "llm-gateway",
+        "instances = \"pooled\"\ncapabilities = { outbound = [\"v0\", \"v1\", \"v2\"], kv = \"llm\", metrics = true, secrets = [] }",
+    )]));
+    toml.push_str(
+        "[[routes]]\nname = \"llm\"\nmatch = { path_prefix = \"/v1\" }\n[[routes.chain]]\nplugin = \"llm-gateway\"\n\
+         [routes.chain.config.providers]\nvllm = { pool = [\"v0\", \"v1\", \"v2\"], format = \"openai\", load_ttl_ms = 200 }\n\
+         [routes.chain.config.models]\nllama = [{ provider = \"vllm\", model = \"meta-llama/Llama-3.1-8B\" }]\n",
+    );
+    let gw = Gateway::start(&toml);
+    let count = |p: &Provider| {
+        p.received()
+            .iter()
+            .filter(|r| r["path"] == "/v1/chat/completions")
+            .count()
+    };
+    let run = |n: usize| {
+        let calls: Vec<Value> = (0..n)
+            .map(|_| json!({"sdk": "openai", "model": "llama"}))
+            .collect();
+        let out = sdk(&gw.url(""), "none", Value::Array(calls));
+        assert!(
+            out.iter().all(|o| o["text"] == "echo: hello there"),
+            "{out:?}"
+        );
+    };
+    run(20);
+    let first: Vec<usize> = pool.iter().map(count).collect();
+    assert!(first[1] >= 16, "the idle endpoint takes ≥ 80%: {first:?}");
+    // The loads change: v0 is now idle, v1 busy.
+    set_waiting(&pool[0], 0).await;
+    set_waiting(&pool[1], 30).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    run(20);
+    let second: Vec<usize> = pool.iter().map(count).collect();
+    let moved = second[0] - first[0];
+    assert!(
+        moved >= 16,
+        "routing followed the load: {first:?} then {second:?}"
+    );
+    let recs = wait_records(&gw, 40);
+    assert!(
+        recs.iter().all(|r| r["provider"] == "vllm"
+            && r["endpoint"].as_str().is_some_and(|e| e.starts_with('v')))
+    );
+}

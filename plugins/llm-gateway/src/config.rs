@@ -16,8 +16,21 @@ pub enum Format {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
-    /// The named upstream serving it.
-    pub upstream: String,
+    /// The named upstream serving it (or `pool`).
+    pub upstream: Option<String>,
+    /// Self-hosted endpoints (named upstreams) serving the same models; each request goes to
+    /// the least loaded by its vLLM metrics (see `pool.rs`).
+    #[serde(default)]
+    pub pool: Vec<String>,
+    /// Where pool endpoints serve their Prometheus metrics.
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    /// How long a scraped load is used before scraping again.
+    #[serde(default = "default_load_ttl")]
+    pub load_ttl_ms: u64,
+    /// Weight of `vllm:kv_cache_usage_perc` (0–1) against `vllm:num_requests_waiting`.
+    #[serde(default = "default_kv_weight")]
+    pub kv_cache_weight: f64,
     pub format: Format,
     /// The secret holding its API key (granted through `secrets`).
     pub secret: Option<String>,
@@ -73,6 +86,15 @@ pub struct Config {
     pub max_response_bytes: u32,
 }
 
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+fn default_load_ttl() -> u64 {
+    1000
+}
+fn default_kv_weight() -> f64 {
+    10.0
+}
 fn default_anthropic_version() -> String {
     "2023-06-01".into()
 }
@@ -110,6 +132,11 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
+            if p.upstream.is_some() == !p.pool.is_empty() {
+                return Err(format!(
+                    "provider {name:?}: give either `upstream` or `pool` (a list of upstreams)"
+                ));
+            }
             if !(p.base_path.is_empty() || p.base_path.starts_with('/')) {
                 return Err(format!(
                     "provider {name:?}: `base_path` must start with '/'"

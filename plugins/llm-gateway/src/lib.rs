@@ -13,6 +13,7 @@
 mod budget;
 mod config;
 mod errors;
+mod pool;
 mod translate;
 
 use config::{Config, Format, Target};
@@ -48,6 +49,8 @@ struct Pending {
     /// Providers that failed before this one, with why.
     failed: Vec<String>,
     status: u16,
+    /// The upstream that served (a pool member, for pools).
+    endpoint: String,
 }
 
 /// How the answer is brought into the client's format.
@@ -130,8 +133,17 @@ impl LlmGateway {
                 format!("{}/v1/messages", provider.base_path)
             }
         };
+        let upstream = match &provider.upstream {
+            Some(u) => u.clone(),
+            None => pool::pick(
+                &provider.pool,
+                &provider.metrics_path,
+                std::time::Duration::from_millis(provider.load_ttl_ms),
+                provider.kv_cache_weight,
+            ),
+        };
         Ok(Built {
-            upstream: provider.upstream.clone(),
+            upstream,
             path,
             headers,
             body: body.to_string().into_bytes(),
@@ -233,6 +245,7 @@ impl LlmGateway {
             started: Instant::now(),
             failed: Vec::new(),
             status: 0,
+            endpoint: String::new(),
         };
         let built = match self.build(&pending, 0) {
             Ok(b) => b,
@@ -255,6 +268,8 @@ impl LlmGateway {
         if request::set_body(&built.body).is_err() || request::set_path(&built.path).is_err() {
             return self.refuse(client, 500, "api_error", "cannot rewrite the request");
         }
+        let mut pending = pending;
+        pending.endpoint = built.upstream.clone();
         self.pending = Some(pending);
         Decision::Route(built.upstream)
     }
@@ -297,6 +312,7 @@ impl LlmGateway {
                     continue;
                 }
             };
+            let endpoint = built.upstream.clone();
             let mut call = outbound::Request::post(&built.upstream, &built.path, built.body);
             call.headers = built.headers;
             match outbound::send(call) {
@@ -310,6 +326,7 @@ impl LlmGateway {
                     match r.read_body(self.config.max_response_bytes) {
                         Ok(body) => {
                             p.attempt = i;
+                            p.endpoint = endpoint;
                             self.answer =
                                 Some(self.answer_for(&p, built.format, status, ct.as_deref()));
                             let mut local = LocalResponse::new(status).body(body);
@@ -348,6 +365,7 @@ impl LlmGateway {
             "model": p.client_model,
             "provider": target.provider,
             "provider_model": target.model,
+            "endpoint": p.endpoint,
             "stream": p.stream,
             "input_tokens": u.input,
             "output_tokens": u.output,
