@@ -132,7 +132,7 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
-            if p.upstream.is_some() == !p.pool.is_empty() {
+            if p.upstream.is_some() != p.pool.is_empty() {
                 return Err(format!(
                     "provider {name:?}: give either `upstream` or `pool` (a list of upstreams)"
                 ));
