@@ -559,3 +559,66 @@ async fn a_pool_of_self_hosted_endpoints_is_routed_by_their_queue_depth() {
             && r["endpoint"].as_str().is_some_and(|e| e.starts_with('v')))
     );
 }
+
+#[test]
+fn identical_requests_hit_the_exact_cache_and_paraphrases_the_semantic_one() {
+    let oa = Provider::start(&[]);
+    let emb = Provider::start(&[]);
+    let toml = config(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("emb", "openai", emb.port, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]",
+        "",
+    ) + "[routes.chain.config.cache]\nttl_s = 60\n\
+         [routes.chain.config.cache.semantic]\nupstream = \"emb\"\nmodel = \"embed-1\"\nthreshold = 0.9\n";
+    let gw = Gateway::start_env(&toml, KEYS);
+    let ask = |key: &str, prompt: &str, stream: bool| {
+        sdk(
+            &gw.url(""),
+            key,
+            json!([{"sdk": "openai", "model": "gpt", "prompt": prompt, "stream": stream}]),
+        )
+        .remove(0)
+    };
+    let chats = || {
+        oa.received()
+            .iter()
+            .filter(|r| r["path"] == "/v1/chat/completions")
+            .count()
+    };
+    let first = ask("k-alice", "what is the capital of france", false);
+    assert_eq!(first["text"], "echo: what is the capital of france");
+    assert_eq!(chats(), 1);
+    // Identical: from the cache, same answer, no provider call.
+    assert_eq!(
+        ask("k-alice", "what is the capital of france", false),
+        first
+    );
+    assert_eq!(chats(), 1);
+    // A paraphrase (cosine 0.94 with the fake's bag-of-words vectors): the cached answer.
+    let para = ask("k-alice", "what is the capital city of france?", false);
+    assert_eq!(para["text"], "echo: what is the capital of france");
+    assert_eq!(chats(), 1);
+    // Unrelated (0.34): a miss.
+    let other = ask("k-alice", "tell me a joke about cats", false);
+    assert_eq!(other["text"], "echo: tell me a joke about cats");
+    assert_eq!(chats(), 2);
+    // Another principal never sees alice's answers; streams are never served from the cache.
+    ask("k-bob", "what is the capital of france", false);
+    assert_eq!(chats(), 3);
+    ask("k-alice", "what is the capital of france", true);
+    assert_eq!(chats(), 4);
+    let recs = wait_records(&gw, 6);
+    let hits: Vec<&Value> = recs.iter().filter(|r| r["cache_hit"] != false).collect();
+    assert_eq!(hits.len(), 2, "{recs:#?}");
+    assert_eq!(hits[0]["cache_hit"], "exact");
+    assert_eq!(hits[1]["cache_hit"], "semantic");
+    // The embeddings went to the embeddings upstream.
+    assert!(
+        emb.received()
+            .iter()
+            .all(|r| r["path"] == "/v1/embeddings" && r["model"] == "embed-1")
+    );
+}

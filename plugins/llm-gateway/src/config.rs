@@ -78,6 +78,8 @@ pub struct Config {
     /// Budgets by principal; `"*"` applies to principals without their own.
     #[serde(default)]
     pub budgets: BTreeMap<String, Budget>,
+    /// Response caching for non-streamed requests (off without this table).
+    pub cache: Option<crate::cache::CacheConfig>,
     /// The largest request body accepted (413 beyond).
     #[serde(default = "default_max_request")]
     pub max_request_bytes: u32,

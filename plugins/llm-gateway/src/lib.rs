@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod budget;
+mod cache;
 mod config;
 mod errors;
 mod pool;
@@ -51,6 +52,8 @@ struct Pending {
     status: u16,
     /// The upstream that served (a pool member, for pools).
     endpoint: String,
+    /// Where to cache the answer (a cache miss), with the prompt's embedding.
+    cache: Option<(String, Option<Vec<f64>>)>,
 }
 
 /// How the answer is brought into the client's format.
@@ -219,6 +222,36 @@ impl LlmGateway {
             );
         };
         let principal = context::principal().unwrap_or_else(|| "anonymous".into());
+        let stream = body["stream"].as_bool() == Some(true);
+        let mut cache_slot = None;
+        if let Some(cache) = self.config.cache.as_ref().filter(|_| !stream) {
+            let client_name = if client == Format::Openai {
+                "openai"
+            } else {
+                "anthropic"
+            };
+            match cache::lookup(cache, &principal, client_name, &model, &body) {
+                cache::Lookup::Hit { body: answer, how } => {
+                    let line = json!({"event": "llm.request", "principal": principal, "model": model,
+                                      "provider": "cache", "stream": false, "input_tokens": 0,
+                                      "output_tokens": 0, "status": 200, "outcome": "ok",
+                                      "cache_hit": how, "fallback_from": []});
+                    log::info(&format!("llm-audit {line}"));
+                    metrics::counter_add(
+                        "llm_cache_hits",
+                        1,
+                        &[("model", model.as_str()), ("kind", how)],
+                    );
+                    return Decision::Respond(
+                        LocalResponse::new(200)
+                            .header("content-type", "application/json")
+                            .header("x-weir-cache", how)
+                            .body(answer),
+                    );
+                }
+                cache::Lookup::Miss { key, vector } => cache_slot = Some((key, vector)),
+            }
+        }
         if let Some(b) = self.config.budget(Some(&principal))
             && let Err(budget::Exhausted(why, wait)) = budget::admit(&principal, &b)
         {
@@ -228,7 +261,6 @@ impl LlmGateway {
             }
             return Decision::Respond(answer);
         }
-        let stream = body["stream"].as_bool() == Some(true);
         let client_wants_usage = body
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
@@ -246,6 +278,7 @@ impl LlmGateway {
             failed: Vec::new(),
             status: 0,
             endpoint: String::new(),
+            cache: cache_slot,
         };
         let built = match self.build(&pending, 0) {
             Ok(b) => b,
@@ -519,11 +552,24 @@ impl Plugin for LlmGateway {
                             }
                         };
                         usage = Some(u);
-                        if from == p.client {
+                        let out = if from == p.client {
                             buf
                         } else {
                             converted.to_string().into_bytes()
+                        };
+                        if let (Some(cache), Some((key, vector)), true) =
+                            (&self.config.cache, &p.cache, (200..300).contains(&p.status))
+                        {
+                            cache::store(
+                                cache,
+                                &p.principal,
+                                &p.client_model,
+                                key,
+                                vector.as_deref(),
+                                &out,
+                            );
                         }
+                        out
                     }
                     Err(_) => buf,
                 };

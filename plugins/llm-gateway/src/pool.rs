@@ -86,7 +86,9 @@ pub fn loads(pool: &[String], metrics_path: &str, ttl: Duration) -> Vec<Option<L
             let stored = match load {
                 Some(l) => format!("{} {}", l.waiting, l.kv_cache),
                 None => {
-                    log::warn(&format!("llm-gateway: no load metrics from endpoint \"{u}\""));
+                    log::warn(&format!(
+                        "llm-gateway: no load metrics from endpoint \"{u}\""
+                    ));
                     "unreachable".into()
                 }
             };
@@ -99,7 +101,8 @@ pub fn loads(pool: &[String], metrics_path: &str, ttl: Duration) -> Vec<Option<L
 /// The endpoint of `pool` to use now.
 pub fn pick(pool: &[String], metrics_path: &str, ttl: Duration, kv_cache_weight: f64) -> String {
     let loads = loads(pool, metrics_path, ttl);
-    let score = |l: &Option<Load>| l.map_or(f64::INFINITY, |l| l.waiting + kv_cache_weight * l.kv_cache);
+    let score =
+        |l: &Option<Load>| l.map_or(f64::INFINITY, |l| l.waiting + kv_cache_weight * l.kv_cache);
     let best = loads.iter().map(score).fold(f64::INFINITY, f64::min);
     let tied: Vec<usize> = (0..pool.len())
         .filter(|&i| score(&loads[i]) <= best || best.is_infinite())
