@@ -622,3 +622,54 @@ fn identical_requests_hit_the_exact_cache_and_paraphrases_the_semantic_one() {
             .all(|r| r["path"] == "/v1/embeddings" && r["model"] == "embed-1")
     );
 }
+
+#[test]
+fn the_llm_example_serves_both_sdks() {
+    let fake = Provider::start(&[]);
+    let (port, admin) = (free_port(), free_port());
+    let config = std::fs::read_to_string(repo_root().join("examples/llm/weir.toml"))
+        .expect("read the example")
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+        .replace("127.0.0.1:9101", &format!("127.0.0.1:{}", fake.port))
+        .replace(
+            "../../plugins/target/wasm32-wasip2/release",
+            &crate::support::plugin_dir().display().to_string(),
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, config).expect("write config");
+    let gw = Gateway::start_file_env(
+        dir,
+        &path,
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ],
+    );
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "claude-sonnet"},
+            {"sdk": "anthropic", "model": "gpt-4o-mini", "stream": true},
+            {"sdk": "openai", "model": "claude-sonnet"},
+        ]),
+    );
+    assert_eq!(out[0]["text"], "echo: hello there");
+    assert_eq!(out[1]["text"], "echo: hello there");
+    assert_eq!(
+        out[2], out[0],
+        "the second identical request is a cache hit"
+    );
+    let received = fake.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["x_api_key"], "sk-ant-test");
+    assert_eq!(received[1]["authorization"], "Bearer sk-test");
+    let recs = wait_records(&gw, 3);
+    assert!(
+        recs.iter().any(|r| r["cost_usd"].as_f64() > Some(0.0)),
+        "{recs:?}"
+    );
+}

@@ -6,7 +6,9 @@
 //! the ratios that matter, then runs the hook micro-benchmark. Everything binds to 127.0.0.1 and
 //! every run is bounded in time. Compare ratios, not absolute numbers: this machine is shared.
 
+mod llm;
 mod mcp;
+pub use llm::llm;
 pub use mcp::mcp;
 
 use crate::{Guard, plugins, sh};

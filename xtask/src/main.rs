@@ -8,6 +8,8 @@
 //! - `bench-start`: startup time with a cold and a warm compiled-plugin cache.
 //! - `bench-languages`: the `allowlist` example in Rust, C, Python and JavaScript.
 //! - `bench-mcp`: an MCP `tools/call` round trip through the MCP gateway plugins vs directly.
+//! - `bench-llm`: a chat completion through `llm-gateway` (with and without translation) vs
+//!   directly, and the time to the first streamed token.
 
 mod bench;
 
@@ -28,9 +30,10 @@ fn main() -> Result<()> {
         Some("bench-start") => bench::start(&args[1..]),
         Some("bench-languages") => bench::languages(&args[1..]),
         Some("bench-mcp") => bench::mcp(&args[1..]),
+        Some("bench-llm") => bench::llm(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp>"
+                "usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm>"
             );
             std::process::exit(2);
         }
