@@ -673,3 +673,62 @@ fn the_llm_example_serves_both_sdks() {
         "{recs:?}"
     );
 }
+
+#[test]
+fn embeddings_and_responses_pass_through_to_openai_format_providers() {
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let gw = start(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "embed = [{ provider = \"oa\", model = \"embed-1\" }]\n\
+         gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\n\
+         claude = [{ provider = \"an\", model = \"claude-x\" }]",
+    );
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai-embeddings", "model": "embed"},
+            {"sdk": "openai-responses", "model": "gpt"},
+            {"sdk": "openai-responses", "model": "gpt", "stream": true},
+            {"sdk": "openai-responses", "model": "claude"},
+        ]),
+    );
+    assert_eq!(out[0]["dims"], 64, "{}", out[0]);
+    assert_eq!(out[1]["text"], "echo: hello there", "{}", out[1]);
+    assert_eq!(out[2]["text"], "echo: hello there", "{}", out[2]);
+    assert_eq!(out[2]["final"], "echo: hello there");
+    // The Responses API has no Anthropic translation: a clear error, nothing sent.
+    assert!(
+        out[3]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("needs an OpenAI-format provider")),
+        "{}",
+        out[3]
+    );
+    assert!(an.received().is_empty());
+    let paths: Vec<Value> = oa.received().iter().map(|r| r["path"].clone()).collect();
+    assert_eq!(
+        paths,
+        json!(["/v1/embeddings", "/v1/responses", "/v1/responses"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    );
+    assert!(
+        oa.received()
+            .iter()
+            .all(|r| r["authorization"] == "Bearer oa-secret")
+    );
+    // Usage from both APIs is charged and recorded.
+    let recs = wait_records(&gw, 3);
+    assert!(
+        recs.iter()
+            .filter(|r| r["stream"] == false && r["status"] == 200)
+            .all(|r| r["input_tokens"].as_u64() > Some(0)),
+        "{recs:#?}"
+    );
+}

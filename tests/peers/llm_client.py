@@ -7,6 +7,7 @@ A call: {"sdk": "openai"|"anthropic", "model": m, "prompt": "...", "stream": boo
          "tools": bool, "include_usage": bool}
 -> openai:    {"text", "tool_calls": [[name, arguments as parsed JSON]], "finish", "usage"}
 -> anthropic: {"text", "tool_uses": [[name, input]], "stop", "usage"}
+-> openai-embeddings: {"dims", "usage"}; openai-responses: {"text", "usage" | "final"}
 or {"error": {"class", "status", "message"}} when the SDK raises.
 """
 
@@ -78,12 +79,34 @@ def with_anthropic(client, c):
     }
 
 
+def with_openai_other(client, c):
+    """`embeddings` and `responses`: the OpenAI APIs the gateway passes through."""
+    if c["sdk"] == "openai-embeddings":
+        r = client.embeddings.create(model=c["model"], input=c.get("prompt", "hello there"))
+        return {"dims": len(r.data[0].embedding), "usage": r.usage.model_dump()}
+    if c.get("stream"):
+        text = ""
+        with client.responses.stream(model=c["model"], input=c.get("prompt", "hello there")) as s:
+            for event in s:
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+            final = s.get_final_response()
+        return {"text": text, "final": final.output_text}
+    r = client.responses.create(model=c["model"], input=c.get("prompt", "hello there"))
+    return {"text": r.output_text, "usage": r.usage.model_dump() if r.usage else None}
+
+
 def main(spec):
     o = openai.OpenAI(base_url=spec["base"] + "/v1", api_key=spec["key"], max_retries=0, timeout=30)
     a = anthropic.Anthropic(base_url=spec["base"], api_key=spec["key"], max_retries=0, timeout=30)
     for c in spec["calls"]:
         try:
-            out = with_openai(o, c) if c["sdk"] == "openai" else with_anthropic(a, c)
+            if c["sdk"] == "openai":
+                out = with_openai(o, c)
+            elif c["sdk"].startswith("openai-"):
+                out = with_openai_other(o, c)
+            else:
+                out = with_anthropic(a, c)
         except Exception as e:  # the test asserts on it
             out = {"error": {"class": type(e).__name__, "status": getattr(e, "status_code", None), "message": str(e)}}
         print(json.dumps(out), flush=True)

@@ -6,7 +6,8 @@ speaks the real wire formats, byte for byte as the official SDKs parse them.
 
 - OpenAI: POST /v1/chat/completions (JSON, or SSE `data: {chunk}` ... `data: [DONE]`, with the
   usage chunk only when `stream_options.include_usage`), POST /v1/embeddings (deterministic
-  hashed bag-of-words vectors), GET /v1/models.
+  hashed bag-of-words vectors), POST /v1/responses (text input; JSON or SSE events), GET
+  /v1/models.
 - Anthropic: POST /v1/messages (JSON, or SSE `message_start` ... `message_stop`).
 - vLLM-style GET /metrics (`vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc`); POST
   /admin/load?waiting=N changes the reported queue.
@@ -214,6 +215,40 @@ async def embeddings(request: Request):
     })
 
 
+async def responses(request: Request):
+    body = await read(request)
+    if ARGS.fail:
+        return failure("openai")
+    text = body.get("input") if isinstance(body.get("input"), str) else ""
+    reply = "echo: " + text
+    usage = {"input_tokens": max(words(text), 1), "output_tokens": words(reply), "total_tokens": max(words(text), 1) + words(reply)}
+    message = {"id": "msg_r", "type": "message", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": reply, "annotations": []}]}
+    response = {"id": "resp_fake", "object": "response", "created_at": int(time.time()), "status": "completed",
+                "model": body.get("model", "?"), "output": [message], "usage": usage,
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    if not body.get("stream"):
+        return JSONResponse(response)
+
+    async def events():
+        seq = 0
+        def ev(kind, **data):
+            nonlocal seq
+            seq += 1
+            return sse({"type": kind, "sequence_number": seq, **data}, kind)
+        yield ev("response.created", response={**response, "status": "in_progress", "output": [], "usage": None})
+        yield ev("response.output_item.added", output_index=0, item={**message, "status": "in_progress", "content": []})
+        yield ev("response.content_part.added", item_id="msg_r", output_index=0, content_index=0, part={"type": "output_text", "text": "", "annotations": []})
+        for i, w in enumerate(reply.split(" ")):
+            yield ev("response.output_text.delta", item_id="msg_r", output_index=0, content_index=0, delta=(" " if i else "") + w, logprobs=[])
+        yield ev("response.output_text.done", item_id="msg_r", output_index=0, content_index=0, text=reply, logprobs=[])
+        yield ev("response.content_part.done", item_id="msg_r", output_index=0, content_index=0, part=message["content"][0])
+        yield ev("response.output_item.done", output_index=0, item=message)
+        yield ev("response.completed", response=response)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 async def models(request: Request):
     return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
 
@@ -247,6 +282,7 @@ def main():
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/load", load, methods=["POST"]),

@@ -54,11 +54,15 @@ struct Pending {
     endpoint: String,
     /// Where to cache the answer (a cache miss), with the prompt's embedding.
     cache: Option<(String, Option<Vec<f64>>)>,
+    /// An OpenAI API passed through untranslated (`/v1/embeddings`, `/v1/responses`).
+    passthrough: Option<&'static str>,
 }
 
 /// How the answer is brought into the client's format.
 enum Answer {
     Stream(Stream),
+    /// A pass-through stream: the bytes go on untouched.
+    Raw,
     /// A whole JSON answer (success or error), converted at the end.
     Whole {
         from: Format,
@@ -96,7 +100,17 @@ impl LlmGateway {
             .providers
             .get(&target.provider)
             .ok_or_else(|| format!("unknown provider {}", target.provider))?;
+        if let Some(api) = p.passthrough
+            && provider.format != Format::Openai
+        {
+            return Err(format!("{api} needs an OpenAI-format provider"));
+        }
         let body = match (p.client, provider.format) {
+            _ if p.passthrough.is_some() => {
+                let mut b = p.body.clone();
+                b["model"] = json!(target.model);
+                b
+            }
             (Format::Openai, Format::Openai) => req::openai_to_openai(&p.body, &target.model).0,
             (Format::Openai, Format::Anthropic) => req::openai_to_anthropic(
                 &p.body,
@@ -123,7 +137,11 @@ impl LlmGateway {
                 if let Some(k) = key {
                     headers.push(("authorization".into(), format!("Bearer {k}")));
                 }
-                format!("{}/v1/chat/completions", provider.base_path)
+                format!(
+                    "{}{}",
+                    provider.base_path,
+                    p.passthrough.unwrap_or("/v1/chat/completions")
+                )
             }
             Format::Anthropic => {
                 if let Some(k) = key {
@@ -168,7 +186,9 @@ impl LlmGateway {
         Decision::Respond(LocalResponse::new(200).json(&json!({"object": "list", "data": data})))
     }
 
-    fn start(&mut self, client: Format) -> Decision {
+    /// Validates, checks cache and budget, and routes to the model's first target.
+    /// `passthrough` names an OpenAI API sent on untranslated.
+    fn start(&mut self, client: Format, passthrough: Option<&'static str>) -> Decision {
         let raw = request::body().unwrap_or_default();
         let body: Value = match serde_json::from_slice(&raw) {
             Ok(v @ Value::Object(_)) => v,
@@ -192,7 +212,7 @@ impl LlmGateway {
         let Some(model) = body["model"].as_str().map(str::to_owned) else {
             return self.refuse(client, 400, "invalid_request_error", "`model` is required");
         };
-        if body["messages"].as_array().is_none_or(|m| m.is_empty()) {
+        if passthrough.is_none() && body["messages"].as_array().is_none_or(|m| m.is_empty()) {
             return self.refuse(
                 client,
                 400,
@@ -224,7 +244,12 @@ impl LlmGateway {
         let principal = context::principal().unwrap_or_else(|| "anonymous".into());
         let stream = body["stream"].as_bool() == Some(true);
         let mut cache_slot = None;
-        if let Some(cache) = self.config.cache.as_ref().filter(|_| !stream) {
+        if let Some(cache) = self
+            .config
+            .cache
+            .as_ref()
+            .filter(|_| !stream && passthrough.is_none())
+        {
             let client_name = if client == Format::Openai {
                 "openai"
             } else {
@@ -279,6 +304,7 @@ impl LlmGateway {
             status: 0,
             endpoint: String::new(),
             cache: cache_slot,
+            passthrough,
         };
         let built = match self.build(&pending, 0) {
             Ok(b) => b,
@@ -314,6 +340,9 @@ impl LlmGateway {
         status: u16,
         content_type: Option<&str>,
     ) -> Answer {
+        if p.passthrough.is_some() && status < 400 && is_event_stream(content_type) {
+            return Answer::Raw;
+        }
         if status < 400 && p.stream && is_event_stream(content_type) {
             Answer::Stream(Stream::new(
                 from,
@@ -460,6 +489,12 @@ impl Plugin for LlmGateway {
             "/v1/chat/completions" => Format::Openai,
             "/v1/messages" => Format::Anthropic,
             "/v1/models" if method == "GET" => return self.models(),
+            "/v1/embeddings" if method == "POST" => {
+                return self.start(Format::Openai, Some("/v1/embeddings"));
+            }
+            "/v1/responses" if method == "POST" => {
+                return self.start(Format::Openai, Some("/v1/responses"));
+            }
             _ => {
                 return self.refuse(
                     Format::Openai,
@@ -472,7 +507,7 @@ impl Plugin for LlmGateway {
         if method != "POST" {
             return self.refuse(client, 405, "invalid_request_error", "use POST");
         }
-        self.start(client)
+        self.start(client, None)
     }
 
     fn on_response(&mut self) -> ResponseDecision {
@@ -504,6 +539,7 @@ impl Plugin for LlmGateway {
     fn on_body_chunk(&mut self, direction: Direction, chunk: Vec<u8>) -> Vec<u8> {
         match (&mut self.answer, direction) {
             (Some(Answer::Stream(s)), Direction::Response) => s.chunk(&chunk),
+            (Some(Answer::Raw), _) => chunk,
             (Some(Answer::Whole { buf, .. }), Direction::Response) => {
                 buf.extend_from_slice(&chunk);
                 Vec::new()
@@ -520,6 +556,7 @@ impl Plugin for LlmGateway {
             return BodyEnd::default();
         };
         let (tail, usage, outcome) = match answer {
+            Answer::Raw => (Vec::new(), None, "ok"),
             Answer::Stream(mut s) => {
                 let tail = s.end();
                 let outcome = if s.finished { "ok" } else { "truncated" };

@@ -41,11 +41,17 @@ pub fn anthropic_usage(u: &serde_json::Value) -> Usage {
     }
 }
 
-/// The usage in an OpenAI `usage` object.
+/// The usage in an OpenAI `usage` object (chat and embeddings name it `prompt_tokens`/
+/// `completion_tokens`, the Responses API `input_tokens`/`output_tokens`).
 pub fn openai_usage(u: &serde_json::Value) -> Usage {
-    let n = |k: &str| u.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let n = |a: &str, b: &str| {
+        u.get(a)
+            .or_else(|| u.get(b))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
     Usage {
-        input: n("prompt_tokens"),
-        output: n("completion_tokens"),
+        input: n("prompt_tokens", "input_tokens"),
+        output: n("completion_tokens", "output_tokens"),
     }
 }
