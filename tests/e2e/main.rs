@@ -3,6 +3,7 @@
 
 mod support;
 
+mod a2a;
 mod capabilities;
 mod chain;
 mod config_errors;

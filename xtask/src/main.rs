@@ -163,6 +163,8 @@ const PY_PACKAGES: &[(&str, &str)] = &[
     // The official LLM SDKs, clients of the LLM gateway tests.
     ("openai", "openai==3.54.0"),
     ("anthropic", "anthropic==2.12.0"),
+    // A2A agents and the Python A2A client.
+    ("a2a", "a2a-sdk[http-server]==1.3.0"),
 ];
 
 /// npm packages for JavaScript plugins (componentize-js) and for turning C core modules into
@@ -173,6 +175,8 @@ const NPM_PACKAGES: &[&str] = &[
     "@bytecodealliance/jco@1.34.0",
     // The MCP reference server, an upstream of the MCP gateway tests (HTTP and stdio).
     "@modelcontextprotocol/server-everything@2026.8.31",
+    // The JavaScript A2A client of the A2A tests.
+    "@a2a-js/sdk@1.3.0",
 ];
 
 /// The C toolchain for wasm32-wasi from Debian (clang, the linker, wasi-libc and the wasm32
@@ -199,7 +203,8 @@ pub(crate) fn ensure_guest_toolchains() -> Result<()> {
     let tools = guest_tools_dir()?;
     let have_all = ["componentize-js", "jco", "mcp-server-everything"]
         .iter()
-        .all(|t| tools.join("node_modules/.bin").join(t).exists());
+        .all(|t| tools.join("node_modules/.bin").join(t).exists())
+        && tools.join("node_modules/@a2a-js/sdk/package.json").exists();
     if !have_all {
         std::fs::create_dir_all(&tools)?;
         sh(Command::new("npm")
@@ -286,6 +291,10 @@ fn test() -> Result<()> {
         "mcp-policy",
         "-p",
         "mcp-gateway",
+        "-p",
+        "llm-gateway",
+        "-p",
+        "a2a",
     ]))?;
     sh(cargo()
         .args(["test", "--workspace"])
