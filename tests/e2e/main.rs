@@ -8,6 +8,7 @@ mod capabilities;
 mod chain;
 mod config_errors;
 mod failures;
+mod jwt;
 mod kv_backends;
 mod llm;
 mod mcp;

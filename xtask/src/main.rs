@@ -165,6 +165,8 @@ const PY_PACKAGES: &[(&str, &str)] = &[
     ("anthropic", "anthropic==2.12.0"),
     // A2A agents and the Python A2A client.
     ("a2a", "a2a-sdk[http-server]==1.3.0"),
+    // Signs the tokens of the JWT tests.
+    ("jwt", "pyjwt[crypto]==2.15.1"),
 ];
 
 /// npm packages for JavaScript plugins (componentize-js) and for turning C core modules into
@@ -295,6 +297,8 @@ fn test() -> Result<()> {
         "llm-gateway",
         "-p",
         "a2a",
+        "-p",
+        "jwt-auth",
     ]))?;
     sh(cargo()
         .args(["test", "--workspace"])
