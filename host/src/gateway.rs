@@ -139,9 +139,15 @@ fn listener_tls(config: &Config) -> Result<Vec<Option<Arc<rustls::ServerConfig>>
             .name
             .clone()
             .unwrap_or_else(|| lc.address.get_ref().clone());
+        let ca = t.client_ca.as_ref().map(|p| config.resolve(p.get_ref()));
+        let client = ca.as_deref().map(|ca| crate::tls::ClientAuth {
+            ca,
+            required: t.client_auth == crate::config::ClientAuthMode::Required,
+        });
         match crate::tls::server_config(
             &config.resolve(t.cert.get_ref()),
             &config.resolve(t.key.get_ref()),
+            client,
         ) {
             Ok(c) => out.push(Some(c)),
             Err(e) => errors.push(

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod gateway;
 pub mod headers;
 pub mod oci;
+pub mod peer;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;

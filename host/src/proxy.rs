@@ -29,6 +29,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     pub client: SocketAddr,
     pub scheme: &'static str,
+    /// The verified client certificate's identity (mTLS listeners).
+    pub peer: Option<Arc<crate::peer::PeerIdentity>>,
 }
 
 /// Handles one request with the snapshot that was current when it arrived.
@@ -119,7 +121,13 @@ pub async fn handle(
         request_body,
         response: None,
         response_body: None,
-        context: Context::default(),
+        context: match &conn.peer {
+            Some(peer) => Context {
+                principal: peer.principal().map(str::to_owned),
+                attributes: peer.attributes(),
+            },
+            None => Context::default(),
+        },
         client_addr: conn.client,
         authority: client_host,
         scheme: conn.scheme,

@@ -2,6 +2,7 @@
 //! (HTTP/1.1 with upgrades, HTTP/2 over TLS and h2c prior knowledge on the same port).
 
 use crate::gateway::Gateway;
+use crate::peer::PeerIdentity;
 use crate::proxy::{self, ConnInfo};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -157,23 +158,27 @@ impl WorkerListener {
                 listener: self.name.clone(),
                 client,
                 scheme,
+                peer: None,
             };
             let gateway = gateway.clone();
             let builder = builder.clone();
             let tls = self.tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let snap = gateway.current();
-                    let conn = conn.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(proxy::handle(snap, conn, req).await)
-                    }
-                });
+                // The connection's service, made once the peer (if any) is known.
+                let service = |conn: ConnInfo| {
+                    service_fn(move |req| {
+                        let snap = gateway.current();
+                        let conn = conn.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(proxy::handle(snap, conn, req).await)
+                        }
+                    })
+                };
                 let result = match tls {
                     None => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service(conn));
                         watcher.watch(conn.into_owned()).await
                     }
                     Some(acceptor) => {
@@ -193,8 +198,20 @@ impl WorkerListener {
                                 return;
                             }
                         };
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                        // A certificate here has been verified against the listener's
+                        // `client_ca` by the handshake.
+                        let peer = tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|der| PeerIdentity::from_der(der.as_ref()))
+                            .map(Arc::new);
+                        let conn = ConnInfo { peer, ..conn };
+                        let conn = builder.serve_connection_with_upgrades(
+                            TokioIo::new(tls_stream),
+                            service(conn),
+                        );
                         watcher.watch(conn.into_owned()).await
                     }
                 };

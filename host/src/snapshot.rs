@@ -55,8 +55,24 @@ impl Snapshot {
                 .ca_file
                 .as_ref()
                 .map(|p| config.resolve(p.get_ref()));
+            let u = up.get_ref();
+            let client = match (&u.client_cert, &u.client_key) {
+                (Some(c), Some(k)) => {
+                    Some((config.resolve(c.get_ref()), config.resolve(k.get_ref())))
+                }
+                (None, None) => None,
+                (Some(c), None) | (None, Some(c)) => {
+                    errors.push(
+                        Diagnostic::new("`client_cert` and `client_key` go together")
+                            .about(format!("upstream \"{name}\""))
+                            .at(config.location(c.span())),
+                    );
+                    continue;
+                }
+            };
+            let client = client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
             let workers = file.runtime.worker_count();
-            match Upstream::new(name, up.get_ref(), &file.limits, ca.as_deref(), workers) {
+            match Upstream::new(name, u, &file.limits, ca.as_deref(), client, workers) {
                 Ok(u) => {
                     upstreams.insert(name.clone(), Arc::new(u));
                 }

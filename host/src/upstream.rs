@@ -60,12 +60,14 @@ impl UpstreamError {
 }
 
 impl Upstream {
-    /// Builds the upstream's client. `ca_file` is already resolved against the config's directory.
+    /// Builds the upstream's client. `ca_file` and `client_cert` (certificate, key) are already
+    /// resolved against the config's directory.
     pub fn new(
         name: &str,
         cfg: &UpstreamConfig,
         limits: &Limits,
         ca_file: Option<&Path>,
+        client_cert: Option<(&Path, &Path)>,
         workers: usize,
     ) -> Result<Upstream, String> {
         let endpoints = cfg
@@ -89,7 +91,7 @@ impl Upstream {
         http.set_connect_timeout(Some(
             cfg.connect_timeout.unwrap_or(limits.connect_timeout).0,
         ));
-        let tls = tls::client_config(ca_file).map_err(|e| e.to_string())?;
+        let tls = tls::client_config(ca_file, client_cert).map_err(|e| e.to_string())?;
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();

@@ -165,6 +165,20 @@ pub struct ListenerTls {
     pub cert: Spanned<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Spanned<PathBuf>,
+    /// PEM CA certificates for client certificates (mTLS). Clients must present a certificate
+    /// signed by one of them (see `client_auth`); its identity reaches plugins (`peer.rs`).
+    pub client_ca: Option<Spanned<PathBuf>>,
+    /// With `client_ca`: `required` (the default; no certificate, no connection) or `optional`.
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuthMode {
+    #[default]
+    Required,
+    Optional,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +253,10 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     /// PEM file of CA certificates to trust for `https` endpoints instead of the built-in roots.
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// A client certificate (PEM chain) presented to `https` endpoints that ask for one (mTLS),
+    /// with `client_key`.
+    pub client_cert: Option<Spanned<PathBuf>>,
+    pub client_key: Option<Spanned<PathBuf>>,
     pub connect_timeout: Option<Millis>,
     pub request_timeout: Option<Millis>,
 }
