@@ -73,8 +73,16 @@ impl Gateway {
         overrides: &HashMap<String, Vec<u8>>,
     ) -> Result<u64, Diagnostics> {
         let _one_at_a_time = self.reload_lock.lock().await;
+        let mut stdio_upstreams: Vec<String> = Vec::new();
         let result = match Config::load(&self.config_path) {
             Ok(config) => {
+                stdio_upstreams = config
+                    .file
+                    .upstreams
+                    .iter()
+                    .filter(|(_, u)| u.get_ref().stdio.is_some())
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 let listeners: Vec<String> = config
                     .file
                     .listeners
@@ -101,6 +109,12 @@ impl Gateway {
                 self.snapshot.store(Arc::new(snapshot));
                 self.runtime
                     .retain_compiled(&keep.iter().map(String::as_str).collect::<Vec<_>>());
+                self.runtime.services.stdio.retain(
+                    &stdio_upstreams
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
+                );
                 status.generation += 1;
                 status.reloads += 1;
                 status.activated_at = SystemTime::now();
@@ -186,6 +200,8 @@ pub async fn check(config: &Config) -> Result<(), Diagnostics> {
 /// are refused at once and requests in flight get `limits.drain_timeout` to finish.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::new(&config.file.runtime)?;
+    // Only a serving gateway runs stdio MCP servers (`weir check` does not).
+    runtime.services.stdio.enable();
     let tls = listener_tls(&config).map_err(|d| anyhow::anyhow!("{d}"))?;
     let snapshot = Snapshot::build(&config, &runtime)
         .await

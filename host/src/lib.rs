@@ -20,6 +20,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod sse;
+pub mod stdio_bridge;
 pub mod stream;
 pub mod tls;
 pub mod upstream;

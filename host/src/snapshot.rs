@@ -72,6 +72,31 @@ impl Snapshot {
             };
             let client = client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
             let workers = file.runtime.worker_count();
+            // A stdio MCP server: its bridge's loopback address is the endpoint.
+            let bridged;
+            let u = match &u.stdio {
+                Some(spec) => {
+                    match runtime
+                        .services
+                        .stdio
+                        .ensure(name, spec.get_ref(), config.base_dir())
+                    {
+                        Ok(addr) => {
+                            bridged = crate::config::UpstreamConfig::bridged(u, addr);
+                            &bridged
+                        }
+                        Err(e) => {
+                            errors.push(
+                                Diagnostic::new(e.to_string())
+                                    .about(format!("upstream \"{name}\""))
+                                    .at(config.location(spec.span())),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                None => u,
+            };
             match Upstream::new(name, u, &file.limits, ca.as_deref(), client, workers) {
                 Ok(u) => {
                     upstreams.insert(name.clone(), Arc::new(u));

@@ -17,4 +17,5 @@ mod oci;
 mod protocols;
 mod reload;
 mod routing;
+mod stdio_bridge;
 mod streaming;

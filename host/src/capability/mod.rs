@@ -32,6 +32,8 @@ const GATED: [(&str, &str); 4] = [
 pub struct Services {
     kv: Mutex<Option<(KvConfig, Arc<kv::KvStore>)>>,
     pub metrics: Arc<metrics::MetricsRegistry>,
+    /// Stdio MCP servers bridged to HTTP upstreams; they outlive reloads like the kv store.
+    pub stdio: crate::stdio_bridge::Bridges,
 }
 
 impl Services {

@@ -66,6 +66,11 @@ impl Config {
         Location::at(&self.path, &self.source, span.start)
     }
 
+    /// The directory relative paths in the config are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Resolves a path written in the config relative to the config file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
@@ -247,7 +252,10 @@ impl RuntimeConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// One or more base URLs (`http://host:port` or `https://host:port`), used round-robin.
+    #[serde(default)]
     pub endpoints: Vec<Spanned<String>>,
+    /// Or a stdio MCP server the gateway runs and bridges to HTTP (see `stdio_bridge`).
+    pub stdio: Option<Spanned<StdioSpec>>,
     /// Wire protocol towards the upstream.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -259,6 +267,38 @@ pub struct UpstreamConfig {
     pub client_key: Option<Spanned<PathBuf>>,
     pub connect_timeout: Option<Millis>,
     pub request_timeout: Option<Millis>,
+}
+
+impl UpstreamConfig {
+    /// This upstream with its stdio bridge's address as its one endpoint.
+    pub fn bridged(&self, addr: std::net::SocketAddr) -> UpstreamConfig {
+        let span = self.stdio.as_ref().map_or(0..0, |s| s.span());
+        UpstreamConfig {
+            endpoints: vec![Spanned::new(span, format!("http://{addr}"))],
+            stdio: None,
+            protocol: UpstreamProtocol::Http1,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// A stdio MCP server: `stdio = { command = "npx", args = [...], env = { K = "v" }, cwd = "dir" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioSpec {
+    /// The program: a path relative to the config file if it contains `/`, else found on `PATH`.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables (the gateway's own environment is inherited).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the config file.
+    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -51,8 +51,21 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
 
     for (name, up) in &file.upstreams {
         let subject = format!("upstream \"{name}\"");
-        if up.get_ref().endpoints.is_empty() {
-            errors.push(err(up.span(), &subject, "`endpoints` is empty".into()));
+        match (up.get_ref().endpoints.is_empty(), &up.get_ref().stdio) {
+            (true, None) => errors.push(err(
+                up.span(),
+                &subject,
+                "`endpoints` is empty (give `endpoints` or `stdio`)".into(),
+            )),
+            (false, Some(s)) => errors.push(err(
+                s.span(),
+                &subject,
+                "give either `endpoints` or `stdio`, not both".into(),
+            )),
+            (true, Some(s)) if s.get_ref().command.trim().is_empty() => {
+                errors.push(err(s.span(), &subject, "`stdio.command` is empty".into()))
+            }
+            _ => {}
         }
         for ep in &up.get_ref().endpoints {
             if let Err(msg) = check_endpoint(ep.get_ref()) {
