@@ -194,8 +194,8 @@ fn plugins(gateway: &Gateway) -> Response<Body> {
     reply(StatusCode::OK, json!({"plugins": out}))
 }
 
-/// Prometheus text format: the gateway's plugin counters, then what plugins recorded through
-/// the `metrics` capability. (Request metrics and OTLP export are the observability work.)
+/// Prometheus text format: the gateway's plugin counters, reloads and trace export, then what
+/// plugins recorded through the `metrics` capability.
 fn metrics(gateway: &Gateway) -> Response<Body> {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
@@ -225,6 +225,35 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
             );
             let _ = writeln!(out, "{name}{labels} {}", value(p));
         }
+    }
+    let status = gateway.status();
+    let gauges: [(&str, &str, u64); 4] = [
+        (
+            "weir_config_reloads_total",
+            "Configurations activated after the first.",
+            status.reloads,
+        ),
+        (
+            "weir_config_reload_failures_total",
+            "Reloads refused (the previous configuration kept serving).",
+            status.failures,
+        ),
+        (
+            "weir_telemetry_spans_exported_total",
+            "Spans the OTLP collector accepted.",
+            crate::telemetry::exported(),
+        ),
+        (
+            "weir_telemetry_spans_dropped_total",
+            "Spans lost because an export to the collector failed.",
+            crate::telemetry::dropped(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
     }
     gateway.runtime.services.metrics.render(&mut out);
     let mut resp = Response::new(crate::body::full(out));

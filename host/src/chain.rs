@@ -230,8 +230,23 @@ impl ChainRun {
                     None => continue,
                 },
             };
+            let span = crate::telemetry::hook(
+                &ex.trace,
+                &entry.plugin.name,
+                &entry.plugin.digest,
+                "on_request",
+            );
             let (back, result) = instance.on_request(ex).await;
             ex = back;
+            crate::telemetry::end_hook(
+                span,
+                match &result {
+                    Ok(RequestDecision::Continue) => Ok("continue".into()),
+                    Ok(RequestDecision::Respond(r)) => Ok(format!("respond {}", r.status)),
+                    Ok(RequestDecision::Route(u)) => Ok(format!("route {u}")),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
             let result = result.and_then(|decision| match decision {
                 RequestDecision::Continue => Ok(None),
                 RequestDecision::Respond(r) => Local::from_plugin(r).map(Some),
@@ -283,8 +298,22 @@ impl ChainRun {
             let Some(instance) = slot.as_mut() else {
                 continue;
             };
+            let span = crate::telemetry::hook(
+                &ex.trace,
+                &entry.plugin.name,
+                &entry.plugin.digest,
+                "on_response",
+            );
             let (back, result) = instance.on_response(ex).await;
             ex = back;
+            crate::telemetry::end_hook(
+                span,
+                match &result {
+                    Ok(ResponseDecision::Continue) => Ok("continue".into()),
+                    Ok(ResponseDecision::Replace(r)) => Ok(format!("replace {}", r.status)),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
             let result = result.and_then(|d| match d {
                 ResponseDecision::Continue => Ok(None),
                 ResponseDecision::Replace(r) => Local::from_plugin(r).map(Some),

@@ -33,6 +33,8 @@ pub struct Exchange {
     /// `http` or `https`, as the client connected.
     pub scheme: &'static str,
     pub route: Arc<str>,
+    /// The request's trace span (a no-op context when telemetry is off).
+    pub trace: opentelemetry::Context,
 }
 
 /// The per-request context shared by the plugins of one chain.

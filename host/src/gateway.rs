@@ -199,6 +199,10 @@ pub async fn check(config: &Config) -> Result<(), Diagnostics> {
 /// to stop. Nothing is served unless all of that succeeded. On SIGTERM/SIGINT new connections
 /// are refused at once and requests in flight get `limits.drain_timeout` to finish.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(t) = &config.file.telemetry {
+        crate::telemetry::init(t.get_ref())
+            .map_err(|e| anyhow::anyhow!("{}: telemetry: {e}", config.location(t.span())))?;
+    }
     let runtime = Runtime::new(&config.file.runtime)?;
     // Only a serving gateway runs stdio MCP servers (`weir check` does not).
     runtime.services.stdio.enable();
@@ -299,6 +303,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     let _ = tokio::time::timeout(drain + Duration::from_secs(1), joined).await;
+    crate::telemetry::shutdown();
     tracing::info!("stopped");
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod snapshot;
 pub mod sse;
 pub mod stdio_bridge;
 pub mod stream;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -115,6 +115,7 @@ pub async fn handle(
     }
 
     // Request chain.
+    let trace = crate::telemetry::request(&parts, &route.name, conn.client);
     let mut ex = Box::new(Exchange {
         phase: Phase::Request,
         request: parts,
@@ -132,6 +133,7 @@ pub async fn handle(
         authority: client_host,
         scheme: conn.scheme,
         route: route.name.clone(),
+        trace,
     });
     let mut run = ChainRun::new(route.clone());
     let outcome;
@@ -183,7 +185,15 @@ pub async fn handle(
                 out_body =
                     stream::filter(out_body, Direction::Request, streamers, route.name.clone());
             }
-            match target.send(Request::from_parts(head, out_body)).await {
+            let attempt = crate::telemetry::upstream(&ex.trace, &target.name, &mut head.headers);
+            let sent = target.send(Request::from_parts(head, out_body)).await;
+            crate::telemetry::end_upstream(
+                attempt,
+                sent.as_ref()
+                    .map(|r| r.status().as_u16())
+                    .map_err(ToString::to_string),
+            );
+            match sent {
                 Ok(mut resp) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         upstream_upgrade = Some(hyper::upgrade::on(&mut resp));
@@ -239,6 +249,11 @@ pub async fn handle(
         .response
         .take()
         .unwrap_or_else(|| http::Response::new(()).into_parts().0);
+    crate::telemetry::finish_request(
+        &ex.trace,
+        parts.status.as_u16(),
+        ex.context.principal.as_deref(),
+    );
     let is_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(&mut parts.headers, is_upgrade);
     let body = match (ex.response_body.take(), upstream_body) {
@@ -284,6 +299,11 @@ async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -
         .take()
         .unwrap_or_else(|| http::Response::new(()).into_parts().0);
     let bytes = ex.response_body.take().unwrap_or_default();
+    crate::telemetry::finish_request(
+        &ex.trace,
+        parts.status.as_u16(),
+        ex.context.principal.as_deref(),
+    );
     let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
     set_length(resp.headers_mut(), bytes.len());
     resp

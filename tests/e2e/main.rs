@@ -19,3 +19,4 @@ mod reload;
 mod routing;
 mod stdio_bridge;
 mod streaming;
+mod telemetry;

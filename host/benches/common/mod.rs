@@ -53,5 +53,6 @@ pub fn exchange(path: &str, headers: &[(&str, &str)], authority: Option<&str>) -
         authority: authority.map(str::to_owned),
         scheme: "http",
         route: Arc::from("bench"),
+        trace: opentelemetry::Context::new(),
     })
 }

@@ -114,6 +114,50 @@ pub struct ConfigFile {
     /// Named secrets that plugins may be granted, from env vars or files.
     #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<SecretSource>>,
+    /// Traces over OTLP; off unless this table is present. Read at start (a change needs a
+    /// restart).
+    pub telemetry: Option<Spanned<TelemetryConfig>>,
+}
+
+/// `[telemetry]`: where traces go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector: `http://host:4317` for gRPC, `http://host:4318/v1/traces` for HTTP.
+    pub endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// The share of new traces recorded, 0 to 1. A client's sampled `traceparent` is followed.
+    #[serde(default = "default_sampling")]
+    pub sampling: f64,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Extra headers (gRPC metadata) on every export, e.g. an API key of the collector.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long one export may take.
+    #[serde(default = "default_export_timeout")]
+    pub timeout: Millis,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC.
+    #[default]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
+}
+
+fn default_sampling() -> f64 {
+    1.0
+}
+fn default_service_name() -> String {
+    "weir".into()
+}
+fn default_export_timeout() -> Millis {
+    Millis(std::time::Duration::from_secs(5))
 }
 
 #[derive(Debug, Deserialize)]

@@ -74,6 +74,20 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
         }
     }
 
+    if let Some(t) = &file.telemetry {
+        let tc = t.get_ref();
+        if !(0.0..=1.0).contains(&tc.sampling) {
+            errors.push(err(
+                t.span(),
+                "telemetry",
+                format!("`sampling` must be between 0 and 1, got {}", tc.sampling),
+            ));
+        }
+        if let Err(msg) = check_endpoint(&tc.endpoint.replace("/v1/traces", "")) {
+            errors.push(err(t.span(), "telemetry", format!("`endpoint`: {msg}")));
+        }
+    }
+
     for (name, p) in &file.plugins {
         let subject = format!("plugin \"{name}\"");
         let limit = p.get_ref().memory_limit;
