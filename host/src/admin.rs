@@ -255,6 +255,7 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    crate::request_metrics::render(&mut out);
     gateway.runtime.services.metrics.render(&mut out);
     let mut resp = Response::new(crate::body::full(out));
     resp.headers_mut().insert(

@@ -236,8 +236,15 @@ impl ChainRun {
                 &entry.plugin.digest,
                 "on_request",
             );
+            let started = std::time::Instant::now();
             let (back, result) = instance.on_request(ex).await;
             ex = back;
+            crate::request_metrics::hook(
+                &entry.plugin.name,
+                "on_request",
+                started.elapsed(),
+                result.as_ref().err().map(HookFailure::kind),
+            );
             crate::telemetry::end_hook(
                 span,
                 match &result {
@@ -304,8 +311,15 @@ impl ChainRun {
                 &entry.plugin.digest,
                 "on_response",
             );
+            let started = std::time::Instant::now();
             let (back, result) = instance.on_response(ex).await;
             ex = back;
+            crate::request_metrics::hook(
+                &entry.plugin.name,
+                "on_response",
+                started.elapsed(),
+                result.as_ref().err().map(HookFailure::kind),
+            );
             crate::telemetry::end_hook(
                 span,
                 match &result {

@@ -16,6 +16,7 @@ pub mod peer;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;
+pub mod request_metrics;
 pub mod router;
 pub mod server;
 pub mod snapshot;

@@ -33,8 +33,23 @@ pub struct ConnInfo {
     pub peer: Option<Arc<crate::peer::PeerIdentity>>,
 }
 
+/// The route that answered, carried on the response for the request metrics.
+#[derive(Clone)]
+struct AnsweredBy(Arc<str>);
+
 /// Handles one request with the snapshot that was current when it arrived.
-pub async fn handle(
+pub async fn handle(snap: Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let resp = pipeline(snap, conn, req).await;
+    let route = resp
+        .extensions()
+        .get::<AnsweredBy>()
+        .map_or("(none)", |r| &*r.0);
+    crate::request_metrics::request(route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn pipeline(
     snap: Arc<Snapshot>,
     conn: ConnInfo,
     mut req: Request<Incoming>,
@@ -193,6 +208,14 @@ pub async fn handle(
                     .map(|r| r.status().as_u16())
                     .map_err(ToString::to_string),
             );
+            crate::request_metrics::upstream(
+                &target.name,
+                match &sent {
+                    Ok(_) => "ok",
+                    Err(crate::upstream::UpstreamError::Timeout { .. }) => "timeout",
+                    Err(_) => "error",
+                },
+            );
             match sent {
                 Ok(mut resp) => {
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -283,7 +306,9 @@ pub async fn handle(
     if let (true, Some(down), Some(up)) = (is_upgrade, upgrade, upstream_upgrade) {
         tokio::spawn(tunnel(down, up));
     }
-    Response::from_parts(parts, body)
+    let mut resp = Response::from_parts(parts, body);
+    resp.extensions_mut().insert(AnsweredBy(route.name.clone()));
+    resp
 }
 
 /// Runs the response chain on a local response and returns it.
@@ -306,6 +331,7 @@ async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -
     );
     let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
     set_length(resp.headers_mut(), bytes.len());
+    resp.extensions_mut().insert(AnsweredBy(ex.route.clone()));
     resp
 }
 

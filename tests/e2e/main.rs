@@ -12,6 +12,7 @@ mod jwt;
 mod kv_backends;
 mod llm;
 mod mcp;
+mod metrics;
 mod mtls;
 mod oci;
 mod protocols;

@@ -28,6 +28,20 @@ pub enum HookFailure {
     BadDecision(String),
 }
 
+impl HookFailure {
+    /// A short name of the kind of failure, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HookFailure::Instantiate(_) => "instantiate",
+            HookFailure::Rejected(_) => "rejected",
+            HookFailure::Trap(_) => "trap",
+            HookFailure::Timeout => "timeout",
+            HookFailure::MemoryLimit(_) => "memory",
+            HookFailure::BadDecision(_) => "decision",
+        }
+    }
+}
+
 impl fmt::Display for HookFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
