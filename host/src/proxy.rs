@@ -272,11 +272,7 @@ async fn pipeline(
         .response
         .take()
         .unwrap_or_else(|| http::Response::new(()).into_parts().0);
-    crate::telemetry::finish_request(
-        &ex.trace,
-        parts.status.as_u16(),
-        ex.context.principal.as_deref(),
-    );
+    crate::telemetry::finish_request(&ex.trace, parts.status.as_u16(), &ex.context);
     let is_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(&mut parts.headers, is_upgrade);
     let body = match (ex.response_body.take(), upstream_body) {
@@ -324,11 +320,7 @@ async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -
         .take()
         .unwrap_or_else(|| http::Response::new(()).into_parts().0);
     let bytes = ex.response_body.take().unwrap_or_default();
-    crate::telemetry::finish_request(
-        &ex.trace,
-        parts.status.as_u16(),
-        ex.context.principal.as_deref(),
-    );
+    crate::telemetry::finish_request(&ex.trace, parts.status.as_u16(), &ex.context);
     let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
     set_length(resp.headers_mut(), bytes.len());
     resp.extensions_mut().insert(AnsweredBy(ex.route.clone()));

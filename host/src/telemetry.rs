@@ -163,12 +163,20 @@ pub fn request(parts: &http::request::Parts, route: &str, client: std::net::Sock
     parent.with_span(span)
 }
 
-/// Ends the request span with the response's status and what the plugins decided.
-pub fn finish_request(cx: &Context, status: u16, principal: Option<&str>) {
+/// Ends the request span with the response's status, the principal, and the attributes plugins
+/// asked for: every context attribute named `trace.<key>` becomes span attribute `<key>` (e.g.
+/// `trace.gen_ai.request.model` → `gen_ai.request.model`).
+pub fn finish_request(cx: &Context, status: u16, context: &crate::exchange::Context) {
     if !enabled() {
         return;
     }
     let span = cx.span();
+    for (k, v) in &context.attributes {
+        if let Some(key) = k.strip_prefix("trace.") {
+            span.set_attribute(KeyValue::new(key.to_string(), v.clone()));
+        }
+    }
+    let principal = context.principal.as_deref();
     span.set_attribute(KeyValue::new(
         "http.response.status_code",
         i64::from(status),

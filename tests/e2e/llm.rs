@@ -13,15 +13,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A fake provider process; killed on drop.
-struct Provider {
+pub struct Provider {
     child: Child,
-    port: u16,
+    pub port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Provider {
-    fn start(extra: &[&str]) -> Provider {
+    pub fn start(extra: &[&str]) -> Provider {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("requests.jsonl");

@@ -287,3 +287,94 @@ async fn with_the_collector_down_requests_go_on_and_lost_spans_are_counted() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The request span of the first trace whose server span has `attribute`.
+fn server_span_with<'a>(spans: &'a [Span], attribute: &str) -> Option<&'a Span> {
+    spans
+        .iter()
+        .find(|s| s.kind == 2 && attr(s, attribute).is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_and_tool_calls_carry_gen_ai_and_mcp_attributes() {
+    let (port, spans) = grpc_collector().await;
+    let provider = crate::llm::Provider::start(&[]);
+    let mcp = crate::mcp::McpServer::python(&[]);
+    let config = format!(
+        "[telemetry]\nendpoint = \"http://127.0.0.1:{port}\"\n\
+         [upstreams.fake]\nendpoints = [\"http://127.0.0.1:{}\"]\n[upstreams.py]\nendpoints = [\"{}\"]\n{}\
+         [[routes]]\nname = \"llm\"\nmatch = {{ path_prefix = \"/v1\" }}\n[[routes.chain]]\nplugin = \"llm-gateway\"\n\
+         [routes.chain.config.providers]\nan = {{ upstream = \"fake\", format = \"anthropic\" }}\n\
+         [routes.chain.config.models]\nclaude = [{{ provider = \"an\", model = \"claude-x\" }}]\n\
+         [[routes]]\nname = \"mcp\"\nmatch = {{ path_prefix = \"/mcp\" }}\nchain = [\n\
+         {{ plugin = \"mcp-policy\", config = {{ rules = [{{ principals = [\"*\"], allow = [\"py_*\"] }}] }} }},\n\
+         {{ plugin = \"mcp-gateway\", config = {{ servers = {{ py = {{ upstream = \"py\" }} }} }} }},\n]\n",
+        provider.port,
+        mcp.endpoint(),
+        plugins_toml(&[
+            (
+                "llm-gateway",
+                "capabilities = { outbound = [\"fake\"], kv = \"llm\", metrics = true, secrets = [] }"
+            ),
+            ("mcp-policy", "capabilities = { metrics = true }"),
+            (
+                "mcp-gateway",
+                "capabilities = { outbound = [\"py\"], kv = \"mcp\", secrets = [] }"
+            ),
+        ]),
+    );
+    let gw = Gateway::start_env(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let post = |path: &str, headers: Vec<(&'static str, &'static str)>, body: &'static str| {
+        let mut b = http::Request::post(gw.url(path)).header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        crate::support::send(
+            b.body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .expect("request"),
+        )
+    };
+    let r = post(
+        "/v1/chat/completions",
+        vec![],
+        r#"{"model":"claude","messages":[{"role":"user","content":"hello there"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let r = post(
+        "/mcp",
+        vec![
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "py_add"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"py_add","arguments":{"a":1,"b":2},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (llm, tool) = loop {
+        let got = spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let llm = server_span_with(&got, "gen_ai.request.model").cloned();
+        let tool = server_span_with(&got, "mcp.tool").cloned();
+        if let (Some(l), Some(t)) = (llm.clone(), tool.clone()) {
+            break (l, t);
+        }
+        assert!(Instant::now() < deadline, "spans missing: {got:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        attr(&llm, "gen_ai.request.model").as_deref(),
+        Some("claude")
+    );
+    assert_eq!(attr(&llm, "gen_ai.system").as_deref(), Some("anthropic"));
+    assert_eq!(attr(&llm, "gen_ai.provider.name").as_deref(), Some("an"));
+    assert_eq!(
+        attr(&llm, "gen_ai.response.model").as_deref(),
+        Some("claude-x")
+    );
+    assert_eq!(attr(&tool, "mcp.tool").as_deref(), Some("py_add"));
+    assert_eq!(attr(&tool, "mcp.server").as_deref(), Some("py"));
+    assert_eq!(attr(&tool, "mcp.decision").as_deref(), Some("allow"));
+}

@@ -329,6 +329,18 @@ impl LlmGateway {
         }
         let mut pending = pending;
         pending.endpoint = built.upstream.clone();
+        // GenAI attributes on the request's trace span (see the host's telemetry).
+        context::set("trace.gen_ai.request.model", &pending.client_model);
+        context::set("trace.gen_ai.provider.name", &pending.targets[0].provider);
+        context::set("trace.gen_ai.response.model", &pending.targets[0].model);
+        context::set(
+            "trace.gen_ai.system",
+            if built.format == Format::Openai {
+                "openai"
+            } else {
+                "anthropic"
+            },
+        );
         self.pending = Some(pending);
         Decision::Route(built.upstream)
     }
@@ -525,6 +537,9 @@ impl Plugin for LlmGateway {
             p = back;
             if let Some(local) = local {
                 p.status = local.status;
+                let t = &p.targets[p.attempt];
+                context::set("trace.gen_ai.provider.name", &t.provider);
+                context::set("trace.gen_ai.response.model", &t.model);
                 self.pending = Some(p);
                 return ResponseDecision::Replace(local);
             }

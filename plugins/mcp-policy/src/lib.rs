@@ -141,6 +141,9 @@ impl McpPolicy {
             .to_string();
         let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
         let principal = context::principal();
+        // The request's trace span carries the tool (see the host's telemetry).
+        context::set("trace.mcp.tool", &tool);
+        context::set("trace.mcp.server", self.server_of(&tool));
         let verdict = rules::tool_allowed(&self.config.rules, principal.as_deref(), &tool)
             .and_then(|()| rules::arguments_allowed(&self.config.arguments, &tool, &arguments));
         let call = Call {
@@ -157,10 +160,12 @@ impl McpPolicy {
         };
         match verdict {
             Ok(()) => {
+                context::set("trace.mcp.decision", "allow");
                 self.watch = Watch::Call(Box::new(call));
                 Decision::Continue
             }
             Err(reason) => {
+                context::set("trace.mcp.decision", "deny");
                 self.record(&call, "deny", Some(&reason), "denied");
                 let who = principal.as_deref().unwrap_or("anonymous");
                 let message = format!("Forbidden: {who} may not call {}: {reason}", call.tool);
