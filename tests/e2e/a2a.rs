@@ -3,66 +3,27 @@
 //! Python (`a2a-sdk`) and JavaScript (`@a2a-js/sdk`) clients, which call whatever URL the card
 //! gives them.
 
-use crate::support::{Gateway, free_port, plugins_toml, repo_root, send};
+use crate::support::{Gateway, Peer, free_port, plugins_toml, repo_root, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-struct Agent {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// An `a2a-sdk` agent (`tests/peers/a2a_agent.py`, a [`Peer`]); killed on drop.
+struct Agent(Peer);
+
+impl std::ops::Deref for Agent {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
 }
 
 impl Agent {
     fn start(compat: bool) -> Agent {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("requests.jsonl");
-        let mut cmd = Command::new("python3");
-        cmd.arg(repo_root().join("tests/peers/a2a_agent.py"))
-            .args(["--port", &port.to_string(), "--log"])
-            .arg(&log);
-        if compat {
-            cmd.arg("--compat");
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the A2A agent (pip a2a-sdk[http-server])");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the agent did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Agent {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let extra: &[&str] = if compat { &["--compat"] } else { &[] };
+        Agent(Peer::python("a2a_agent.py", free_port(), extra))
     }
 }
 

@@ -2,41 +2,24 @@
 //! PyJWT + cryptography) whose JWKS the gateway fetches through `outbound`, in front of an echo
 //! backend that shows what the next plugin and the upstream saw.
 
-use crate::support::{Backend, Gateway, free_port, get_with, plugins_toml, repo_root, send};
+use crate::support::{Backend, Gateway, Peer, free_port, get_with, plugins_toml, send};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-struct Issuer {
-    child: Child,
-    port: u16,
-}
+/// The token issuer (`tests/peers/jwt_issuer.py`, a [`Peer`]); killed on drop.
+struct Issuer(Peer);
 
 impl Issuer {
     fn start() -> Issuer {
-        let port = free_port();
-        let child = Command::new("python3")
-            .arg(repo_root().join("tests/peers/jwt_issuer.py"))
-            .args(["--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the token issuer (pip pyjwt[crypto])");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the issuer did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Issuer { child, port }
+        Issuer(Peer::python("jwt_issuer.py", free_port(), &[]))
     }
 
     async fn call(&self, path: &str, body: Value) -> String {
         send(
-            Request::post(format!("http://127.0.0.1:{}{path}", self.port))
+            Request::post(format!("{}{path}", self.0.endpoint()))
                 .body(Full::new(Bytes::from(body.to_string())))
                 .expect("request"),
         )
@@ -47,13 +30,6 @@ impl Issuer {
     async fn token(&self, kid: &str, claims: Value) -> String {
         self.call("/token", json!({"kid": kid, "claims": claims}))
             .await
-    }
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -83,7 +59,7 @@ async fn tokens_are_validated_and_refusals_follow_the_oauth_spec() {
          [[routes]]\nname = \"mcp\"\nmatch = {{ path_prefix = \"/mcp\" }}\nupstream = \"app\"\nchain = [\n{jwt},\n\
          {{ plugin = \"headers\", config = {{ request = {{ set = {{ \"x-principal\" = \"${{principal}}\", \"x-tenant\" = \"${{ctx:jwt.tenant}}\" }} }} }} }},\n]\n",
         backend.endpoint(),
-        idp.port,
+        idp.0.port,
         plugins_toml(&[
             (
                 "jwt-auth",

@@ -2,68 +2,29 @@
 //! with the `llm-gateway` plugin to fake providers (`tests/peers/llm_provider.py`) that speak
 //! the real OpenAI and Anthropic wire formats and log every request they receive.
 
-use crate::support::{Gateway, Redis, free_port, plugins_toml, repo_root, send};
+use crate::support::{
+    Gateway, Peer, Redis, free_port, plugins_toml, repo_root, send, start_example,
+};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A fake provider process; killed on drop.
-pub struct Provider {
-    child: Child,
-    pub port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// A fake provider (`tests/peers/llm_provider.py`, a [`Peer`]); killed on drop.
+pub struct Provider(Peer);
+
+impl std::ops::Deref for Provider {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
 }
 
 impl Provider {
     pub fn start(extra: &[&str]) -> Provider {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("requests.jsonl");
-        let child = Command::new("python3")
-            .arg(repo_root().join("tests/peers/llm_provider.py"))
-            .args(["--port", &port.to_string(), "--log"])
-            .arg(&log)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the fake provider");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the fake provider did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Provider {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The requests it received.
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Provider(Peer::python("llm_provider.py", free_port(), extra))
     }
 }
 
@@ -627,21 +588,13 @@ fn identical_requests_hit_the_exact_cache_and_paraphrases_the_semantic_one() {
 fn the_llm_example_serves_both_sdks() {
     let fake = Provider::start(&[]);
     let (port, admin) = (free_port(), free_port());
-    let config = std::fs::read_to_string(repo_root().join("examples/llm/weir.toml"))
-        .expect("read the example")
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
-        .replace("127.0.0.1:9101", &format!("127.0.0.1:{}", fake.port))
-        .replace(
-            "../../plugins/target/wasm32-wasip2/release",
-            &crate::support::plugin_dir().display().to_string(),
-        );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("weir.toml");
-    std::fs::write(&path, config).expect("write config");
-    let gw = Gateway::start_file_env(
-        dir,
-        &path,
+    let gw = start_example(
+        "llm",
+        &[
+            ("127.0.0.1:8080", format!("127.0.0.1:{port}")),
+            ("127.0.0.1:9901", format!("127.0.0.1:{admin}")),
+            ("127.0.0.1:9101", format!("127.0.0.1:{}", fake.port)),
+        ],
         format!("127.0.0.1:{port}").parse().expect("addr"),
         &[
             ("OPENAI_API_KEY", "sk-test"),

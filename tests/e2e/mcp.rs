@@ -3,31 +3,23 @@
 //! `@modelcontextprotocol/server-everything` (Node) and a Python `mcp` server
 //! (`tests/peers/mcp_server.py`), which logs every message it receives.
 
-use crate::support::{Gateway, free_port, plugins_toml, repo_root, send};
+use crate::support::{Gateway, Peer, free_port, plugins_toml, repo_root, send, start_example};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// A real MCP server on a loopback port (a [`Peer`]); killed on drop.
+pub struct McpServer(Peer);
 
-/// A real MCP server process on a loopback port; killed on drop.
-pub struct McpServer {
-    child: Child,
-    pub port: u16,
-    /// The Python server's log of received messages (one JSON object per line).
-    pub log: Option<PathBuf>,
-    _dir: tempfile::TempDir,
+impl std::ops::Deref for McpServer {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
 }
 
 impl McpServer {
@@ -37,64 +29,19 @@ impl McpServer {
     }
 
     pub fn python_on(port: u16, extra: &[&str]) -> McpServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("received.jsonl");
-        let child = Command::new("python3")
-            .arg(repo_root().join("tests/peers/mcp_server.py"))
-            .args(["--port", &port.to_string(), "--log"])
-            .arg(&log)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "start the Python MCP server (pip package `mcp`, installed by `cargo xtask test`)",
-            );
-        wait_for_port(port, "the Python MCP server");
-        McpServer {
-            child,
-            port,
-            log: Some(log),
-            _dir: dir,
-        }
+        McpServer(Peer::python("mcp_server.py", port, extra))
     }
 
     /// `server-everything` over Streamable HTTP, bound to 127.0.0.1 by `tests/peers/loopback.mjs`.
     pub fn everything() -> McpServer {
         let port = free_port();
-        let child = Command::new("node")
-            .arg("--import")
+        let mut cmd = Command::new("node");
+        cmd.arg("--import")
             .arg(repo_root().join("tests/peers/loopback.mjs"))
             .arg(everything_js())
             .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server-everything (node, installed by `cargo xtask test`)");
-        wait_for_port(port, "server-everything");
-        McpServer {
-            child,
-            port,
-            log: None,
-            _dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The messages the Python server received so far.
-    pub fn received(&self) -> Vec<Value> {
-        let Some(log) = &self.log else {
-            return Vec::new();
-        };
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+            .env("PORT", port.to_string());
+        McpServer(Peer::command(cmd, port, "server-everything"))
     }
 
     /// Names of the tools the server was asked to call.
@@ -104,13 +51,6 @@ impl McpServer {
             .filter(|m| m["method"] == "tools/call")
             .filter_map(|m| m["name"].as_str().map(str::to_owned))
             .collect()
-    }
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -753,22 +693,14 @@ fn the_mcp_example_serves_alice() {
     let everything = McpServer::everything();
     let py = McpServer::python(&[]);
     let (port, admin) = (free_port(), free_port());
-    let config = std::fs::read_to_string(repo_root().join("examples/mcp/weir.toml"))
-        .expect("read the example")
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
-        .replace("127.0.0.1:3001", &format!("127.0.0.1:{}", everything.port))
-        .replace("127.0.0.1:8001", &format!("127.0.0.1:{}", py.port))
-        .replace(
-            "../../plugins/target/wasm32-wasip2/release",
-            &crate::support::plugin_dir().display().to_string(),
-        );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("weir.toml");
-    std::fs::write(&path, config).expect("write config");
-    let gw = Gateway::start_file_env(
-        dir,
-        &path,
+    let gw = start_example(
+        "mcp",
+        &[
+            ("127.0.0.1:8080", format!("127.0.0.1:{port}")),
+            ("127.0.0.1:9901", format!("127.0.0.1:{admin}")),
+            ("127.0.0.1:3001", format!("127.0.0.1:{}", everything.port)),
+            ("127.0.0.1:8001", format!("127.0.0.1:{}", py.port)),
+        ],
         format!("127.0.0.1:{port}").parse().expect("addr"),
         &[("MCP_PY_TOKEN", "server-secret")],
     );

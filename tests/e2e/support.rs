@@ -646,3 +646,110 @@ impl Drop for Registry {
         self.stop();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Peers: test servers written in Python or Node (tests/peers)
+
+/// Waits (up to 30 s) until something listens on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A peer server process on a loopback port; killed on drop. Peers that take `--log FILE`
+/// append one JSON object per request they receive, readable with [`Peer::received`].
+pub struct Peer {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    /// `python3 tests/peers/SCRIPT --port PORT --log FILE EXTRA...` (the peers' convention).
+    pub fn python(script: &str, port: u16, extra: &[&str]) -> Peer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("received.jsonl");
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo_root().join("tests/peers").join(script))
+            .args(["--port", &port.to_string(), "--log"])
+            .arg(&log)
+            .args(extra);
+        Peer::spawn(cmd, port, script, dir, log)
+    }
+
+    /// Any command that will listen on `port`.
+    pub fn command(cmd: Command, port: u16, what: &str) -> Peer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("received.jsonl");
+        Peer::spawn(cmd, port, what, dir, log)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        port: u16,
+        what: &str,
+        dir: tempfile::TempDir,
+        log: PathBuf,
+    ) -> Peer {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what} (installed by `cargo xtask test`): {e}"));
+        wait_for_port(port, what);
+        Peer {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What the peer logged receiving, one JSON value per request.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `examples/NAME/weir.toml` as it is, except for `replace` (e.g. its ports) and the
+/// plugin directory; `listener` is the address the replaced config listens on.
+pub fn start_example(
+    name: &str,
+    replace: &[(&str, String)],
+    listener: SocketAddr,
+    env: &[(&str, &str)],
+) -> Gateway {
+    let mut config =
+        std::fs::read_to_string(repo_root().join("examples").join(name).join("weir.toml"))
+            .expect("read the example")
+            .replace(
+                "../../plugins/target/wasm32-wasip2/release",
+                &plugin_dir().display().to_string(),
+            );
+    for (from, to) in replace {
+        config = config.replace(from, to);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weir.toml");
+    std::fs::write(&path, config).expect("write config");
+    Gateway::start_file_env(dir, &path, listener, env)
+}

@@ -1,7 +1,7 @@
 """A tiny identity provider for the gateway tests (PyJWT + cryptography): it publishes a JWKS
 and signs whatever token a test asks for.
 
-    python3 jwt_issuer.py --port P
+    python3 jwt_issuer.py --port P [--log FILE]
 
 GET  /.well-known/jwks.json   RSA "rsa-1", P-256 "ec-1", Ed25519 "ed-1" (and "rsa-2" once rotated)
 POST /token                   {"alg": "RS256"|"ES256"|"EdDSA", "kid": ..., "claims": {...}} -> the token
@@ -81,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--log", help="accepted for the peers' common command line; unused")
     a = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.fetches = 0

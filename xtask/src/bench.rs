@@ -8,8 +8,10 @@
 
 mod llm;
 mod mcp;
+mod telemetry;
 pub use llm::llm;
 pub use mcp::mcp;
+pub use telemetry::telemetry;
 
 use crate::{Guard, plugins, sh};
 use anyhow::{Context, Result, bail};
