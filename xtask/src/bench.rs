@@ -211,6 +211,16 @@ fn measure(port: u16, o: &Options) -> Result<Sample> {
     Ok(median(rounds))
 }
 
+/// Like [`measure`], with a wrk Lua script (the request to send) against `url`.
+fn measure_script(url: &str, lua: &str, connections: u64, o: &Options) -> Result<Sample> {
+    wrk_at(url, &["-s", lua], connections, 1)?;
+    let mut rounds = Vec::new();
+    for _ in 0..o.rounds {
+        rounds.push(wrk_at(url, &["-s", lua], connections, o.duration)?);
+    }
+    Ok(median(rounds))
+}
+
 /// Median of the rounds by req/s.
 fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by(|a, b| a.rps.total_cmp(&b.rps));

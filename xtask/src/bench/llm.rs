@@ -6,7 +6,7 @@
 //! run. Non-streamed: latency on one connection and throughput on eight (wrk). Streamed:
 //! time to the first content token, measured by reading the raw response.
 
-use super::{Sample, free_port, median, options, start_weir, tempdir, wait_for, wrk_at};
+use super::{Sample, free_port, measure_script, options, start_weir, tempdir, wait_for};
 use crate::Guard;
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
@@ -110,16 +110,8 @@ pub fn llm(args: &[String]) -> Result<()> {
     ] {
         let lua = script(&dir, &format!("{model}-{port}.lua"), model)?;
         let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-        let run = |connections| -> Result<Sample> {
-            wrk_at(&url, &["-s", &lua], connections, 1)?;
-            let mut rounds = Vec::new();
-            for _ in 0..o.rounds {
-                rounds.push(wrk_at(&url, &["-s", &lua], connections, o.duration)?);
-            }
-            Ok(median(rounds))
-        };
-        let one = run(1)?;
-        let eight = run(8)?;
+        let one = measure_script(&url, &lua, 1, &o)?;
+        let eight = measure_script(&url, &lua, 8, &o)?;
         let mut ttft = Vec::new();
         for _ in 0..30 {
             ttft.push(first_token(port, model)?);

@@ -6,7 +6,7 @@
 //! is a whole call. One connection gives the latency Weir adds (p50/p99); eight give throughput
 //! as a ratio to the direct path, where the Python server is the bottleneck.
 
-use super::{Sample, free_port, median, options, start_weir, tempdir, wait_for, wrk_at};
+use super::{Sample, free_port, measure_script, options, start_weir, tempdir, wait_for};
 use crate::Guard;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -134,16 +134,8 @@ pub fn mcp(args: &[String]) -> Result<()> {
         check(port, name)?;
         let lua = script(&dir, &format!("{name}-{port}.lua"), name)?;
         let url = format!("http://127.0.0.1:{port}/mcp");
-        let run = |connections| -> Result<Sample> {
-            wrk_at(&url, &["-s", &lua], connections, 1)?;
-            let mut rounds = Vec::new();
-            for _ in 0..o.rounds {
-                rounds.push(wrk_at(&url, &["-s", &lua], connections, o.duration)?);
-            }
-            Ok(median(rounds))
-        };
-        let one = run(1)?;
-        let eight = run(8)?;
+        let one = measure_script(&url, &lua, 1, &o)?;
+        let eight = measure_script(&url, &lua, 8, &o)?;
         eprintln!(
             "{label:<44} p50 {:.2} ms, p99 {:.2} ms, {:.0} req/s",
             one.p50_ms, one.p99_ms, eight.rps
