@@ -35,6 +35,8 @@ pub struct Exchange {
     pub route: Arc<str>,
     /// The request's trace span (a no-op context when telemetry is off).
     pub trace: opentelemetry::Context,
+    /// `trace.*` attributes body hooks set, for the span's end.
+    pub late_trace: crate::telemetry::LateAttributes,
 }
 
 /// The per-request context shared by the plugins of one chain.

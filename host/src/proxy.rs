@@ -149,6 +149,7 @@ async fn pipeline(
         scheme: conn.scheme,
         route: route.name.clone(),
         trace,
+        late_trace: Default::default(),
     });
     let mut run = ChainRun::new(route.clone());
     let outcome;
@@ -302,6 +303,8 @@ async fn pipeline(
     if let (true, Some(down), Some(up)) = (is_upgrade, upgrade, upstream_upgrade) {
         tokio::spawn(tunnel(down, up));
     }
+    // The request span ends when the body has gone (body hooks may still add attributes).
+    let body = crate::telemetry::end_with_body(body, ex.trace.clone(), ex.late_trace.clone());
     let mut resp = Response::from_parts(parts, body);
     resp.extensions_mut().insert(AnsweredBy(route.name.clone()));
     resp
@@ -321,6 +324,7 @@ async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -
         .unwrap_or_else(|| http::Response::new(()).into_parts().0);
     let bytes = ex.response_body.take().unwrap_or_default();
     crate::telemetry::finish_request(&ex.trace, parts.status.as_u16(), &ex.context);
+    crate::telemetry::end_request(&ex.trace, &ex.late_trace);
     let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
     set_length(resp.headers_mut(), bytes.len());
     resp.extensions_mut().insert(AnsweredBy(ex.route.clone()));

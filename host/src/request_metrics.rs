@@ -60,6 +60,8 @@ struct Registry {
     upstream: DashMap<(String, &'static str), AtomicU64>,
     hook_latency: DashMap<(String, &'static str), Histogram>,
     hook_failures: DashMap<(String, &'static str), AtomicU64>,
+    /// (capability, plugin, operation, outcome)
+    capability: DashMap<(&'static str, String, &'static str, &'static str), AtomicU64>,
 }
 
 static METRICS: LazyLock<Registry> = LazyLock::new(Registry::default);
@@ -101,6 +103,20 @@ pub fn hook(plugin: &str, phase: &'static str, elapsed: Duration, failure: Optio
             .or_default()
             .fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A `kv` or `outbound` call by `plugin`.
+pub fn capability_call(
+    capability: &'static str,
+    plugin: &str,
+    op: &'static str,
+    outcome: &'static str,
+) {
+    METRICS
+        .capability
+        .entry((capability, plugin.to_string(), op, outcome))
+        .or_default()
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 fn escape(v: &str) -> String {
@@ -180,6 +196,27 @@ pub fn render(out: &mut String) {
                 out,
                 "weir_plugin_hook_duration_seconds",
                 &format!("plugin=\"{}\",phase=\"{}\"", escape(&k.0), k.1),
+            );
+        }
+    }
+    let mut calls: Vec<_> = METRICS
+        .capability
+        .iter()
+        .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+        .collect();
+    calls.sort();
+    for cap in ["kv", "outbound"] {
+        let name = format!("weir_plugin_{cap}_calls_total");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Plugin `{cap}` calls by operation and outcome.\n# TYPE {name} counter"
+        );
+        for ((c, plugin, op, outcome), n) in calls.iter().filter(|(k, _)| k.0 == cap) {
+            let _ = c;
+            let _ = writeln!(
+                out,
+                "{name}{{plugin=\"{}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}",
+                escape(plugin)
             );
         }
     }

@@ -6,7 +6,9 @@
 //!
 //! Without `[telemetry]` the tracer is a no-op: spans cost nothing and headers pass untouched.
 
+use crate::body::Body;
 use crate::config::{OtlpProtocol, TelemetryConfig};
+use http_body_util::BodyExt;
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
@@ -15,8 +17,8 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -187,7 +189,80 @@ pub fn finish_request(cx: &Context, status: u16, context: &crate::exchange::Cont
     if status >= 500 {
         span.set_status(Status::error(format!("HTTP {status}")));
     }
+}
+
+/// `trace.*` attributes set by plugins from their body hooks (e.g. token counts, known at the
+/// end of a streamed answer), added when the request span ends with the body.
+pub type LateAttributes = Arc<Mutex<Vec<(String, String)>>>;
+
+/// Ends the request span, with the attributes body hooks added.
+pub fn end_request(cx: &Context, late: &LateAttributes) {
+    if !enabled() {
+        return;
+    }
+    let span = cx.span();
+    let late = std::mem::take(&mut *late.lock().unwrap_or_else(|p| p.into_inner()));
+    for (k, v) in late {
+        if let Some(key) = k.strip_prefix("trace.") {
+            span.set_attribute(KeyValue::new(key.to_string(), v));
+        }
+    }
     span.end();
+}
+
+/// `body`, ending the request span when it has been sent (or dropped, if the client left).
+pub fn end_with_body(body: Body, cx: Context, late: LateAttributes) -> Body {
+    if !enabled() {
+        return body;
+    }
+    EndsSpan {
+        inner: body,
+        span: Some((cx, late)),
+    }
+    .boxed_unsync()
+}
+
+struct EndsSpan {
+    inner: Body,
+    span: Option<(Context, LateAttributes)>,
+}
+
+impl EndsSpan {
+    fn end(&mut self) {
+        if let Some((cx, late)) = self.span.take() {
+            end_request(&cx, &late);
+        }
+    }
+}
+
+impl Drop for EndsSpan {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl http_body::Body for EndsSpan {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.end();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A span for one plugin hook, child of the request span.

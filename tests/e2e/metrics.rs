@@ -117,12 +117,17 @@ async fn metrics_parse_and_count_requests_failures_and_reloads() {
              [upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.dead]\nendpoints = [\"http://127.0.0.1:{dead}\"]\n{}\
              [[routes]]\nname = \"api\"\nmatch = {{ path_prefix = \"/api\" }}\nupstream = \"app\"\nchain = [\n\
              {{ plugin = \"api-key\", config = {{ keys = {{ \"k\" = \"alice\" }} }} }},\n\
-             {{ plugin = \"probe\", config = {{ tag = \"{tag}\" }} }},\n]\n\
+             {{ plugin = \"probe\", config = {{ tag = \"{tag}\" }} }},\n\
+             {{ plugin = \"rate-limit\", config = {{ burst = 100, rate_per_second = 100 }} }},\n]\n\
              [[routes]]\nname = \"trap\"\nmatch = {{ path_prefix = \"/trap\" }}\nupstream = \"app\"\n\
              chain = [{{ plugin = \"probe\", config = {{ fail = \"trap\" }} }}]\n\
              [[routes]]\nname = \"down\"\nmatch = {{ path_prefix = \"/down\" }}\nupstream = \"dead\"\n",
             backend.endpoint(),
-            plugins_toml(&[("api-key", ""), ("probe", "")]),
+            plugins_toml(&[
+                ("api-key", ""),
+                ("probe", ""),
+                ("rate-limit", "capabilities = { kv = \"rl\" }")
+            ]),
         )
     };
     let port = free_port();
@@ -193,6 +198,14 @@ async fn metrics_parse_and_count_requests_failures_and_reloads() {
         1.0
     );
     assert!(counter(&scrape, "weir_config_reloads_total", &[]) >= 1.0);
+    assert!(
+        counter(
+            &scrape,
+            "weir_plugin_kv_calls_total",
+            &[("plugin", "rate-limit"), ("outcome", "ok")]
+        ) >= 6.0,
+        "kv calls are counted"
+    );
     assert!(
         counter(
             &scrape,

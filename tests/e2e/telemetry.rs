@@ -377,4 +377,5 @@ async fn model_and_tool_calls_carry_gen_ai_and_mcp_attributes() {
     assert_eq!(attr(&tool, "mcp.tool").as_deref(), Some("py_add"));
     assert_eq!(attr(&tool, "mcp.server").as_deref(), Some("py"));
     assert_eq!(attr(&tool, "mcp.decision").as_deref(), Some("allow"));
+    assert_eq!(attr(&tool, "mcp.status").as_deref(), Some("ok"));
 }

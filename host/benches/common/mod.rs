@@ -54,5 +54,6 @@ pub fn exchange(path: &str, headers: &[(&str, &str)], authority: Option<&str>) -
         scheme: "http",
         route: Arc::from("bench"),
         trace: opentelemetry::Context::new(),
+        late_trace: Default::default(),
     })
 }

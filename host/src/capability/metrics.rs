@@ -18,11 +18,17 @@ const BUCKETS: [f64; 14] = [
 pub const MAX_SERIES_PER_PLUGIN: usize = 1000;
 const MAX_LABELS: usize = 8;
 /// Names the gateway itself exports under `weir_plugin_`; plugins cannot take them.
-const RESERVED: [&str; 4] = [
+const RESERVED: [&str; 10] = [
     "instantiations",
     "instantiations_total",
     "failures",
     "failures_total",
+    "hook_duration_seconds",
+    "hook_failures",
+    "hook_failures_total",
+    "kv_calls",
+    "kv_calls_total",
+    "outbound_calls",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -48,10 +48,26 @@ impl HostState {
     }
 
     /// Logs a failed backend call, which the plugin also sees as an error value.
-    fn note_kv(&self, op: &str, result: &Result<impl Sized, KvError>) {
+    fn note_kv(&self, op: &'static str, result: &Result<impl Sized, KvError>) {
         if let Err(KvError::Backend(e)) = result {
             tracing::warn!(plugin = &*self.plugin, op, error = %e, "kv backend call failed");
         }
+        crate::request_metrics::capability_call(
+            "kv",
+            &self.plugin,
+            op,
+            if result.is_ok() { "ok" } else { "error" },
+        );
+    }
+
+    fn note_outbound<T>(&self, result: &Result<T, OutboundError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(OutboundError::Timeout) => "timeout",
+            Err(OutboundError::NotGranted(_)) => "denied",
+            Err(_) => "error",
+        };
+        crate::request_metrics::capability_call("outbound", &self.plugin, "call", outcome);
     }
 
     fn start_call(&mut self, r: outbound::OutgoingRequest) -> Result<PendingCall, OutboundError> {
@@ -233,7 +249,11 @@ impl outbound::Host for HostState {
         &mut self,
         request: outbound::OutgoingRequest,
     ) -> Result<Resource<PendingCall>, outbound::OutboundError> {
-        let call = self.start_call(request).map_err(outbound_error)?;
+        let call = self.start_call(request);
+        if call.is_err() {
+            self.note_outbound(&call);
+        }
+        let call = call.map_err(outbound_error)?;
         self.table
             .push(call)
             .map_err(|e| outbound::OutboundError::Failed(e.to_string()))
@@ -249,6 +269,7 @@ impl outbound::Host for HostState {
             Err(e) => Err(OutboundError::Failed(e.to_string())),
         };
         self.waited(since);
+        self.note_outbound(&result);
         let response = result.map_err(outbound_error)?;
         self.table
             .push(response)
@@ -259,10 +280,15 @@ impl outbound::Host for HostState {
         &mut self,
         request: outbound::OutgoingRequest,
     ) -> Result<Resource<IncomingCall>, outbound::OutboundError> {
-        let mut call = self.start_call(request).map_err(outbound_error)?;
+        let call = self.start_call(request);
+        if call.is_err() {
+            self.note_outbound(&call);
+        }
+        let mut call = call.map_err(outbound_error)?;
         let since = Instant::now();
         let result = call.wait().await;
         self.waited(since);
+        self.note_outbound(&result);
         self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
         let response = result.map_err(outbound_error)?;
         self.table

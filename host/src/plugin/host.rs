@@ -83,6 +83,8 @@ pub struct HostState {
     /// The route of the request this instance serves, kept after the exchange is given back
     /// so the log lines of body hooks still name it.
     pub route: Arc<str>,
+    /// Where body hooks' `trace.*` context attributes go (the request span is still open).
+    pub late_trace: Option<crate::telemetry::LateAttributes>,
 }
 
 impl HostState {
@@ -106,6 +108,7 @@ impl HostState {
             caps,
             calls_in_flight: 0,
             route: Arc::from(""),
+            late_trace: None,
         }
     }
 
@@ -158,6 +161,13 @@ impl context::Host for HostState {
     fn set(&mut self, key: String, value: String) {
         if let Some(e) = self.exchange.as_mut() {
             e.context.attributes.insert(key, value);
+        } else if key.starts_with("trace.")
+            && let Some(late) = &self.late_trace
+        {
+            // A body hook: the message is gone, but the request's span is still open.
+            late.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key, value));
         }
     }
     fn remove(&mut self, key: String) {

@@ -161,6 +161,7 @@ impl PluginInstance {
         );
         let data = self.store.data_mut();
         data.route = exchange.route.clone();
+        data.late_trace = Some(exchange.late_trace.clone());
         data.exchange = Some(exchange);
         data.body_access = body_access;
         data.deadline = Instant::now() + self.hook_timeout;

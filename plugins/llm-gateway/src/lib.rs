@@ -455,6 +455,7 @@ impl LlmGateway {
         let labels = [
             ("model", p.client_model.as_str()),
             ("provider", target.provider.as_str()),
+            ("principal", p.principal.as_str()),
         ];
         metrics::counter_add("llm_tokens_input", u.input, &labels);
         metrics::counter_add("llm_tokens_output", u.output, &labels);
@@ -629,6 +630,11 @@ impl Plugin for LlmGateway {
             }
         };
         self.record(&p, usage, outcome);
+        if let Some(u) = usage {
+            // On the request's span, which ends with this body.
+            context::set("trace.gen_ai.usage.input_tokens", &u.input.to_string());
+            context::set("trace.gen_ai.usage.output_tokens", &u.output.to_string());
+        }
         BodyEnd {
             tail,
             trailers: Vec::new(),

@@ -347,6 +347,7 @@ impl Plugin for McpPolicy {
                 });
                 let status = status.unwrap_or_else(|| format!("http {}", call.http_status));
                 self.record(&call, "allow", None, &status);
+                context::set("trace.mcp.status", &status);
                 BodyEnd::default()
             }
         }
