@@ -227,7 +227,7 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
         }
     }
     let status = gateway.status();
-    let gauges: [(&str, &str, u64); 4] = [
+    let gauges: [(&str, &str, u64); 5] = [
         (
             "weir_config_reloads_total",
             "Configurations activated after the first.",
@@ -247,6 +247,11 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
             "weir_telemetry_spans_dropped_total",
             "Spans lost because an export to the collector failed.",
             crate::telemetry::dropped(),
+        ),
+        (
+            "weir_log_lines_dropped_total",
+            "Access and audit log lines dropped because the writer fell behind.",
+            crate::access_log::dropped(),
         ),
     ];
     for (name, help, value) in gauges {

@@ -203,6 +203,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::telemetry::init(t.get_ref())
             .map_err(|e| anyhow::anyhow!("{}: telemetry: {e}", config.location(t.span())))?;
     }
+    let logging = &config.file.logging;
+    if let Some(p) = &logging.access_log {
+        let path = config.resolve(p);
+        crate::access_log::open_access(&path, logging.access_log_fields.clone())
+            .map_err(|e| anyhow::anyhow!("[logging] access_log {}: {e}", path.display()))?;
+    }
+    if let Some(p) = &logging.audit_log {
+        let path = config.resolve(p);
+        crate::access_log::open_audit(&path)
+            .map_err(|e| anyhow::anyhow!("[logging] audit_log {}: {e}", path.display()))?;
+    }
     let runtime = Runtime::new(&config.file.runtime)?;
     // Only a serving gateway runs stdio MCP servers (`weir check` does not).
     runtime.services.stdio.enable();

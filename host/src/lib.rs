@@ -1,5 +1,6 @@
 //! Weir: a WebAssembly plugin-driven programmable gateway. See `ARCHITECTURE.md` for the map.
 
+pub mod access_log;
 pub mod admin;
 pub mod authoring;
 pub mod body;

@@ -33,19 +33,50 @@ pub struct ConnInfo {
     pub peer: Option<Arc<crate::peer::PeerIdentity>>,
 }
 
-/// The route that answered, carried on the response for the request metrics.
+/// Who answered, carried on the response for the request metrics and the access log.
 #[derive(Clone)]
-struct AnsweredBy(Arc<str>);
+struct AnsweredBy {
+    route: Arc<str>,
+    principal: Option<String>,
+    upstream: Option<String>,
+    trace_id: Option<String>,
+}
+
+impl AnsweredBy {
+    fn of(ex: &Exchange, upstream: Option<String>) -> AnsweredBy {
+        AnsweredBy {
+            route: ex.route.clone(),
+            principal: ex.context.principal.clone(),
+            upstream,
+            trace_id: crate::telemetry::trace_id(&ex.trace),
+        }
+    }
+}
 
 /// Handles one request with the snapshot that was current when it arrived.
 pub async fn handle(snap: Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
+    let logged = crate::access_log::access_enabled()
+        .then(|| (req.method().to_string(), req.uri().path().to_string()));
+    let client = conn.client;
     let resp = pipeline(snap, conn, req).await;
-    let route = resp
-        .extensions()
-        .get::<AnsweredBy>()
-        .map_or("(none)", |r| &*r.0);
-    crate::request_metrics::request(route, resp.status().as_u16(), started.elapsed());
+    let by = resp.extensions().get::<AnsweredBy>();
+    let route = by.map_or("(none)", |r| &*r.route);
+    let elapsed = started.elapsed();
+    crate::request_metrics::request(route, resp.status().as_u16(), elapsed);
+    if let Some((method, path)) = logged {
+        crate::access_log::access(serde_json::json!({
+            "method": method,
+            "path": path,
+            "status": resp.status().as_u16(),
+            "route": by.map(|b| &*b.route),
+            "upstream": by.and_then(|b| b.upstream.as_deref()),
+            "principal": by.and_then(|b| b.principal.as_deref()),
+            "client": client.ip().to_string(),
+            "duration_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            "trace_id": by.and_then(|b| b.trace_id.as_deref()),
+        }));
+    }
     resp
 }
 
@@ -158,6 +189,7 @@ async fn pipeline(
         .await;
 
     // Upstream, or the local response.
+    let mut upstream_name = None;
     let mut upstream_body: Option<Incoming> = None;
     let mut upstream_upgrade = None;
     match outcome {
@@ -201,6 +233,7 @@ async fn pipeline(
                 out_body =
                     stream::filter(out_body, Direction::Request, streamers, route.name.clone());
             }
+            upstream_name = Some(target.name.clone());
             let attempt = crate::telemetry::upstream(&ex.trace, &target.name, &mut head.headers);
             let sent = target.send(Request::from_parts(head, out_body)).await;
             crate::telemetry::end_upstream(
@@ -306,7 +339,8 @@ async fn pipeline(
     // The request span ends when the body has gone (body hooks may still add attributes).
     let body = crate::telemetry::end_with_body(body, ex.trace.clone(), ex.late_trace.clone());
     let mut resp = Response::from_parts(parts, body);
-    resp.extensions_mut().insert(AnsweredBy(route.name.clone()));
+    resp.extensions_mut()
+        .insert(AnsweredBy::of(&ex, upstream_name));
     resp
 }
 
@@ -327,7 +361,7 @@ async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -
     crate::telemetry::end_request(&ex.trace, &ex.late_trace);
     let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
     set_length(resp.headers_mut(), bytes.len());
-    resp.extensions_mut().insert(AnsweredBy(ex.route.clone()));
+    resp.extensions_mut().insert(AnsweredBy::of(&ex, None));
     resp
 }
 

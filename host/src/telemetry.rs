@@ -165,6 +165,12 @@ pub fn request(parts: &http::request::Parts, route: &str, client: std::net::Sock
     parent.with_span(span)
 }
 
+/// The trace id of `cx` as 32 hex digits, if it is a recording span's.
+pub fn trace_id(cx: &Context) -> Option<String> {
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
 /// Ends the request span with the response's status, the principal, and the attributes plugins
 /// asked for: every context attribute named `trace.<key>` becomes span attribute `<key>` (e.g.
 /// `trace.gen_ai.request.model` → `gen_ai.request.model`).

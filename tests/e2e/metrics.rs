@@ -236,3 +236,74 @@ async fn metrics_parse_and_count_requests_failures_and_reloads() {
         "hook latency"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_and_audit_logs_get_one_json_line_each() {
+    let backend = Backend::start("app").await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let (access, audit) = (
+        logs.path().join("access.log"),
+        logs.path().join("audit.log"),
+    );
+    let gw = Gateway::start(&format!(
+        "[logging]\naccess_log = {:?}\naudit_log = {:?}\n\
+         access_log_fields = [\"route\", \"status\", \"principal\", \"method\", \"path\", \"upstream\", \"duration_ms\"]\n\
+         [upstreams.app]\nendpoints = [\"{}\"]\n{}\
+         [[routes]]\nname = \"agent\"\nupstream = \"app\"\nchain = [\n\
+         {{ plugin = \"api-key\", config = {{ keys = {{ \"k\" = \"alice\" }} }} }},\n\
+         {{ plugin = \"a2a\", config = {{}} }},\n]\n",
+        access.display().to_string(),
+        audit.display().to_string(),
+        backend.endpoint(),
+        plugins_toml(&[
+            ("api-key", ""),
+            ("a2a", "capabilities = { metrics = true }")
+        ]),
+    ));
+    let r = crate::support::send(
+        http::Request::post(gw.url("/rpc"))
+            .header("x-api-key", "k")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                r#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t-9"}}"#,
+            )))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(get_with(&gw.url("/x"), &[]).await.status.as_u16(), 401);
+    let read = |p: &std::path::Path, n: usize| -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<serde_json::Value> = std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let access = read(&access, 2);
+    assert_eq!(access.len(), 2, "{access:?}");
+    assert_eq!(access[0]["route"], "agent");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["principal"], "alice");
+    assert_eq!(access[0]["upstream"], "app");
+    assert_eq!(access[0]["path"], "/rpc");
+    assert!(access[0]["duration_ms"].as_f64().is_some());
+    assert!(
+        access[0].get("client").is_none(),
+        "fields not listed are left out"
+    );
+    assert_eq!(access[1]["status"], 401);
+    let audit = read(&audit, 1);
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["plugin"], "a2a");
+    assert_eq!(audit[0]["route"], "agent");
+    assert_eq!(audit[0]["record"]["operation"], "GetTask");
+    assert_eq!(audit[0]["record"]["task_id"], "t-9");
+    assert_eq!(audit[0]["record"]["principal"], "alice");
+}

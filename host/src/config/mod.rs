@@ -117,6 +117,22 @@ pub struct ConfigFile {
     /// Traces over OTLP; off unless this table is present. Read at start (a change needs a
     /// restart).
     pub telemetry: Option<Spanned<TelemetryConfig>>,
+    /// The access and audit logs; read at start.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// `[logging]`: structured logs to files (relative to this file).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// One JSON object per request.
+    pub access_log: Option<PathBuf>,
+    /// Keep only these access-log fields (default: all of them).
+    #[serde(default)]
+    pub access_log_fields: Vec<String>,
+    /// The audit records plugins write (`audit {...}` log messages), one JSON object per line.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// `[telemetry]`: where traces go.

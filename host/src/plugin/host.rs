@@ -131,12 +131,20 @@ impl types::Host for HostState {}
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
         let (plugin, route) = (&*self.plugin, self.route());
+        let trace_id = self
+            .exchange
+            .as_deref()
+            .and_then(|e| crate::telemetry::trace_id(&e.trace));
+        let trace = trace_id.as_deref().unwrap_or("");
         match level {
-            log::Level::Trace => tracing::trace!(plugin, route, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, route, "{message}"),
-            log::Level::Info => tracing::info!(plugin, route, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, route, "{message}"),
-            log::Level::Error => tracing::error!(plugin, route, "{message}"),
+            log::Level::Trace => tracing::trace!(plugin, route, trace_id = trace, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, route, trace_id = trace, "{message}"),
+            log::Level::Info => tracing::info!(plugin, route, trace_id = trace, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, route, trace_id = trace, "{message}"),
+            log::Level::Error => tracing::error!(plugin, route, trace_id = trace, "{message}"),
+        }
+        if let Some(record) = crate::access_log::audit_record(&message) {
+            crate::access_log::audit(plugin, route, trace_id.as_deref(), record);
         }
     }
 }
