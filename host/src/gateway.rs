@@ -73,16 +73,8 @@ impl Gateway {
         overrides: &HashMap<String, Vec<u8>>,
     ) -> Result<u64, Diagnostics> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let mut stdio_upstreams: Vec<String> = Vec::new();
         let result = match Config::load(&self.config_path) {
             Ok(config) => {
-                stdio_upstreams = config
-                    .file
-                    .upstreams
-                    .iter()
-                    .filter(|(_, u)| u.get_ref().stdio.is_some())
-                    .map(|(n, _)| n.clone())
-                    .collect();
                 let listeners: Vec<String> = config
                     .file
                     .listeners
@@ -106,15 +98,11 @@ impl Gateway {
                     .values()
                     .map(|p| p.digest.clone())
                     .collect();
+                // The old snapshot's stdio bridges that this one did not reuse stop when it is
+                // dropped, after its requests in flight.
                 self.snapshot.store(Arc::new(snapshot));
                 self.runtime
                     .retain_compiled(&keep.iter().map(String::as_str).collect::<Vec<_>>());
-                self.runtime.services.stdio.retain(
-                    &stdio_upstreams
-                        .iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>(),
-                );
                 status.generation += 1;
                 status.reloads += 1;
                 status.activated_at = SystemTime::now();

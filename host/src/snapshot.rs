@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub plugins: HashMap<String, Arc<LoadedPlugin>>,
     pub limits: Limits,
+    /// The stdio bridges this snapshot's upstreams point at: held here, so a bridge runs as
+    /// long as some snapshot (the active one, or an old one with requests in flight) uses it.
+    pub stdio_bridges: Vec<Arc<crate::stdio_bridge::Bridge>>,
 }
 
 impl Snapshot {
@@ -49,6 +52,7 @@ impl Snapshot {
         let file = &config.file;
 
         let mut upstreams = HashMap::new();
+        let mut stdio_bridges = Vec::new();
         for (name, up) in &file.upstreams {
             let ca = up
                 .get_ref()
@@ -81,7 +85,8 @@ impl Snapshot {
                         .stdio
                         .ensure(name, spec.get_ref(), config.base_dir())
                     {
-                        Ok(addr) => {
+                        Ok((addr, bridge)) => {
+                            stdio_bridges.extend(bridge);
                             bridged = crate::config::UpstreamConfig::bridged(u, addr);
                             &bridged
                         }
@@ -251,6 +256,7 @@ impl Snapshot {
             upstreams,
             plugins,
             limits: file.limits.clone(),
+            stdio_bridges,
         })
     }
 

@@ -27,12 +27,13 @@ const GATED: [(&str, &str); 4] = [
 ];
 
 /// Gateway-wide state behind the capabilities, kept across reloads: the key-value store (while
-/// `[kv]` is unchanged) and the metrics registry.
+/// `[kv]` is unchanged), the metrics registry and the registry of stdio bridges.
 #[derive(Default)]
 pub struct Services {
     kv: Mutex<Option<(KvConfig, Arc<kv::KvStore>)>>,
     pub metrics: Arc<metrics::MetricsRegistry>,
-    /// Stdio MCP servers bridged to HTTP upstreams; they outlive reloads like the kv store.
+    /// The stdio MCP servers bridged to HTTP upstreams, found again by each snapshot build so
+    /// that unchanged ones are reused across reloads (the snapshots own them).
     pub stdio: crate::stdio_bridge::Bridges,
 }
 

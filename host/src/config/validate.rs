@@ -62,8 +62,10 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
                 &subject,
                 "give either `endpoints` or `stdio`, not both".into(),
             )),
-            (true, Some(s)) if s.get_ref().command.trim().is_empty() => {
-                errors.push(err(s.span(), &subject, "`stdio.command` is empty".into()))
+            (true, Some(s)) => {
+                for msg in check_stdio(up.get_ref(), s.get_ref()) {
+                    errors.push(err(s.span(), &subject, msg));
+                }
             }
             _ => {}
         }
@@ -308,6 +310,41 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
                     ));
                 }
             }
+        }
+    }
+    errors
+}
+
+/// A `stdio` upstream: a command to run, with settings that a process can take. (Whether the
+/// command exists is checked when the snapshot is built, which `weir check` does too.)
+fn check_stdio(up: &super::UpstreamConfig, s: &super::StdioSpec) -> Vec<String> {
+    let mut errors = Vec::new();
+    if s.command.trim().is_empty() {
+        errors.push("`stdio.command` is empty".into());
+    }
+    let nul = |v: &str| v.contains('\0');
+    if nul(&s.command) || s.args.iter().any(|a| nul(a)) || s.env.values().any(|v| nul(v)) {
+        errors.push("`stdio` strings cannot contain NUL characters".into());
+    }
+    for k in s.env.keys() {
+        if k.is_empty() || k.contains('=') || nul(k) {
+            errors.push(format!("`stdio.env`: invalid variable name {k:?}"));
+        }
+    }
+    let not_for_stdio = [
+        ("ca_file", up.ca_file.is_some()),
+        ("client_cert", up.client_cert.is_some()),
+        ("client_key", up.client_key.is_some()),
+        (
+            "protocol",
+            up.protocol != super::UpstreamProtocol::default(),
+        ),
+    ];
+    for (key, set) in not_for_stdio {
+        if set {
+            errors.push(format!(
+                "`{key}` does not apply to a `stdio` upstream (the gateway serves it over plain HTTP/1.1 on loopback)"
+            ));
         }
     }
     errors

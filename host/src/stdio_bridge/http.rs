@@ -1,13 +1,18 @@
-//! The loopback HTTP front of a bridge: MCP Streamable HTTP (legacy era). POST one JSON-RPC
-//! message; a request is answered with an SSE stream (its progress and log notifications, then
-//! the answer) or, for clients that do not accept one, JSON; notifications get 202. GET is 405
-//! (no standalone stream), DELETE 200 (the stdio session is shared and stays).
+//! The loopback HTTP front of a bridge: MCP Streamable HTTP, legacy era, on any path.
+//!
+//! POST one JSON-RPC message: a request is answered with an SSE stream (its progress and log
+//! notifications, then its response; the stream ends there) or, for a client that does not
+//! accept `text/event-stream`, with the response as JSON; a notification or response gets 202.
+//! Batches, malformed JSON and non-messages get 400 with a JSON-RPC error. Each `initialize`
+//! gets a fresh `Mcp-Session-Id`; any session id is accepted afterwards, since all clients share
+//! the child's one session. GET is 405 (no standalone stream: notifications not tied to a
+//! request are not relayed) and DELETE 200 (the shared session stays).
 
-use super::child::Bridge;
+use super::session::{Event, Session, Ticket};
 use crate::body::{self, Body};
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -16,32 +21,39 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
-/// The largest message accepted from a client.
-const MAX_BODY: usize = 16 << 20;
+/// The largest message accepted from a client. Routes apply their own `max_body_size` before
+/// this; it bounds what a local process talking to the port directly can make us buffer.
+const MAX_BODY: u64 = 16 << 20;
 
-/// Serves `bridge` on a new loopback port until it stops; returns the address.
-pub fn serve(bridge: Arc<Bridge>) -> std::io::Result<SocketAddr> {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// Serves `session` on a new loopback port until `stop` turns true; returns the address.
+/// Connections already open go on (their requests drain) after that.
+pub(super) fn serve(
+    session: Arc<Session>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let std_listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
-    let mut stopped = bridge.stopped();
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
-                _ = stopped.changed() => return,
-                a = listener.accept() => match a {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                accepted = listener.accept() => match accepted {
                     Ok((s, _)) => s,
-                    Err(_) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "stdio bridge accept failed");
+                        continue;
+                    }
                 },
             };
-            let bridge = bridge.clone();
+            let session = session.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let bridge = bridge.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&bridge, req).await) }
+                    let session = session.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(&session, req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -52,9 +64,14 @@ pub fn serve(bridge: Arc<Bridge>) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(body::full(Bytes::from(v.to_string())));
+fn with_status(body: Body, status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = with_status(body::full(Bytes::from(v.to_string())), status);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -62,6 +79,7 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
+/// A 4xx with a JSON-RPC error that has no id (the message could not be read as a request).
 fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
     json_response(
         status,
@@ -69,24 +87,42 @@ fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
     )
 }
 
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = status;
-    r
-}
-
-fn session_id() -> String {
+/// 16 random bytes in hex: cryptographically random, visible ASCII as the spec asks.
+fn session_id() -> Option<HeaderValue> {
     let mut bytes = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&hex).ok()
 }
 
-async fn handle(bridge: &Bridge, req: Request<Incoming>) -> Response<Body> {
+/// What a POSTed message is, by JSON-RPC's rules.
+enum Kind {
+    Request,
+    Notification,
+    Response,
+}
+
+fn kind(msg: &serde_json::Map<String, Value>) -> Option<Kind> {
+    let id_ok = |id: &Value| id.is_string() || id.is_number();
+    match (msg.get("method"), msg.get("id")) {
+        (Some(Value::String(_)), None) => Some(Kind::Notification),
+        (Some(Value::String(_)), Some(id)) if id_ok(id) => Some(Kind::Request),
+        (None, Some(id))
+            if (id_ok(id) || id.is_null())
+                && (msg.contains_key("result") || msg.contains_key("error")) =>
+        {
+            Some(Kind::Response)
+        }
+        _ => None,
+    }
+}
+
+async fn handle(session: &Arc<Session>, req: Request<Incoming>) -> Response<Body> {
     match *req.method() {
-        http::Method::POST => {}
-        http::Method::DELETE => return empty(StatusCode::OK),
+        Method::POST => {}
+        Method::DELETE => return with_status(body::empty(), StatusCode::OK),
         _ => {
-            let mut r = empty(StatusCode::METHOD_NOT_ALLOWED);
+            let mut r = with_status(body::empty(), StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut().insert(
                 http::header::ALLOW,
                 HeaderValue::from_static("POST, DELETE"),
@@ -99,9 +135,20 @@ async fn handle(bridge: &Bridge, req: Request<Incoming>) -> Response<Body> {
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/event-stream"));
-    let bytes = match body::collect_limited(req.into_body(), MAX_BODY as u64).await {
+    let client_session = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = match body::collect_limited(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32600, "body too large"),
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                "Invalid Request: the message is too large",
+            );
+        }
     };
     let msg: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
@@ -113,64 +160,74 @@ async fn handle(bridge: &Bridge, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    let Some(obj) = msg.as_object() else {
-        let what = if msg.is_array() {
-            "batches are not supported"
-        } else {
-            "not a JSON-RPC message"
-        };
-        return rpc_error(
+    let invalid = |what: &str| {
+        rpc_error(
             StatusCode::BAD_REQUEST,
             -32600,
             &format!("Invalid Request: {what}"),
-        );
+        )
     };
-    let is_request = obj.contains_key("method") && obj.get("id").is_some_and(|i| !i.is_null());
-    if !is_request {
-        if obj.contains_key("method") {
-            bridge.notify(&msg);
-        }
-        return empty(StatusCode::ACCEPTED);
-    }
+    let Some(obj) = msg.as_object() else {
+        return invalid(if msg.is_array() {
+            "batches are not supported"
+        } else {
+            "not a JSON-RPC message"
+        });
+    };
     let initialize = obj.get("method").and_then(Value::as_str) == Some("initialize");
-    let mut rx = bridge.request(msg);
+    match kind(obj) {
+        None => return invalid("not a JSON-RPC request, notification or response"),
+        Some(Kind::Notification) => {
+            session.notify(msg, client_session.as_deref());
+            return with_status(body::empty(), StatusCode::ACCEPTED);
+        }
+        Some(Kind::Response) => {
+            session.respond(&msg);
+            return with_status(body::empty(), StatusCode::ACCEPTED);
+        }
+        Some(Kind::Request) => {}
+    }
+    let mut ticket = session.request(msg, client_session);
     let mut response = if sse {
-        let mut r = Response::new(Body::new(Events { rx, done: false }));
-        r.headers_mut().insert(
+        let mut r = Response::new(Body::new(Events {
+            ticket,
+            done: false,
+        }));
+        let headers = r.headers_mut();
+        headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
         );
-        r.headers_mut().insert(
+        headers.insert(
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         );
         r
     } else {
-        let mut answer = None;
-        while let Some(m) = rx.recv().await {
-            if m.get("id").is_some() && m.get("method").is_none() {
-                answer = Some(m);
-                break;
+        loop {
+            match ticket.events.recv().await {
+                Some(Event::Answer(a)) => break json_response(StatusCode::OK, &a),
+                Some(Event::Notification(_)) => {}
+                None => {
+                    break rpc_error(
+                        StatusCode::BAD_GATEWAY,
+                        -32603,
+                        "the stdio MCP server did not answer",
+                    );
+                }
             }
         }
-        match answer {
-            Some(a) => json_response(StatusCode::OK, &a),
-            None => rpc_error(
-                StatusCode::BAD_GATEWAY,
-                -32603,
-                "the stdio MCP server did not answer",
-            ),
-        }
     };
-    if initialize && let Ok(v) = HeaderValue::from_str(&session_id()) {
-        response.headers_mut().insert("mcp-session-id", v);
+    if initialize && let Some(id) = session_id() {
+        response.headers_mut().insert("mcp-session-id", id);
     }
     response
 }
 
-/// The SSE body of one request: its messages until the answer.
+/// The SSE body of one request: its notifications, then its answer. Dropping it (the client
+/// left) drops the ticket, which forgets the request.
 struct Events {
-    rx: mpsc::UnboundedReceiver<Value>,
+    ticket: Ticket,
     done: bool,
 }
 
@@ -185,20 +242,20 @@ impl HttpBody for Events {
         if self.done {
             return Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(m)) => {
-                if m.get("id").is_some() && m.get("method").is_none() {
-                    self.done = true;
-                }
-                let event = format!("event: message\ndata: {m}\n\n");
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+        let msg = match self.ticket.events.poll_recv(cx) {
+            Poll::Ready(Some(Event::Notification(m))) => m,
+            Poll::Ready(Some(Event::Answer(m))) => {
+                self.done = true;
+                m
             }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let event = format!("event: message\ndata: {msg}\n\n");
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
     }
 
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    fn is_end_stream(&self) -> bool {
+        self.done
     }
 }
