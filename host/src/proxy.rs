@@ -44,11 +44,15 @@ struct AnsweredBy {
 
 impl AnsweredBy {
     fn of(ex: &Exchange, upstream: Option<String>) -> AnsweredBy {
+        // The rest is for the access log only: not copied when there is none.
+        let logged = crate::access_log::access_enabled();
         AnsweredBy {
             route: ex.route.clone(),
-            principal: ex.context.principal.clone(),
-            upstream,
-            trace_id: crate::telemetry::trace_id(&ex.trace),
+            principal: ex.context.principal.clone().filter(|_| logged),
+            upstream: upstream.filter(|_| logged),
+            trace_id: logged
+                .then(|| crate::telemetry::trace_id(&ex.trace))
+                .flatten(),
         }
     }
 }
@@ -233,7 +237,7 @@ async fn pipeline(
                 out_body =
                     stream::filter(out_body, Direction::Request, streamers, route.name.clone());
             }
-            upstream_name = Some(target.name.clone());
+            upstream_name = crate::access_log::access_enabled().then(|| target.name.clone());
             let attempt = crate::telemetry::upstream(&ex.trace, &target.name, &mut head.headers);
             let sent = target.send(Request::from_parts(head, out_body)).await;
             crate::telemetry::end_upstream(

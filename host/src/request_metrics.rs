@@ -1,11 +1,15 @@
 //! The gateway's own metrics, for the admin `/metrics` (Prometheus text): requests by route and
-//! status with their latency, upstream attempts by outcome, and plugin hooks by plugin and phase
-//! with their latency and failures by kind. Process-wide, like a Prometheus default registry:
-//! they survive reloads, and series are bounded by the configuration (routes, upstreams,
-//! plugins) and by status codes.
+//! status with their latency, upstream attempts by outcome, plugin hooks by plugin and phase
+//! with their latency and failures by kind, and plugins' `kv`/`outbound` calls. Process-wide,
+//! like a Prometheus default registry: they survive reloads, and series are bounded by the
+//! configuration (routes, upstreams, plugins) and by status codes.
+//!
+//! Series are found by the name (`&str`) first, so recording allocates only for a name's first
+//! sample, not on every request.
 
 use dashmap::DashMap;
 use std::fmt::Write as _;
+use std::hash::Hash;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,11 +43,8 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{le}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
+            let n = self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
@@ -53,55 +54,97 @@ impl Histogram {
     }
 }
 
-#[derive(Default)]
-struct Registry {
-    requests: DashMap<(String, u16), AtomicU64>,
-    request_latency: DashMap<String, Histogram>,
-    upstream: DashMap<(String, &'static str), AtomicU64>,
-    hook_latency: DashMap<(String, &'static str), Histogram>,
-    hook_failures: DashMap<(String, &'static str), AtomicU64>,
-    /// (capability, plugin, operation, outcome)
-    capability: DashMap<(&'static str, String, &'static str, &'static str), AtomicU64>,
+/// Values (counters or histograms) by a name and a small key.
+struct Family<K, V>(DashMap<String, DashMap<K, V>>);
+
+impl<K: Eq + Hash + Copy + Ord, V: Default> Family<K, V> {
+    fn new() -> Self {
+        Family(DashMap::new())
+    }
+
+    fn with(&self, name: &str, key: K, f: impl FnOnce(&V)) {
+        if let Some(inner) = self.0.get(name) {
+            match inner.get(&key) {
+                Some(v) => f(&v),
+                None => f(&inner.entry(key).or_default()),
+            }
+            return;
+        }
+        let inner = self.0.entry(name.to_string()).or_default();
+        f(&inner.entry(key).or_default());
+    }
+
+    /// Calls `f` on every series, ordered by name then key.
+    fn each(&self, mut f: impl FnMut(&str, K, &V)) {
+        let mut keys: Vec<(String, K)> = self
+            .0
+            .iter()
+            .flat_map(|outer| {
+                let name = outer.key().clone();
+                outer
+                    .value()
+                    .iter()
+                    .map(|e| (name.clone(), *e.key()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        keys.sort();
+        for (name, key) in keys {
+            if let Some(inner) = self.0.get(&name)
+                && let Some(v) = inner.get(&key)
+            {
+                f(&name, key, &v);
+            }
+        }
+    }
 }
 
-static METRICS: LazyLock<Registry> = LazyLock::new(Registry::default);
+type Counters<K> = Family<K, AtomicU64>;
+type Histograms<K> = Family<K, Histogram>;
+
+struct Registry {
+    requests: Counters<u16>,
+    request_latency: Histograms<()>,
+    upstream: Counters<&'static str>,
+    hook_latency: Histograms<&'static str>,
+    hook_failures: Counters<&'static str>,
+    /// By plugin: (capability, operation, outcome).
+    capability: Counters<(&'static str, &'static str, &'static str)>,
+}
+
+static METRICS: LazyLock<Registry> = LazyLock::new(|| Registry {
+    requests: Family::new(),
+    request_latency: Family::new(),
+    upstream: Family::new(),
+    hook_latency: Family::new(),
+    hook_failures: Family::new(),
+    capability: Family::new(),
+});
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
 
 /// A request answered on `route` with `status`, its head after `elapsed`.
 pub fn request(route: &str, status: u16, elapsed: Duration) {
-    METRICS
-        .requests
-        .entry((route.to_string(), status))
-        .or_default()
-        .fetch_add(1, Ordering::Relaxed);
+    METRICS.requests.with(route, status, inc);
     METRICS
         .request_latency
-        .entry(route.to_string())
-        .or_default()
-        .observe(elapsed);
+        .with(route, (), |h| h.observe(elapsed));
 }
 
 /// An upstream attempt: `ok` (any HTTP answer), `timeout` or `error`.
 pub fn upstream(name: &str, outcome: &'static str) {
-    METRICS
-        .upstream
-        .entry((name.to_string(), outcome))
-        .or_default()
-        .fetch_add(1, Ordering::Relaxed);
+    METRICS.upstream.with(name, outcome, inc);
 }
 
 /// One hook call of `plugin`, and its failure kind if it failed.
 pub fn hook(plugin: &str, phase: &'static str, elapsed: Duration, failure: Option<&'static str>) {
     METRICS
         .hook_latency
-        .entry((plugin.to_string(), phase))
-        .or_default()
-        .observe(elapsed);
+        .with(plugin, phase, |h| h.observe(elapsed));
     if let Some(kind) = failure {
-        METRICS
-            .hook_failures
-            .entry((plugin.to_string(), kind))
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+        METRICS.hook_failures.with(plugin, kind, inc);
     }
 }
 
@@ -114,9 +157,7 @@ pub fn capability_call(
 ) {
     METRICS
         .capability
-        .entry((capability, plugin.to_string(), op, outcome))
-        .or_default()
-        .fetch_add(1, Ordering::Relaxed);
+        .with(plugin, (capability, op, outcome), inc);
 }
 
 fn escape(v: &str) -> String {
@@ -125,116 +166,86 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A counter family: `labels` renders a row's labels from its name and key.
+fn counters<K: Eq + Hash + Copy + Ord>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    family: &Counters<K>,
+    labels: impl Fn(&str, K) -> String,
+) {
+    header(out, name, "counter", help);
+    family.each(|n, k, v| {
+        let v = v.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{{}}} {v}", labels(&escape(n), k));
+    });
+}
+
 /// Appends every family in Prometheus text format.
 pub fn render(out: &mut String) {
-    let mut rows: Vec<_> = METRICS
-        .requests
-        .iter()
-        .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-        .collect();
-    rows.sort();
-    let _ = writeln!(
+    let m = &*METRICS;
+    counters(
         out,
-        "# HELP weir_requests_total Requests answered, by route and status.\n# TYPE weir_requests_total counter"
+        "weir_requests_total",
+        "Requests answered, by route and status.",
+        &m.requests,
+        |route, status| format!("route=\"{route}\",status=\"{status}\""),
     );
-    for ((route, status), n) in rows {
-        let _ = writeln!(
-            out,
-            "weir_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-            escape(&route)
-        );
-    }
-    let _ = writeln!(
+    let name = "weir_request_duration_seconds";
+    header(
         out,
-        "# HELP weir_request_duration_seconds Time to the response head, by route.\n# TYPE weir_request_duration_seconds histogram"
+        name,
+        "histogram",
+        "Time to the response head, by route.",
     );
-    let mut routes: Vec<String> = METRICS
-        .request_latency
-        .iter()
-        .map(|e| e.key().clone())
-        .collect();
-    routes.sort();
-    for r in routes {
-        if let Some(h) = METRICS.request_latency.get(&r) {
-            h.render(
-                out,
-                "weir_request_duration_seconds",
-                &format!("route=\"{}\"", escape(&r)),
-            );
-        }
-    }
-    let mut ups: Vec<_> = METRICS
-        .upstream
-        .iter()
-        .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-        .collect();
-    ups.sort();
-    let _ = writeln!(
+    m.request_latency.each(|route, (), h| {
+        h.render(out, name, &format!("route=\"{}\"", escape(route)));
+    });
+    counters(
         out,
-        "# HELP weir_upstream_requests_total Upstream attempts by outcome (ok: an HTTP answer of any status).\n# TYPE weir_upstream_requests_total counter"
+        "weir_upstream_requests_total",
+        "Upstream attempts by outcome (ok: an HTTP answer of any status).",
+        &m.upstream,
+        |upstream, outcome| format!("upstream=\"{upstream}\",outcome=\"{outcome}\""),
     );
-    for ((name, outcome), n) in ups {
-        let _ = writeln!(
-            out,
-            "weir_upstream_requests_total{{upstream=\"{}\",outcome=\"{outcome}\"}} {n}",
-            escape(&name)
-        );
-    }
-    let _ = writeln!(
+    let name = "weir_plugin_hook_duration_seconds";
+    header(
         out,
-        "# HELP weir_plugin_hook_duration_seconds Plugin hook calls, by plugin and phase.\n# TYPE weir_plugin_hook_duration_seconds histogram"
+        name,
+        "histogram",
+        "Plugin hook calls, by plugin and phase.",
     );
-    let mut hooks: Vec<_> = METRICS
-        .hook_latency
-        .iter()
-        .map(|e| e.key().clone())
-        .collect();
-    hooks.sort();
-    for k in hooks {
-        if let Some(h) = METRICS.hook_latency.get(&k) {
-            h.render(
-                out,
-                "weir_plugin_hook_duration_seconds",
-                &format!("plugin=\"{}\",phase=\"{}\"", escape(&k.0), k.1),
-            );
-        }
-    }
-    let mut calls: Vec<_> = METRICS
-        .capability
-        .iter()
-        .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-        .collect();
-    calls.sort();
+    m.hook_latency.each(|plugin, phase, h| {
+        let labels = format!("plugin=\"{}\",phase=\"{phase}\"", escape(plugin));
+        h.render(out, name, &labels);
+    });
+    counters(
+        out,
+        "weir_plugin_hook_failures_total",
+        "Plugin hook failures by kind (trap, timeout, memory, decision, instantiate).",
+        &m.hook_failures,
+        |plugin, kind| format!("plugin=\"{plugin}\",kind=\"{kind}\""),
+    );
     for cap in ["kv", "outbound"] {
         let name = format!("weir_plugin_{cap}_calls_total");
-        let _ = writeln!(
+        header(
             out,
-            "# HELP {name} Plugin `{cap}` calls by operation and outcome.\n# TYPE {name} counter"
+            &name,
+            "counter",
+            &format!("Plugin `{cap}` calls by operation and outcome."),
         );
-        for ((c, plugin, op, outcome), n) in calls.iter().filter(|(k, _)| k.0 == cap) {
-            let _ = c;
-            let _ = writeln!(
-                out,
-                "{name}{{plugin=\"{}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}",
-                escape(plugin)
-            );
-        }
-    }
-    let mut fails: Vec<_> = METRICS
-        .hook_failures
-        .iter()
-        .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-        .collect();
-    fails.sort();
-    let _ = writeln!(
-        out,
-        "# HELP weir_plugin_hook_failures_total Plugin hook failures by kind (trap, timeout, memory, decision, instantiate).\n# TYPE weir_plugin_hook_failures_total counter"
-    );
-    for ((plugin, kind), n) in fails {
-        let _ = writeln!(
-            out,
-            "weir_plugin_hook_failures_total{{plugin=\"{}\",kind=\"{kind}\"}} {n}",
-            escape(&plugin)
-        );
+        m.capability.each(|plugin, (c, op, outcome), n| {
+            if c == cap {
+                let (plugin, n) = (escape(plugin), n.load(Ordering::Relaxed));
+                let _ = writeln!(
+                    out,
+                    "{name}{{plugin=\"{plugin}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        });
     }
 }
