@@ -211,6 +211,23 @@ fn measure(port: u16, o: &Options) -> Result<Sample> {
     Ok(median(rounds))
 }
 
+/// Starts `python3 tests/peers/SCRIPT --port PORT --log LOG` (the test peers' convention) and
+/// waits for it to listen.
+fn start_peer(script: &str, port: u16, log: &Path) -> Result<Guard> {
+    let guard = Guard(
+        Command::new("python3")
+            .arg(std::env::current_dir()?.join("tests/peers").join(script))
+            .args(["--port", &port.to_string(), "--log"])
+            .arg(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {script}"))?,
+    );
+    wait_for(port, script)?;
+    Ok(guard)
+}
+
 /// Like [`measure`], with a wrk Lua script (the request to send) against `url`.
 fn measure_script(url: &str, lua: &str, connections: u64, o: &Options) -> Result<Sample> {
     wrk_at(url, &["-s", lua], connections, 1)?;

@@ -6,12 +6,10 @@
 //! run. Non-streamed: latency on one connection and throughput on eight (wrk). Streamed:
 //! time to the first content token, measured by reading the raw response.
 
-use super::{Sample, free_port, measure_script, options, start_weir, tempdir, wait_for};
-use crate::Guard;
-use anyhow::{Context, Result, bail};
+use super::{Sample, free_port, measure_script, options, start_weir, tempdir};
+use anyhow::{Result, bail};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn body(model: &str, stream: bool) -> String {
@@ -77,18 +75,12 @@ pub fn llm(args: &[String]) -> Result<()> {
     crate::ensure_python_packages()?;
     let (weir, plugin_dir) = super::build_release()?;
     let dir = tempdir()?;
-    let root = std::env::current_dir()?;
     let provider = free_port()?;
-    let _provider = Guard(
-        Command::new("python3")
-            .arg(root.join("tests/peers/llm_provider.py"))
-            .args(["--port", &provider.to_string(), "--log", "/dev/null"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the fake provider")?,
-    );
-    wait_for(provider, "the fake provider")?;
+    let _peer = super::start_peer(
+        "llm_provider.py",
+        provider,
+        &std::path::Path::new("/dev/null"),
+    )?;
     let port = free_port()?;
     let _weir = start_weir(
         &weir,

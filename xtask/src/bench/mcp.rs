@@ -6,11 +6,9 @@
 //! is a whole call. One connection gives the latency Weir adds (p50/p99); eight give throughput
 //! as a ratio to the direct path, where the Python server is the bottleneck.
 
-use super::{Sample, free_port, measure_script, options, start_weir, tempdir, wait_for};
-use crate::Guard;
-use anyhow::{Context, Result, bail};
+use super::{Sample, free_port, measure_script, options, start_weir, tempdir};
+use anyhow::{Result, bail};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// A modern `tools/call` of `name`, as wrk's Lua script.
 fn script(dir: &Path, file: &str, name: &str) -> Result<String> {
@@ -96,20 +94,9 @@ pub fn mcp(args: &[String]) -> Result<()> {
     crate::ensure_python_packages()?;
     let (weir, plugin_dir) = super::build_release()?;
     let dir = tempdir()?;
-    let root = std::env::current_dir()?;
 
     let py = free_port()?;
-    let _server = Guard(
-        Command::new("python3")
-            .arg(root.join("tests/peers/mcp_server.py"))
-            .args(["--port", &py.to_string(), "--log"])
-            .arg(dir.join("received.jsonl"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the Python MCP server")?,
-    );
-    wait_for(py, "the Python MCP server")?;
+    let _peer = super::start_peer("mcp_server.py", py, &dir.join("received.jsonl"))?;
 
     let mut rows: Vec<(&str, Sample, Sample)> = Vec::new();
     for (label, policy) in [
