@@ -79,7 +79,7 @@ pub fn llm(args: &[String]) -> Result<()> {
     let _peer = super::start_peer(
         "llm_provider.py",
         provider,
-        &std::path::Path::new("/dev/null"),
+        std::path::Path::new("/dev/null"),
     )?;
     let port = free_port()?;
     let _weir = start_weir(
