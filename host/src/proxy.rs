@@ -8,6 +8,9 @@
 //!
 //! Everything that can go wrong here ends as a response to the client: 404 (no route), 413/431
 //! (limits), 500 naming the plugin (fail-closed), 502/504 naming the upstream.
+//!
+//! Around it: a trace span per request, per hook and per upstream attempt (`telemetry`), the
+//! request metrics and the access log (`handle`).
 
 use crate::body::{self, Body, CollectError, Limited};
 use crate::chain::{ChainRun, Local, RequestOutcome, replace_response};
