@@ -301,6 +301,16 @@ fn test() -> Result<()> {
         "a2a",
         "-p",
         "jwt-auth",
+        "-p",
+        "cache",
+    ]))?;
+    // The SDK's doc examples compile (`no_run`: they call host imports) so they cannot rot.
+    sh(cargo().args([
+        "test",
+        "--quiet",
+        "--doc",
+        "--manifest-path",
+        "sdk/rust/Cargo.toml",
     ]))?;
     sh(cargo()
         .args(["test", "--workspace"])

@@ -10,7 +10,7 @@
 //! `content-length` are not stored. With the Redis backend the cache is shared by every replica.
 //!
 //! The kv key is `resp:GET <path and query>` followed by `\n<name>=<value>` per `vary` header
-//! (its values joined with `,`; absent reads as empty), replaced by `resp:<FNV-1a 64 hex>` when
+//! (its values joined with `,`; absent reads as empty), replaced by `resp:<SHA-256 hex>` when
 //! longer than 900 bytes. It names neither the route nor the host: routes that answer the same
 //! path differently must use different kv namespaces.
 //!
@@ -24,6 +24,7 @@
 //! default 1048576), `statuses` (default `[200]`). Needs `capabilities = { kv = "<namespace>" }`.
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use weir_sdk::{
     BodyAccess, Decision, Info, LocalResponse, Plugin, ResponseDecision, kv, log, request, response,
@@ -85,13 +86,21 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn fnv(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// The kv key for a request's path and query and its `vary` headers (name, values joined).
+/// A long key is replaced by its SHA-256: with a non-cryptographic hash a client could craft a
+/// request whose key collides with another's and poison that cached answer.
+fn kv_key(path: &str, vary: &[(&str, String)]) -> String {
+    let mut key = format!("resp:GET {path}");
+    for (name, value) in vary {
+        key.push_str(&format!("\n{}={value}", name.to_ascii_lowercase()));
     }
-    format!("{h:016x}")
+    if key.len() > 900 {
+        let digest = Sha256::digest(key.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("resp:{hex}")
+    } else {
+        key
+    }
 }
 
 /// Whether `s` is a valid HTTP field name.
@@ -154,16 +163,13 @@ impl Entry {
 
 impl Cache {
     fn key(&self) -> String {
-        let mut key = format!("resp:GET {}", request::path());
-        for name in &self.config.vary {
-            let value = request::header_all(name).join(",");
-            key.push_str(&format!("\n{}={value}", name.to_ascii_lowercase()));
-        }
-        if key.len() > 900 {
-            format!("resp:{}", fnv(&key))
-        } else {
-            key
-        }
+        let vary: Vec<(&str, String)> = self
+            .config
+            .vary
+            .iter()
+            .map(|name| (name.as_str(), request::header_all(name).join(",")))
+            .collect();
+        kv_key(&request::path(), &vary)
     }
 
     fn storable(&self) -> bool {
@@ -290,3 +296,76 @@ impl Plugin for Cache {
 }
 
 weir_sdk::plugin!(Cache);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FNV-1a 64 digest long keys were once replaced by.
+    fn fnv1a64(s: &str) -> u64 {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// Two paths over 900 bytes whose keys collide under FNV-1a 64 (found offline with Pollard's
+    /// rho over the last 11 characters); any common suffix keeps them colliding.
+    fn colliding_paths(suffix: &str) -> (String, String) {
+        let pad = "a".repeat(1000);
+        (
+            format!("/{pad}?v=74K-Z9fCi2F{suffix}"),
+            format!("/{pad}?v=GRLOwVFEPPH{suffix}"),
+        )
+    }
+
+    #[test]
+    fn long_keys_that_collide_under_fnv_get_different_kv_keys() {
+        for suffix in ["", "&page=2"] {
+            let (a, b) = colliding_paths(suffix);
+            assert_ne!(a, b);
+            assert_eq!(
+                fnv1a64(&format!("resp:GET {a}")),
+                fnv1a64(&format!("resp:GET {b}")),
+                "the inputs collide under FNV-1a 64"
+            );
+            assert_ne!(kv_key(&a, &[]), kv_key(&b, &[]));
+        }
+    }
+
+    #[test]
+    fn long_keys_are_replaced_by_their_sha256() {
+        // Digests computed independently (Python's hashlib) over the whole key text.
+        let path = format!("/{}", "a".repeat(1000));
+        assert_eq!(
+            kv_key(&path, &[]),
+            "resp:6762b9626d9263ba0f378e8c3fdd03948f6126a19079229141688c3f847025e4"
+        );
+        assert_eq!(
+            kv_key(&path, &[("Accept", "text/html".into())]),
+            "resp:23a60703baa86c569bb1fca00ab79bd716313af2b6c45f4900f80f2f58554e74"
+        );
+        let (a, b) = colliding_paths("");
+        assert_eq!(
+            (kv_key(&a, &[]), kv_key(&b, &[])),
+            (
+                "resp:7fbaac16b03dc0b009025d5fbabf463a559660863a5b5bfa4d26dce0481eae01".into(),
+                "resp:dd7060f3211da723ee8ab51f37a1a4029089ce4ffe1230ad73ba586ba418b328".into()
+            )
+        );
+    }
+
+    #[test]
+    fn short_keys_are_kept_verbatim_with_their_vary_headers() {
+        assert_eq!(
+            kv_key(
+                "/items?limit=10",
+                &[("Accept", "text/html".into()), ("x-tenant", String::new())]
+            ),
+            "resp:GET /items?limit=10\naccept=text/html\nx-tenant="
+        );
+        // 900 bytes is still verbatim; one more is hashed.
+        let path = format!("/{}", "b".repeat(890));
+        assert_eq!(kv_key(&path, &[]), format!("resp:GET {path}"));
+        assert_eq!(kv_key(&format!("{path}b"), &[]).len(), "resp:".len() + 64);
+    }
+}

@@ -1,6 +1,7 @@
 //! Compact JWS tokens: split, decode and verify. Nothing here trusts the token before its
 //! signature has been checked with a key the operator configured, and `alg` must match the key
-//! (no `none`, no HMAC with a public key).
+//! (no `none`, no HMAC with a public key). No JOSE extension is understood, so a token with a
+//! `crit` header is refused (RFC 7515 §4.1.11).
 
 use crate::jwks::{Key, KeyMaterial};
 use base64::Engine;
@@ -14,6 +15,8 @@ pub enum TokenError {
     UnsupportedAlg(String),
     UnknownKey(Option<String>),
     BadSignature,
+    /// A `crit` header names an extension this implementation does not understand.
+    Critical(String),
     Claim(String),
 }
 
@@ -25,6 +28,9 @@ impl std::fmt::Display for TokenError {
             TokenError::UnknownKey(Some(kid)) => write!(f, "unknown key id {kid:?}"),
             TokenError::UnknownKey(None) => write!(f, "no key id and more than one key"),
             TokenError::BadSignature => write!(f, "bad signature"),
+            TokenError::Critical(name) => {
+                write!(f, "unsupported critical header parameter {name:?} (crit)")
+            }
             TokenError::Claim(why) => write!(f, "{why}"),
         }
     }
@@ -43,6 +49,33 @@ fn b64(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
         .map_err(|_| TokenError::Malformed(what))
+}
+
+/// Header parameters registered by JWS (RFC 7515) and JWA (RFC 7518), which `crit` must not list.
+const STANDARD_HEADERS: [&str; 20] = [
+    "alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit", "enc",
+    "zip", "epk", "apu", "apv", "iv", "tag", "p2s", "p2c",
+];
+
+/// RFC 7515 §4.1.11: `crit`, when present, is a non-empty array of extension names, none of them
+/// standard; this implementation understands no extension, so any valid `crit` is refused too.
+fn check_crit(header: &Value) -> Result<(), TokenError> {
+    let Some(crit) = header.get("crit") else {
+        return Ok(());
+    };
+    let names: Vec<&str> = crit
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .and_then(|a| a.iter().map(Value::as_str).collect())
+        .ok_or(TokenError::Malformed(
+            "crit must be a non-empty array of strings",
+        ))?;
+    if names.iter().any(|n| STANDARD_HEADERS.contains(n)) {
+        return Err(TokenError::Malformed(
+            "crit lists a header parameter defined by JWS or JWA",
+        ));
+    }
+    Err(TokenError::Critical(names[0].to_string()))
 }
 
 /// Splits and decodes `token` (header and claims must be JSON objects).
@@ -66,6 +99,7 @@ pub fn parse(token: &str) -> Result<Parsed, TokenError> {
         .as_str()
         .ok_or(TokenError::Malformed("no alg"))?
         .to_string();
+    check_crit(&header)?;
     Ok(Parsed {
         alg,
         kid: header["kid"].as_str().map(str::to_owned),
@@ -126,11 +160,22 @@ pub fn verify(token: &Parsed, key: &Key) -> Result<(), TokenError> {
 pub struct Expect<'a> {
     pub issuer: Option<&'a str>,
     pub audiences: &'a [String],
-    pub now: i64,
+    /// Seconds since the epoch, with their fraction (claims may have one).
+    pub now: f64,
     pub leeway: i64,
 }
 
-/// Checks `iss`, `aud`, `exp` and `nbf`.
+/// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional), `None` when absent.
+fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+            TokenError::Claim(format!("the {name} claim is not a number (NumericDate)"))
+        }),
+    }
+}
+
+/// Checks `iss`, `aud`, `exp` and `nbf`, and that `iat` is a NumericDate if present.
 pub fn check_claims(claims: &Value, e: &Expect) -> Result<(), TokenError> {
     if let Some(iss) = e.issuer
         && claims["iss"].as_str() != Some(iss)
@@ -153,18 +198,21 @@ pub fn check_claims(claims: &Value, e: &Expect) -> Result<(), TokenError> {
             )));
         }
     }
-    match claims["exp"].as_i64() {
-        Some(exp) if exp + e.leeway <= e.now => {
+    // In f64: fractions compare exactly enough, and huge values cannot overflow.
+    let leeway = e.leeway as f64;
+    match numeric_date(claims, "exp")? {
+        Some(exp) if exp + leeway <= e.now => {
             return Err(TokenError::Claim("the token has expired".into()));
         }
         Some(_) => {}
         None => return Err(TokenError::Claim("no exp claim".into())),
     }
-    if let Some(nbf) = claims["nbf"].as_i64()
-        && nbf - e.leeway > e.now
+    if let Some(nbf) = numeric_date(claims, "nbf")?
+        && nbf - leeway > e.now
     {
         return Err(TokenError::Claim("the token is not valid yet (nbf)".into()));
     }
+    numeric_date(claims, "iat")?;
     Ok(())
 }
 
@@ -212,6 +260,139 @@ mod tests {
         );
         // HS256 header presented against an RSA-less key set is refused by kind, not tried.
         assert!(parse("e30.e30.").is_err(), "no alg");
+    }
+
+    /// An HS256 token over `header` and `claims`, signed with `secret`.
+    fn hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+        mac.update(input.as_bytes());
+        let sig = mac.finalize().into_bytes();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn hmac_key() -> Key {
+        Key {
+            kid: None,
+            material: KeyMaterial::Hmac(b"secret".to_vec()),
+        }
+    }
+
+    /// Parses and verifies a correctly signed HS256 token with this header.
+    fn accept_header(header: Value) -> Result<(), TokenError> {
+        let token = hs256(&header, &serde_json::json!({"exp": 1}), b"secret");
+        verify(&parse(&token)?, &hmac_key())
+    }
+
+    #[test]
+    fn a_well_signed_token_without_crit_is_accepted() {
+        assert_eq!(accept_header(serde_json::json!({"alg": "HS256"})), Ok(()));
+    }
+
+    #[test]
+    fn crit_listing_an_unknown_extension_is_refused() {
+        // RFC 7797's unencoded payload: signed as usual here, but its producer meant another
+        // signing input, so a recipient that ignored `crit` would misread it.
+        let header = serde_json::json!({"alg": "HS256", "b64": false, "crit": ["b64"]});
+        let err = accept_header(header).expect_err("no extension is understood");
+        assert_eq!(
+            err.to_string(),
+            "unsupported critical header parameter \"b64\" (crit)"
+        );
+    }
+
+    #[test]
+    fn crit_empty_or_not_an_array_of_strings_is_refused() {
+        for crit in [
+            serde_json::json!([]),
+            serde_json::json!("exp"),
+            serde_json::json!([1]),
+            serde_json::json!(null),
+        ] {
+            assert_eq!(
+                accept_header(serde_json::json!({"alg": "HS256", "crit": crit})),
+                Err(TokenError::Malformed(
+                    "crit must be a non-empty array of strings"
+                )),
+                "crit: {crit}"
+            );
+        }
+    }
+
+    #[test]
+    fn crit_listing_a_standard_header_parameter_is_refused() {
+        assert_eq!(
+            accept_header(serde_json::json!({"alg": "HS256", "crit": ["alg"]})),
+            Err(TokenError::Malformed(
+                "crit lists a header parameter defined by JWS or JWA"
+            ))
+        );
+    }
+
+    /// Now, for the tests; `T` is the same instant as a float (claims may be fractional).
+    const NOW: i32 = 1_700_000_000;
+    const T: f64 = NOW as f64;
+
+    fn check_exp(claims: Value, leeway: i64) -> Result<(), TokenError> {
+        check_claims(
+            &claims,
+            &Expect {
+                issuer: None,
+                audiences: &[],
+                now: NOW.into(),
+                leeway,
+            },
+        )
+    }
+
+    #[test]
+    fn fractional_exp_in_the_future_is_accepted() {
+        assert_eq!(check_exp(serde_json::json!({"exp": T + 0.5}), 0), Ok(()));
+        // Leeway applies to fractional times as to whole ones.
+        assert_eq!(check_exp(serde_json::json!({"exp": T - 0.5}), 1), Ok(()));
+    }
+
+    #[test]
+    fn fractional_exp_in_the_past_is_refused() {
+        let expired = Err(TokenError::Claim("the token has expired".into()));
+        assert_eq!(check_exp(serde_json::json!({"exp": T - 0.5}), 0), expired);
+        assert_eq!(check_exp(serde_json::json!({"exp": T - 1.5}), 1), expired);
+    }
+
+    #[test]
+    fn fractional_nbf_and_iat_are_accepted_and_nbf_compared() {
+        let claims = |nbf: f64| serde_json::json!({"exp": T + 60.0, "nbf": nbf, "iat": T - 0.25});
+        assert_eq!(check_exp(claims(T - 0.5), 0), Ok(()));
+        assert_eq!(
+            check_exp(claims(T + 0.5), 0),
+            Err(TokenError::Claim("the token is not valid yet (nbf)".into()))
+        );
+    }
+
+    #[test]
+    fn non_numeric_times_are_reported_as_not_numbers() {
+        for (claims, name) in [
+            (serde_json::json!({"exp": "1700000060"}), "exp"),
+            (serde_json::json!({"exp": null}), "exp"),
+            (serde_json::json!({"exp": T + 60.0, "nbf": "soon"}), "nbf"),
+            (serde_json::json!({"exp": T + 60.0, "iat": [1]}), "iat"),
+        ] {
+            assert_eq!(
+                check_exp(claims, 0),
+                Err(TokenError::Claim(format!(
+                    "the {name} claim is not a number (NumericDate)"
+                )))
+            );
+        }
+        assert_eq!(
+            check_exp(serde_json::json!({}), 0),
+            Err(TokenError::Claim("no exp claim".into()))
+        );
     }
 
     proptest! {

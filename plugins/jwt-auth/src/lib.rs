@@ -1,8 +1,9 @@
 //! `jwt-auth`: an OAuth 2.1 resource server. It validates `Authorization: Bearer` JWTs (RS256,
 //! ES256, EdDSA; HS256 with a secret) against a JWKS given inline or fetched from a named
 //! upstream (cached in `kv`, refetched on an unknown `kid` for key rotation), checks issuer,
-//! audience, `exp` and `nbf` with leeway and the route's required scopes, and puts the principal
-//! and chosen claims in the request context for the plugins after it.
+//! audience, `exp` and `nbf` (whole or fractional seconds) with leeway and the route's required
+//! scopes, and puts the principal and chosen claims in the request context for the plugins after
+//! it. Tokens with a `crit` header are refused: no JOSE extension is supported.
 //!
 //! Refusals follow RFC 6750 and the MCP authorization spec: 401 with
 //! `WWW-Authenticate: Bearer resource_metadata="…"` (plus `error="invalid_token"` when a token was
@@ -91,10 +92,10 @@ struct JwtAuth {
     fetched_at: Option<std::time::Instant>,
 }
 
-fn now() -> i64 {
+fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `scheme://authority` and path of an absolute URL.

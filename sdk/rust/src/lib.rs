@@ -2,7 +2,7 @@
 //!
 //! A plugin is a type implementing [`Plugin`] plus one [`plugin!`] line:
 //!
-//! ```ignore
+//! ```no_run
 //! use weir_sdk::{Decision, LocalResponse, Plugin, request};
 //!
 //! #[derive(serde::Deserialize)]
@@ -487,12 +487,21 @@ pub mod kv {
 
 /// HTTP calls to the gateway's named upstreams. Needs the grant `outbound = ["name", ...]`.
 ///
-/// ```ignore
+/// ```no_run
+/// use weir_sdk::outbound;
+///
+/// # fn fan_out() -> Result<(), outbound::OutboundError> {
 /// // Fan out: start every call, then wait for each; they run concurrently.
-/// let calls: Vec<_> = ["a", "b"].iter()
-///     .map(|u| outbound::start(&outbound::Request::get(u, "/status")))
+/// let calls: Vec<_> = ["a", "b"]
+///     .iter()
+///     .map(|u| outbound::start(outbound::Request::get(u, "/status")))
 ///     .collect();
-/// for call in calls { let resp = outbound::wait(&call?)?; /* ... */ }
+/// for call in calls {
+///     let resp = outbound::wait(&call?)?;
+///     let _status = resp.status();
+/// }
+/// # Ok(())
+/// # }
 /// ```
 pub mod outbound {
     use super::bindings::weir::plugin::outbound as wit;
