@@ -18,7 +18,6 @@ mod pool;
 mod translate;
 
 use config::{Config, Format, Target};
-use mcp_wire::is_event_stream;
 use serde_json::{Value, json};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use translate::stream::Stream;
@@ -28,6 +27,7 @@ use weir_sdk::{
     BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision,
     context, log, metrics, request, response, secrets,
 };
+use weir_wire::is_event_stream;
 
 fn now() -> u64 {
     SystemTime::now()

@@ -141,7 +141,7 @@ pub fn target<'a>(
         })
         .ok_or_else(|| {
             (
-                mcp_wire::jsonrpc::INVALID_PARAMS,
+                weir_wire::jsonrpc::INVALID_PARAMS,
                 format!("Unknown {what}: {public}"),
                 None,
             )

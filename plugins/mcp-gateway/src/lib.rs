@@ -39,7 +39,6 @@ mod session;
 mod upstream;
 
 use config::Config;
-use mcp_wire::{is_event_stream, jsonrpc};
 use relay::{Ids, Relay};
 use serde_json::{Value, json};
 use session::{Era, Refusal};
@@ -48,6 +47,7 @@ use weir_sdk::{
     BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision, log,
     request, response,
 };
+use weir_wire::{is_event_stream, jsonrpc};
 
 /// A fresh id for a request the gateway sends upstream.
 pub(crate) fn fresh_id() -> String {

@@ -2,8 +2,8 @@
 //! id and progress token go back to the client's, event by event, so progress notifications
 //! reach the client while the tool still runs.
 
-use mcp_wire::{jsonrpc, sse};
 use serde_json::Value;
+use weir_wire::{jsonrpc, sse};
 
 /// What was rewritten on the way up, to undo on the way down.
 pub struct Ids {

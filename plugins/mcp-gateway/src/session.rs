@@ -1,10 +1,10 @@
 //! The client side: which era a request belongs to, legacy sessions, and the modern era's
 //! header/body checks.
 
-use mcp_wire::jsonrpc;
 use serde_json::{Value, json};
 use std::time::Duration;
 use weir_sdk::{context, kv, request};
+use weir_wire::jsonrpc;
 
 /// The legacy versions the gateway accepts from clients, newest last.
 pub const LEGACY_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];

@@ -7,11 +7,11 @@
 //! and the call retried: the client never sees the upstream's restart.
 
 use crate::config::{Config, Server};
-use mcp_wire::{is_event_stream, jsonrpc, sse};
 use serde_json::{Value, json};
 use std::time::Duration;
 use weir_sdk::outbound::{self, IncomingResponse, OutboundError, PendingResponse};
 use weir_sdk::{kv, log, secrets};
+use weir_wire::{is_event_stream, jsonrpc, sse};
 
 /// The newest legacy-era version; what the gateway asks upstreams for.
 pub const UPSTREAM_VERSION: &str = "2025-11-25";

@@ -29,7 +29,6 @@
 mod audit;
 mod rules;
 
-use mcp_wire::{is_event_stream, jsonrpc, sse};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -37,6 +36,7 @@ use weir_sdk::{
     BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision,
     context, request, response,
 };
+use weir_wire::{is_event_stream, jsonrpc, sse};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,9 +3,9 @@
 
 use super::{Usage, anthropic_usage, finish_reason, openai_usage, stop_reason};
 use crate::config::Format;
-use mcp_wire::sse;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use weir_wire::sse;
 
 fn openai_event(data: &Value) -> Vec<u8> {
     format!("data: {data}\n\n").into_bytes()

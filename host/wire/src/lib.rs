@@ -1,6 +1,8 @@
-//! The MCP wire format as the gateway plugins need it: JSON-RPC 2.0 messages
-//! ([`jsonrpc`]) carried in a POST body that is either one JSON object or a stream of
-//! server-sent events ([`sse`]).
+//! The MCP wire format: JSON-RPC 2.0 messages ([`jsonrpc`]) carried in a POST body that is
+//! either one JSON object or a stream of server-sent events ([`sse`]).
+//!
+//! One crate for both sides: the MCP and LLM plugins (built for `wasm32-wasip2`) and the host's
+//! stdio MCP bridge (native). It depends on `serde_json` only, so it builds for either target.
 
 #![forbid(unsafe_code)]
 
