@@ -12,7 +12,7 @@
 //! With `token` set, every request needs `Authorization: Bearer <token>` (else 401).
 
 use crate::body::{self, Body};
-use crate::gateway::Gateway;
+use crate::control::Control;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -29,7 +29,7 @@ const MAX_UPLOAD: usize = 256 << 20;
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Control>,
     token: Option<String>,
 ) {
     let token: Arc<Option<String>> = Arc::new(token);
@@ -87,7 +87,7 @@ fn authorized(token: &Option<String>, req: &Request<Incoming>) -> bool {
 }
 
 async fn handle(
-    gateway: &Gateway,
+    gateway: &Control,
     token: &Option<String>,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -136,7 +136,7 @@ async fn handle(
     }
 }
 
-fn config(gateway: &Gateway) -> Response<Body> {
+fn config(gateway: &Control) -> Response<Body> {
     let status = gateway.status();
     let snap = gateway.current();
     let config_digest = std::fs::read(&gateway.config_path)
@@ -164,7 +164,7 @@ fn config(gateway: &Gateway) -> Response<Body> {
     )
 }
 
-fn plugins(gateway: &Gateway) -> Response<Body> {
+fn plugins(gateway: &Control) -> Response<Body> {
     use std::sync::atomic::Ordering::Relaxed;
     let snap = gateway.current();
     let mut out: Vec<Value> = snap
@@ -196,7 +196,7 @@ fn plugins(gateway: &Gateway) -> Response<Body> {
 
 /// Prometheus text format: the gateway's plugin counters, reloads and trace export, then what
 /// plugins recorded through the `metrics` capability.
-fn metrics(gateway: &Gateway) -> Response<Body> {
+fn metrics(gateway: &Control) -> Response<Body> {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
     let snap = gateway.current();
@@ -260,7 +260,7 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
-    crate::request_metrics::render(&mut out);
+    gateway.runtime.services.requests.render(&mut out);
     gateway.runtime.services.metrics.render(&mut out);
     let mut resp = Response::new(crate::body::full(out));
     resp.headers_mut().insert(
@@ -270,7 +270,7 @@ fn metrics(gateway: &Gateway) -> Response<Body> {
     resp
 }
 
-async fn upload(gateway: &Gateway, name: String, req: Request<Incoming>) -> Response<Body> {
+async fn upload(gateway: &Control, name: String, req: Request<Incoming>) -> Response<Body> {
     let Some(path) = gateway.current().plugins.get(&name).map(|p| p.path.clone()) else {
         return reply(
             StatusCode::NOT_FOUND,

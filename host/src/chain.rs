@@ -8,6 +8,7 @@
 
 use crate::config::{InstancePolicy, OnError};
 use crate::exchange::Exchange;
+use crate::observe::Observer;
 use crate::plugin::{
     BodyAccess, HookFailure, InstancePool, LoadedPlugin, LocalResponse, PluginInfo, PluginInstance,
     RequestDecision, ResponseDecision,
@@ -17,19 +18,58 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use std::sync::Arc;
 
 /// One plugin in one route's chain, with that route's config.
-pub struct ChainEntry {
-    pub plugin: Arc<LoadedPlugin>,
-    pub config: Arc<str>,
-    pub on_error: OnError,
+pub(crate) struct ChainEntry {
+    pub(crate) plugin: Arc<LoadedPlugin>,
+    config: Arc<str>,
+    on_error: OnError,
     /// What the plugin declared at load time for this config.
-    pub info: PluginInfo,
+    pub(crate) info: PluginInfo,
     pool: Option<InstancePool>,
+}
+
+/// The four hooks a chain entry runs, named as in spans and metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hook {
+    Request,
+    Response,
+    BodyChunk,
+    BodyEnd,
+}
+
+impl Hook {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Hook::Request => "on_request",
+            Hook::Response => "on_response",
+            Hook::BodyChunk => "on_body_chunk",
+            Hook::BodyEnd => "on_body_end",
+        }
+    }
+}
+
+/// What one hook call came to, once the entry's `on_error` has been applied.
+pub(crate) enum Invoked<T> {
+    /// The hook returned this.
+    Done(T),
+    /// No call: the hook failed and `fail-open` skips the plugin (or its instance was already
+    /// gone after an earlier failure).
+    Skipped,
+    /// The hook failed and `fail-closed` answers with this 500.
+    Refused(Local),
+}
+
+/// Where a hook call reports: the route (for errors), the request's trace (body hooks run after
+/// the request span's hooks and get none), and the snapshot's observer.
+pub(crate) struct HookSite<'a> {
+    pub(crate) route: &'a str,
+    pub(crate) trace: Option<&'a opentelemetry::Context>,
+    pub(crate) observer: &'a Observer,
 }
 
 impl ChainEntry {
     /// Validates `config` by instantiating the plugin and calling `init`; the instance seeds
     /// the pool of a pooled plugin.
-    pub async fn new(
+    pub(crate) async fn new(
         plugin: Arc<LoadedPlugin>,
         config: Arc<str>,
         on_error: OnError,
@@ -62,15 +102,83 @@ impl ChainEntry {
             pool.give_back(instance);
         }
     }
+
+    /// The one hook-call ritual, for all four hooks: a span and a timer around `call` on the
+    /// instance in `slot`, then the latency and failure counted. A failed instance is taken
+    /// out of `slot` (never reused, and it sees nothing more of this request) and the failure
+    /// goes through `on_error`. `carry` (the exchange, for the head hooks) goes in and comes
+    /// back whatever happens.
+    pub(crate) async fn invoke<C, T>(
+        &self,
+        site: &HookSite<'_>,
+        hook: Hook,
+        slot: &mut Option<PluginInstance>,
+        carry: C,
+        call: impl AsyncFnOnce(&mut PluginInstance, C) -> (C, Result<T, HookFailure>),
+        describe: impl FnOnce(&T) -> String,
+    ) -> (C, Invoked<T>) {
+        let Some(instance) = slot.as_mut() else {
+            return (carry, Invoked::Skipped);
+        };
+        let started = site.observer.hook_started(site.trace, &self.plugin, hook);
+        let (carry, result) = call(instance, carry).await;
+        site.observer
+            .hook_finished(started, &self.plugin.name, hook, &result, describe);
+        let invoked = match result {
+            Ok(value) => Invoked::Done(value),
+            Err(failure) => {
+                slot.take();
+                match self.on_failure(site.route, failure) {
+                    Some(local) => Invoked::Refused(local),
+                    None => Invoked::Skipped,
+                }
+            }
+        };
+        (carry, invoked)
+    }
+
+    /// Applies `on_error` to a failure: a 500 to answer with (fail-closed), or `None` to skip
+    /// the plugin (fail-open). Counts the failure for the plugin's health.
+    pub(crate) fn on_failure(&self, route: &str, failure: HookFailure) -> Option<Local> {
+        let plugin = &*self.plugin.name;
+        if self
+            .plugin
+            .stats
+            .record_failure(&self.plugin.settings.health)
+        {
+            tracing::warn!(
+                plugin,
+                route,
+                "plugin is now unhealthy: too many recent failures"
+            );
+        }
+        match self.on_error {
+            OnError::FailOpen => {
+                tracing::warn!(plugin, route, %failure, "plugin failed; skipped (fail-open)");
+                None
+            }
+            OnError::FailClosed => {
+                tracing::error!(plugin, route, %failure, "plugin failed; request refused (fail-closed)");
+                let mut local = Local::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("weir: plugin \"{plugin}\" on route \"{route}\" {failure}\n"),
+                );
+                local
+                    .headers
+                    .insert("x-weir-error", HeaderValue::from_static("plugin"));
+                Some(local)
+            }
+        }
+    }
 }
 
 /// A route's chain.
-pub struct Chain {
-    pub entries: Vec<ChainEntry>,
+pub(crate) struct Chain {
+    pub(crate) entries: Vec<Arc<ChainEntry>>,
     /// Buffer the request body up to this size (the largest any plugin asked for).
-    pub request_body_limit: Option<u64>,
+    pub(crate) request_body_limit: Option<u64>,
     /// Buffer the response body up to this size (the largest any plugin asked for).
-    pub response_body_limit: Option<u64>,
+    pub(crate) response_body_limit: Option<u64>,
 }
 
 fn buffered(access: &BodyAccess) -> Option<u32> {
@@ -81,7 +189,8 @@ fn buffered(access: &BodyAccess) -> Option<u32> {
 }
 
 impl Chain {
-    pub fn new(entries: Vec<ChainEntry>) -> Chain {
+    pub(crate) fn new(entries: Vec<ChainEntry>) -> Chain {
+        let entries: Vec<Arc<ChainEntry>> = entries.into_iter().map(Arc::new).collect();
         let request_body_limit = entries
             .iter()
             .filter_map(|e| buffered(&e.info.request_body))
@@ -113,35 +222,28 @@ impl ChainEntry {
 /// An instance kept after its request hook for later calls (response hook, body chunks),
 /// possibly from two places at once (a request body still streaming up while the response
 /// arrives). The last holder gives it back to its pool.
-pub struct Held {
-    route: Arc<crate::snapshot::Route>,
-    pub index: usize,
-    pub instance: tokio::sync::Mutex<Option<PluginInstance>>,
-}
-
-impl Held {
-    pub fn entry(&self) -> &ChainEntry {
-        &self.route.chain.entries[self.index]
-    }
+pub(crate) struct Held {
+    pub(crate) entry: Arc<ChainEntry>,
+    pub(crate) instance: tokio::sync::Mutex<Option<PluginInstance>>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(instance) = self.instance.get_mut().take() {
-            self.route.chain.entries[self.index].release(instance);
+            self.entry.release(instance);
         }
     }
 }
 
 /// A response built by the gateway or a plugin, body in memory.
-pub struct Local {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Local {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Local {
-    pub fn text(status: StatusCode, body: String) -> Local {
+    pub(crate) fn text(status: StatusCode, body: String) -> Local {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -174,109 +276,138 @@ impl Local {
 }
 
 /// What the request phase decided.
-pub enum RequestOutcome {
+pub(crate) enum RequestOutcome {
     /// Forward upstream; to this upstream if a plugin routed the request.
     Forward { upstream: Option<String> },
     /// Answer with this response (a plugin's, or a fail-closed error).
     Respond(Local),
 }
 
+/// A request hook's decision, checked: what the chain does next.
+enum RequestStep {
+    Continue,
+    Respond(Local),
+    Route(String),
+}
+
+impl RequestStep {
+    fn check(
+        d: RequestDecision,
+        upstream_exists: &impl Fn(&str) -> bool,
+    ) -> Result<Self, HookFailure> {
+        Ok(match d {
+            RequestDecision::Continue => RequestStep::Continue,
+            RequestDecision::Respond(r) => RequestStep::Respond(Local::from_plugin(r)?),
+            RequestDecision::Route(name) if upstream_exists(&name) => RequestStep::Route(name),
+            RequestDecision::Route(name) => {
+                return Err(HookFailure::BadDecision(format!(
+                    "routed to unknown upstream \"{name}\""
+                )));
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            RequestStep::Continue => "continue".into(),
+            RequestStep::Respond(l) => format!("respond {}", l.status.as_u16()),
+            RequestStep::Route(u) => format!("route {u}"),
+        }
+    }
+}
+
+fn describe_replacement(r: &Option<Local>) -> String {
+    match r {
+        None => "continue".into(),
+        Some(l) => format!("replace {}", l.status.as_u16()),
+    }
+}
+
 /// The state of one request's chain: the instances of plugins that ran and are needed later.
-pub struct ChainRun {
-    route: Arc<crate::snapshot::Route>,
+pub(crate) struct ChainRun {
+    chain: Arc<Chain>,
+    route: Arc<str>,
+    observer: Arc<Observer>,
     /// Plugins that ran and want a response hook or a streamed body, in chain order.
     ran: Vec<Arc<Held>>,
 }
 
 impl ChainRun {
-    pub fn new(route: Arc<crate::snapshot::Route>) -> ChainRun {
+    pub(crate) fn new(chain: Arc<Chain>, route: Arc<str>, observer: Arc<Observer>) -> ChainRun {
         ChainRun {
+            chain,
             route,
+            observer,
             ran: Vec::new(),
         }
     }
 
     /// Whether any plugin is still needed after the request phase.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         !self.ran.is_empty()
     }
 
-    pub fn has_response_hooks(&self) -> bool {
-        self.ran.iter().any(|h| h.entry().info.response_hook)
+    pub(crate) fn has_response_hooks(&self) -> bool {
+        self.ran.iter().any(|h| h.entry.info.response_hook)
     }
 
     /// The plugins that stream the request body, in chain order.
-    pub fn request_streamers(&self) -> Vec<Arc<Held>> {
+    pub(crate) fn request_streamers(&self) -> Vec<Arc<Held>> {
         self.ran
             .iter()
-            .filter(|h| matches!(h.entry().info.request_body, BodyAccess::Streamed))
+            .filter(|h| matches!(h.entry.info.request_body, BodyAccess::Streamed))
             .cloned()
             .collect()
     }
 
+    fn site<'a>(&'a self, trace: &'a opentelemetry::Context) -> HookSite<'a> {
+        HookSite {
+            route: &self.route,
+            trace: Some(trace),
+            observer: &self.observer,
+        }
+    }
+
     /// Runs the request hooks in order. `upstream_exists` checks a plugin's `route` target.
-    pub async fn request_phase(
+    pub(crate) async fn request_phase(
         &mut self,
         mut ex: Box<Exchange>,
         upstream_exists: impl Fn(&str) -> bool,
     ) -> (Box<Exchange>, RequestOutcome) {
-        let route = self.route.clone();
+        let chain = self.chain.clone();
+        let trace = ex.trace.clone();
         let mut upstream = None;
-        for (i, entry) in route.chain.entries.iter().enumerate() {
-            let mut instance = match entry.instance().await {
-                Ok(instance) => instance,
-                Err(failure) => match self.failed(entry, failure) {
+        for entry in &chain.entries {
+            let mut slot = match entry.instance().await {
+                Ok(instance) => Some(instance),
+                Err(failure) => match entry.on_failure(&self.route, failure) {
                     Some(local) => return (ex, RequestOutcome::Respond(local)),
                     None => continue,
                 },
             };
-            let span = crate::telemetry::hook(
-                &ex.trace,
-                &entry.plugin.name,
-                &entry.plugin.digest,
-                "on_request",
-            );
-            let started = std::time::Instant::now();
-            let (back, result) = instance.on_request(ex).await;
-            ex = back;
-            crate::request_metrics::hook(
-                &entry.plugin.name,
-                "on_request",
-                started.elapsed(),
-                result.as_ref().err().map(HookFailure::kind),
-            );
-            crate::telemetry::end_hook(
-                span,
-                match &result {
-                    Ok(RequestDecision::Continue) => Ok("continue".into()),
-                    Ok(RequestDecision::Respond(r)) => Ok(format!("respond {}", r.status)),
-                    Ok(RequestDecision::Route(u)) => Ok(format!("route {u}")),
-                    Err(e) => Err(e.to_string()),
-                },
-            );
-            let result = result.and_then(|decision| match decision {
-                RequestDecision::Continue => Ok(None),
-                RequestDecision::Respond(r) => Local::from_plugin(r).map(Some),
-                RequestDecision::Route(name) if upstream_exists(&name) => {
-                    upstream = Some(name);
-                    Ok(None)
-                }
-                RequestDecision::Route(name) => Err(HookFailure::BadDecision(format!(
-                    "routed to unknown upstream \"{name}\""
-                ))),
-            });
-            match result {
-                Ok(respond) => {
-                    self.keep(i, instance);
-                    if let Some(local) = respond {
-                        return (ex, RequestOutcome::Respond(local));
-                    }
-                }
-                Err(failure) => {
-                    drop(instance);
-                    if let Some(local) = self.failed(entry, failure) {
-                        return (ex, RequestOutcome::Respond(local));
-                    }
+            let step;
+            (ex, step) = entry
+                .invoke(
+                    &self.site(&trace),
+                    Hook::Request,
+                    &mut slot,
+                    ex,
+                    async |i, ex| {
+                        let (ex, d) = i.on_request(ex).await;
+                        let step = d.and_then(|d| RequestStep::check(d, &upstream_exists));
+                        (ex, step)
+                    },
+                    RequestStep::describe,
+                )
+                .await;
+            if let Some(instance) = slot {
+                self.keep(entry, instance);
+            }
+            match step {
+                Invoked::Done(RequestStep::Continue) | Invoked::Skipped => {}
+                Invoked::Done(RequestStep::Route(name)) => upstream = Some(name),
+                Invoked::Done(RequestStep::Respond(local)) | Invoked::Refused(local) => {
+                    return (ex, RequestOutcome::Respond(local));
                 }
             }
         }
@@ -287,13 +418,14 @@ impl ChainRun {
     /// fail-closed error replaces the response head and sets `ex.response_body`. Returns the
     /// plugins that stream the response body, in the order the body passes them (reverse chain
     /// order), minus any whose response hook failed.
-    pub async fn response_phase(
+    pub(crate) async fn response_phase(
         &mut self,
         mut ex: Box<Exchange>,
     ) -> (Box<Exchange>, Vec<Arc<Held>>) {
+        let trace = ex.trace.clone();
         let mut streamers = Vec::new();
         while let Some(held) = self.ran.pop() {
-            let entry = held.entry();
+            let entry = &held.entry;
             let streams = matches!(entry.info.response_body, BodyAccess::Streamed);
             if !entry.info.response_hook {
                 if streams {
@@ -302,111 +434,51 @@ impl ChainRun {
                 continue;
             }
             let mut slot = held.instance.lock().await;
-            let Some(instance) = slot.as_mut() else {
-                continue;
-            };
-            let span = crate::telemetry::hook(
-                &ex.trace,
-                &entry.plugin.name,
-                &entry.plugin.digest,
-                "on_response",
-            );
-            let started = std::time::Instant::now();
-            let (back, result) = instance.on_response(ex).await;
-            ex = back;
-            crate::request_metrics::hook(
-                &entry.plugin.name,
-                "on_response",
-                started.elapsed(),
-                result.as_ref().err().map(HookFailure::kind),
-            );
-            crate::telemetry::end_hook(
-                span,
-                match &result {
-                    Ok(ResponseDecision::Continue) => Ok("continue".into()),
-                    Ok(ResponseDecision::Replace(r)) => Ok(format!("replace {}", r.status)),
-                    Err(e) => Err(e.to_string()),
-                },
-            );
-            let result = result.and_then(|d| match d {
-                ResponseDecision::Continue => Ok(None),
-                ResponseDecision::Replace(r) => Local::from_plugin(r).map(Some),
-            });
-            let replacement = match result {
-                Ok(r) => r,
-                Err(failure) => {
-                    // A failed instance is never reused; nor does it see the body.
-                    slot.take();
-                    self.failed(entry, failure)
-                }
-            };
+            let replaced;
+            (ex, replaced) = entry
+                .invoke(
+                    &self.site(&trace),
+                    Hook::Response,
+                    &mut slot,
+                    ex,
+                    async |i, ex| {
+                        let (ex, d) = i.on_response(ex).await;
+                        let replacement = d.and_then(|d| match d {
+                            ResponseDecision::Continue => Ok(None),
+                            ResponseDecision::Replace(r) => Local::from_plugin(r).map(Some),
+                        });
+                        (ex, replacement)
+                    },
+                    describe_replacement,
+                )
+                .await;
+            // A failed instance was dropped from its slot: it does not see the body.
             let keep = streams && slot.is_some();
             drop(slot);
             if keep {
                 streamers.push(held.clone());
             }
-            if let Some(local) = replacement {
+            if let Invoked::Done(Some(local)) | Invoked::Refused(local) = replaced {
                 replace_response(&mut ex, local);
             }
         }
         (ex, streamers)
     }
 
-    fn keep(&mut self, i: usize, instance: PluginInstance) {
-        let entry = &self.route.chain.entries[i];
+    fn keep(&mut self, entry: &Arc<ChainEntry>, instance: PluginInstance) {
         if entry.needed_later() {
             self.ran.push(Arc::new(Held {
-                route: self.route.clone(),
-                index: i,
+                entry: entry.clone(),
                 instance: tokio::sync::Mutex::new(Some(instance)),
             }));
         } else {
             entry.release(instance);
         }
     }
-
-    /// Applies `on_error`: a 500 to answer with (fail-closed), or `None` to skip (fail-open).
-    fn failed(&self, entry: &ChainEntry, failure: HookFailure) -> Option<Local> {
-        failed(&self.route.name, entry, failure)
-    }
-}
-
-/// Applies an entry's `on_error` to a failure: a 500 to answer with (fail-closed), or `None` to
-/// skip the plugin (fail-open). Counts the failure for the plugin's health.
-pub fn failed(route: &str, entry: &ChainEntry, failure: HookFailure) -> Option<Local> {
-    let plugin = &*entry.plugin.name;
-    if entry
-        .plugin
-        .stats
-        .record_failure(&entry.plugin.settings.health)
-    {
-        tracing::warn!(
-            plugin,
-            route,
-            "plugin is now unhealthy: too many recent failures"
-        );
-    }
-    match entry.on_error {
-        OnError::FailOpen => {
-            tracing::warn!(plugin, route, %failure, "plugin failed; skipped (fail-open)");
-            None
-        }
-        OnError::FailClosed => {
-            tracing::error!(plugin, route, %failure, "plugin failed; request refused (fail-closed)");
-            let mut local = Local::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("weir: plugin \"{plugin}\" on route \"{route}\" {failure}\n"),
-            );
-            local
-                .headers
-                .insert("x-weir-error", HeaderValue::from_static("plugin"));
-            Some(local)
-        }
-    }
 }
 
 /// Puts a local response into the exchange as the current response.
-pub fn replace_response(ex: &mut Exchange, local: Local) {
+pub(crate) fn replace_response(ex: &mut Exchange, local: Local) {
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = local.status;
     parts.headers = local.headers;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Which hook is running; decides which half of the exchange is writable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct Exchange {
     /// The request's trace span (a no-op context when telemetry is off).
     pub trace: opentelemetry::Context,
     /// `trace.*` attributes body hooks set, for the span's end.
-    pub late_trace: crate::telemetry::LateAttributes,
+    pub late_trace: LateAttributes,
 }
 
 /// The per-request context shared by the plugins of one chain.
@@ -57,3 +57,7 @@ impl Exchange {
         copy
     }
 }
+
+/// `trace.*` attributes set by plugins from their body hooks (e.g. token counts, known at the
+/// end of a streamed answer), added when the request span ends with the body.
+pub type LateAttributes = Arc<Mutex<Vec<(String, String)>>>;

@@ -1,131 +1,16 @@
-//! The gateway: the Wasm runtime, the active snapshot (swapped atomically on reload), startup
-//! and graceful shutdown.
-//!
-//! A reload (file change, SIGHUP or the admin API) loads the config file and every plugin,
-//! builds a complete new [`Snapshot`] and only then swaps it in; any error leaves the old
-//! snapshot serving and is recorded in [`ReloadStatus`]. Requests keep the snapshot they started
-//! with, response hooks included, so old plugin code lives exactly as long as they do.
+//! Startup and shutdown: `check` (load everything, serve nothing) and `run` (load, bind, start
+//! the workers, the admin API and the reload triggers, then drain on SIGTERM/SIGINT). What runs
+//! afterwards holds a [`Control`], never this module.
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::plugin::Runtime;
 use crate::server::{Listener, WorkerListener};
 use crate::snapshot::Snapshot;
-use arc_swap::ArcSwap;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
-
-/// What the admin API reports about configuration loads.
-#[derive(Debug, Clone)]
-pub struct ReloadStatus {
-    /// Increases with every activated snapshot; 1 is the one loaded at start.
-    pub generation: u64,
-    pub activated_at: SystemTime,
-    pub reloads: u64,
-    pub failures: u64,
-    /// The errors of the last failed load, if it failed after the last success.
-    pub last_error: Option<(SystemTime, Vec<String>)>,
-}
-
-pub struct Gateway {
-    snapshot: ArcSwap<Snapshot>,
-    pub runtime: Runtime,
-    pub config_path: PathBuf,
-    status: Mutex<ReloadStatus>,
-    /// One load at a time; triggers that arrive meanwhile wait for it.
-    reload_lock: tokio::sync::Mutex<()>,
-    /// Addresses bound at start; changing them needs a restart.
-    listeners: Vec<String>,
-    shutting_down: watch::Sender<bool>,
-}
-
-impl Gateway {
-    /// The snapshot new requests should use.
-    pub fn current(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
-    }
-
-    pub fn status(&self) -> ReloadStatus {
-        self.status
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutting_down.borrow()
-    }
-
-    /// A receiver that turns `true` when shutdown begins.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutting_down.subscribe()
-    }
-
-    /// Loads the config file again and swaps in the new snapshot if everything in it is valid.
-    /// `overrides` replaces plugin files by bytes (an admin upload being validated).
-    pub async fn reload(
-        &self,
-        trigger: &str,
-        overrides: &HashMap<String, Vec<u8>>,
-    ) -> Result<u64, Diagnostics> {
-        let _one_at_a_time = self.reload_lock.lock().await;
-        let result = match Config::load(&self.config_path) {
-            Ok(config) => {
-                let listeners: Vec<String> = config
-                    .file
-                    .listeners
-                    .iter()
-                    .map(|l| l.get_ref().address.get_ref().clone())
-                    .collect();
-                if listeners != self.listeners {
-                    tracing::warn!(
-                        "listener addresses changed; they take effect at the next restart"
-                    );
-                }
-                Snapshot::build_with(&config, &self.runtime, overrides).await
-            }
-            Err(d) => Err(d),
-        };
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(snapshot) => {
-                let keep: Vec<String> = snapshot
-                    .plugins
-                    .values()
-                    .map(|p| p.digest.clone())
-                    .collect();
-                // The old snapshot's stdio bridges that this one did not reuse stop when it is
-                // dropped, after its requests in flight.
-                self.snapshot.store(Arc::new(snapshot));
-                self.runtime
-                    .retain_compiled(&keep.iter().map(String::as_str).collect::<Vec<_>>());
-                status.generation += 1;
-                status.reloads += 1;
-                status.activated_at = SystemTime::now();
-                status.last_error = None;
-                tracing::info!(
-                    trigger,
-                    generation = status.generation,
-                    "configuration reloaded"
-                );
-                Ok(status.generation)
-            }
-            Err(d) => {
-                status.failures += 1;
-                status.last_error = Some((
-                    SystemTime::now(),
-                    d.0.iter().map(ToString::to_string).collect(),
-                ));
-                tracing::error!(trigger, errors = %d, "reload refused; the previous configuration keeps serving");
-                Err(d)
-            }
-        }
-    }
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Loads each listener's TLS configuration (certificate and key files).
 fn listener_tls(config: &Config) -> Result<Vec<Option<Arc<rustls::ServerConfig>>>, Diagnostics> {
@@ -209,27 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let snapshot = Snapshot::build(&config, &runtime)
         .await
         .map_err(|d| anyhow::anyhow!("{d}"))?;
-    let (shutting_down, _) = watch::channel(false);
-    let gateway = Arc::new(Gateway {
-        snapshot: ArcSwap::from_pointee(snapshot),
-        runtime,
-        config_path: config.path.clone(),
-        status: Mutex::new(ReloadStatus {
-            generation: 1,
-            activated_at: SystemTime::now(),
-            reloads: 0,
-            failures: 0,
-            last_error: None,
-        }),
-        reload_lock: tokio::sync::Mutex::new(()),
-        listeners: config
-            .file
-            .listeners
-            .iter()
-            .map(|l| l.get_ref().address.get_ref().clone())
-            .collect(),
-        shutting_down,
-    });
+    let gateway = Arc::new(Control::new(snapshot, runtime, &config));
 
     let workers = config.file.runtime.worker_count();
     let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
@@ -291,7 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!(drain_timeout = ?drain, "shutting down: no new connections; draining requests in flight");
-    gateway.shutting_down.send_replace(true);
+    gateway.begin_shutdown();
     if let Some(admin) = admin {
         admin.abort();
     }

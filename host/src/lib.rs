@@ -1,30 +1,38 @@
 //! Weir: a WebAssembly plugin-driven programmable gateway. See `ARCHITECTURE.md` for the map.
+//!
+//! The library exists for the `weir` binary (`main.rs`), the benchmarks and the end-to-end
+//! tests; it exports only the modules they use. Everything else is `pub(crate)`.
 
-pub mod access_log;
-pub mod admin;
+// Used by the binary, the benchmarks or the tests.
 pub mod authoring;
-pub mod body;
 pub mod capability;
-pub mod chain;
-pub mod config;
+pub use weir_config as config;
 pub mod demo_backend;
-pub mod diagnostic;
+pub use weir_config::diagnostic;
 pub mod exchange;
 pub mod gateway;
-pub mod headers;
 pub mod oci;
-pub mod peer;
 pub mod plugin;
-pub mod proxy;
-pub mod reload;
-pub mod request_metrics;
-pub mod router;
-pub mod server;
-pub mod snapshot;
-pub mod sse;
-pub mod stdio_bridge;
-pub mod stream;
-pub mod telemetry;
-pub mod tls;
-pub mod upstream;
-pub mod worker;
+
+// The gateway's insides.
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod body;
+pub(crate) mod chain;
+pub(crate) mod control;
+pub(crate) mod headers;
+pub(crate) mod observe;
+pub(crate) mod peer;
+pub(crate) mod proxy;
+pub(crate) mod reload;
+pub(crate) mod request_metrics;
+pub(crate) mod router;
+pub(crate) mod server;
+pub(crate) mod snapshot;
+pub(crate) mod sse;
+pub(crate) mod stdio_bridge;
+pub(crate) mod stream;
+pub(crate) mod telemetry;
+pub(crate) mod tls;
+pub(crate) mod upstream;
+pub(crate) mod worker;

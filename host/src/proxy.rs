@@ -1,130 +1,169 @@
-//! The request path, top to bottom:
+//! The request path, as named phases. Each phase is one function; each says when it runs and
+//! what its failures become. A request passes them top to bottom and leaves through one exit,
+//! [`handle`], where the snapshot's [`Observer`] records its metrics and access-log line.
 //!
-//! listener → **route** → limits → hop-by-hop + rewrite + `x-forwarded-*` → (buffer body if a
-//! plugin asked) → **request chain** → **upstream** (or the local response; the request body
-//! streams up through plugins that asked for it chunk by chunk) → (buffer response body if
-//! asked) → **response chain** (reverse) → client (the response body streaming through plugins
-//! that asked for it).
+//! | phase | runs | an error there becomes |
+//! |---|---|---|
+//! | [`check_head`] | first, on the head as received | 431 |
+//! | [`route`] | after the head check | 404 (no route) |
+//! | [`check_length`] | once the route (and its body limit) is known | 413 (declared length) |
+//! | [`normalise`] | before any plugin sees the head | — (hop-by-hop dropped, rewrite, `x-forwarded-*`, origin-form) |
+//! | [`buffer`] | only when a plugin asked for the whole request body | 413 / 400 |
+//! | [`Flight::request_chain`] | plugins' `on-request`, in chain order | a plugin's answer, or 500 naming it (fail-closed) |
+//! | [`Flight::forward`] | unless a plugin answered; the body streams up through `streamed` plugins | 502/504 naming the upstream, 413 |
+//! | [`Flight::response_chain`] | plugins' `on-response`, in reverse, when any is left | 502 (response body not bufferable), a plugin's replacement, 500 |
+//! | [`Flight::into_response`] | last: framing, streamed response plugins, SSE error event, upgrade tunnel | — |
 //!
-//! Everything that can go wrong here ends as a response to the client: 404 (no route), 413/431
-//! (limits), 500 naming the plugin (fail-closed), 502/504 naming the upstream.
-//!
-//! Around it: a trace span per request, per hook and per upstream attempt (`telemetry`), the
-//! request metrics and the access log (`handle`).
+//! Everything that can go wrong ends as a response to the client; nothing is retried here.
 
 use crate::body::{self, Body, CollectError, Limited};
 use crate::chain::{ChainRun, Local, RequestOutcome, replace_response};
 use crate::exchange::{Context, Exchange, Phase};
 use crate::headers;
+use crate::observe::Answered;
 use crate::plugin::Direction;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Route, Snapshot};
 use crate::stream;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub listener: Arc<str>,
-    pub client: SocketAddr,
-    pub scheme: &'static str,
+pub(crate) struct ConnInfo {
+    pub(crate) listener: Arc<str>,
+    pub(crate) client: SocketAddr,
+    pub(crate) scheme: &'static str,
     /// The verified client certificate's identity (mTLS listeners).
-    pub peer: Option<Arc<crate::peer::PeerIdentity>>,
+    pub(crate) peer: Option<Arc<crate::peer::PeerIdentity>>,
 }
 
-/// Who answered, carried on the response for the request metrics and the access log.
-#[derive(Clone)]
-struct AnsweredBy {
-    route: Arc<str>,
-    principal: Option<String>,
-    upstream: Option<String>,
-    trace_id: Option<String>,
-}
-
-impl AnsweredBy {
-    fn of(ex: &Exchange, upstream: Option<String>) -> AnsweredBy {
-        // The rest is for the access log only: not copied when there is none.
-        let logged = crate::access_log::access_enabled();
-        AnsweredBy {
-            route: ex.route.clone(),
-            principal: ex.context.principal.clone().filter(|_| logged),
-            upstream: upstream.filter(|_| logged),
-            trace_id: logged
-                .then(|| crate::telemetry::trace_id(&ex.trace))
-                .flatten(),
-        }
-    }
-}
-
-/// Handles one request with the snapshot that was current when it arrived.
-pub async fn handle(snap: Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
-    let started = std::time::Instant::now();
-    let logged = crate::access_log::access_enabled()
-        .then(|| (req.method().to_string(), req.uri().path().to_string()));
-    let client = conn.client;
-    let resp = pipeline(snap, conn, req).await;
-    let by = resp.extensions().get::<AnsweredBy>();
-    let route = by.map_or("(none)", |r| &*r.route);
-    let elapsed = started.elapsed();
-    crate::request_metrics::request(route, resp.status().as_u16(), elapsed);
-    if let Some((method, path)) = logged {
-        crate::access_log::access(serde_json::json!({
-            "method": method,
-            "path": path,
-            "status": resp.status().as_u16(),
-            "route": by.map(|b| &*b.route),
-            "upstream": by.and_then(|b| b.upstream.as_deref()),
-            "principal": by.and_then(|b| b.principal.as_deref()),
-            "client": client.ip().to_string(),
-            "duration_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            "trace_id": by.and_then(|b| b.trace_id.as_deref()),
-        }));
-    }
+/// Handles one request with the snapshot that was current when it arrived. The one exit.
+pub(crate) async fn handle(
+    snap: Arc<Snapshot>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let observer = snap.observer.clone();
+    let start = observer.request_started(&req, conn.client);
+    let (resp, answered) = match admit(snap, &conn, req).await {
+        Ok((flight, ex)) => flight.run(ex).await,
+        Err(Refused(status, msg)) => (error(status, &msg), Answered::default()),
+    };
+    observer.request_finished(start, resp.status().as_u16(), &answered);
     resp
 }
 
-async fn pipeline(
+/// The phases before any plugin runs: the head checked, routed, normalised, the body buffered
+/// if a plugin asked. An `Err` is the gateway's own answer.
+async fn admit(
     snap: Arc<Snapshot>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
-) -> Response<Body> {
-    // Limits on the head (hyper's own buffer limit cannot go below 8 KiB).
+) -> Result<(Flight, Box<Exchange>), Refused> {
+    check_head(&snap, &req)?;
+    let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let route = route(&snap, conn, &parts)?;
+    check_length(&route, &parts)?;
+    let (limited, too_large) = Limited::new(incoming, route.max_body_size);
+    let authority = normalise(&route, conn, &mut parts, client_upgrade.is_some());
+    let (request_body, streaming) = buffer(&route, limited, &too_large).await?;
+    let observer = snap.observer.clone();
+    let head_request = parts.method == http::Method::HEAD;
+    let ex = Box::new(Exchange {
+        phase: Phase::Request,
+        trace: observer.request_span(&parts, &route.name, conn.client),
+        request: parts,
+        request_body,
+        response: None,
+        response_body: None,
+        context: peer_context(conn),
+        client_addr: conn.client,
+        authority,
+        scheme: conn.scheme,
+        route: route.name.clone(),
+        late_trace: Default::default(),
+    });
+    let run = ChainRun::new(route.chain.clone(), route.name.clone(), observer);
+    let flight = Flight {
+        snap,
+        route,
+        run,
+        head_request,
+        client_upgrade,
+        streaming,
+        too_large,
+        upstream: None,
+        upstream_body: None,
+        upstream_upgrade: None,
+    };
+    Ok((flight, ex))
+}
+
+/// The gateway's own answer before any plugin ran: a status and a short message.
+struct Refused(StatusCode, Cow<'static, str>);
+
+/// Phase: limits on the head as received (hyper's own buffer limit cannot go below 8 KiB).
+fn check_head(snap: &Snapshot, req: &Request<Incoming>) -> Result<(), Refused> {
     let target_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len())
         + req.uri().authority().map_or(0, |a| a.as_str().len());
     let head_size = headers::head_size(req.headers()) + target_len;
     if head_size > snap.limits.max_header_size.as_usize() {
-        return error(
+        return Err(Refused(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request header fields too large",
-        );
+            "request header fields too large".into(),
+        ));
     }
-    let upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, incoming) = req.into_parts();
-    let head_request = parts.method == http::Method::HEAD;
+    Ok(())
+}
 
-    // Route.
-    let Some(route) = snap.route(&conn.listener, &parts).cloned() else {
-        return error(StatusCode::NOT_FOUND, "no route matches this request");
-    };
+/// Phase: the first route, in file order, that serves this listener and matches.
+fn route(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+) -> Result<Arc<Route>, Refused> {
+    snap.route(&conn.listener, parts).cloned().ok_or_else(|| {
+        Refused(
+            StatusCode::NOT_FOUND,
+            "no route matches this request".into(),
+        )
+    })
+}
 
-    // Limits: a declared length over the limit is refused before reading anything.
+/// Phase: a declared length over the route's limit is refused before reading anything.
+fn check_length(route: &Route, parts: &http::request::Parts) -> Result<(), Refused> {
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > route.max_body_size) {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        return Err(Refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large".into(),
+        ));
     }
-    let (limited, too_large) = Limited::new(incoming, route.max_body_size);
+    Ok(())
+}
 
-    // Normalise the head before plugins see it.
+/// Phase: the head as plugins and the upstream see it: hop-by-hop fields dropped, the route's
+/// rewrite applied, `x-forwarded-*` set, the target in origin-form (the endpoint supplies scheme
+/// and authority). Returns the host the client asked for.
+fn normalise(
+    route: &Route,
+    conn: &ConnInfo,
+    parts: &mut http::request::Parts,
+    upgrade: bool,
+) -> Option<String> {
     let client_host = crate::router::request_host(&parts.uri, &parts.headers).map(str::to_owned);
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if let Some(rw) = &route.rewrite
         && let Ok(pq) = rw.apply(&parts.uri).parse::<http::uri::PathAndQuery>()
     {
@@ -138,238 +177,243 @@ async fn pipeline(
         conn.scheme,
         client_host.as_deref(),
     );
-    // Upstreams get origin-form; the endpoint supplies scheme and authority.
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = http::Uri::from(pq);
     }
+    client_host
+}
 
-    // Buffer the body only if a plugin asked for it.
-    let mut stream = Some(limited);
-    let mut request_body = None;
-    if let Some(limit) = route.chain.request_body_limit
-        && let Some(whole) = stream.take()
-    {
-        let limit = limit.min(route.max_body_size);
-        match body::collect_limited(Box::pin(whole), limit).await {
-            Ok(bytes) => request_body = Some(bytes),
-            Err(CollectError::TooLarge(_)) => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-            }
-            Err(CollectError::Read(_)) if too_large.load(Ordering::Relaxed) => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-            }
-            Err(CollectError::Read(e)) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("reading request body: {e}"),
-                );
-            }
-        }
+/// A request body on its way up: still streaming, unless a plugin asked for it whole.
+type Streaming = Option<Limited<Incoming>>;
+
+/// Phase: buffers the request body, only if a plugin asked for it (up to the largest size any
+/// plugin declared, within the route's limit).
+async fn buffer(
+    route: &Route,
+    limited: Limited<Incoming>,
+    too_large: &AtomicBool,
+) -> Result<(Option<Bytes>, Streaming), Refused> {
+    let Some(limit) = route.chain.request_body_limit else {
+        return Ok((None, Some(limited)));
+    };
+    let limit = limit.min(route.max_body_size);
+    match body::collect_limited(Box::pin(limited), limit).await {
+        Ok(bytes) => Ok((Some(bytes), None)),
+        Err(CollectError::TooLarge(_)) => Err(Refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large".into(),
+        )),
+        Err(CollectError::Read(_)) if too_large.load(Ordering::Relaxed) => Err(Refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large".into(),
+        )),
+        Err(CollectError::Read(e)) => Err(Refused(
+            StatusCode::BAD_REQUEST,
+            format!("reading request body: {e}").into(),
+        )),
     }
+}
 
-    // Request chain.
-    let trace = crate::telemetry::request(&parts, &route.name, conn.client);
-    let mut ex = Box::new(Exchange {
-        phase: Phase::Request,
-        request: parts,
-        request_body,
-        response: None,
-        response_body: None,
-        context: match &conn.peer {
-            Some(peer) => Context {
-                principal: peer.principal().map(str::to_owned),
-                attributes: peer.attributes(),
-            },
-            None => Context::default(),
+/// The verified client certificate's identity as the chain's starting context.
+fn peer_context(conn: &ConnInfo) -> Context {
+    match &conn.peer {
+        Some(peer) => Context {
+            principal: peer.principal().map(str::to_owned),
+            attributes: peer.attributes(),
         },
-        client_addr: conn.client,
-        authority: client_host,
-        scheme: conn.scheme,
-        route: route.name.clone(),
-        trace,
-        late_trace: Default::default(),
-    });
-    let mut run = ChainRun::new(route.clone());
-    let outcome;
-    (ex, outcome) = run
-        .request_phase(ex, |name| snap.upstreams.contains_key(name))
-        .await;
+        None => Context::default(),
+    }
+}
 
-    // Upstream, or the local response.
-    let mut upstream_name = None;
-    let mut upstream_body: Option<Incoming> = None;
-    let mut upstream_upgrade = None;
-    match outcome {
-        RequestOutcome::Respond(local) => replace_response(&mut ex, local),
-        RequestOutcome::Forward { upstream } => {
-            let target = match upstream {
-                Some(name) => snap.upstreams.get(&name).cloned(),
-                None => route.upstream.clone(),
-            };
-            let Some(target) = target else {
-                return finish_local(
-                    &mut run,
-                    ex,
-                    Local::text(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "weir: route \"{}\" has no upstream and no plugin answered\n",
-                            route.name
-                        ),
-                    ),
-                )
-                .await;
-            };
-            let head = if run.has_response_hooks() {
-                Exchange::request_head_copy(&ex.request)
-            } else {
-                std::mem::replace(&mut ex.request, http::Request::new(()).into_parts().0)
-            };
-            let (mut head, mut out_body) = match ex.request_body.clone() {
-                Some(bytes) => {
-                    let mut head = head;
-                    set_length(&mut head.headers, bytes.len());
-                    (head, body::full(bytes))
+/// One admitted request, from its first plugin to the response handed to the client.
+struct Flight {
+    snap: Arc<Snapshot>,
+    route: Arc<Route>,
+    run: ChainRun,
+    head_request: bool,
+    /// The client's side of an upgrade (WebSocket), if it asked for one.
+    client_upgrade: Option<OnUpgrade>,
+    /// The request body, unless it was buffered.
+    streaming: Streaming,
+    /// Raised when the streaming body passed the route's limit.
+    too_large: Arc<AtomicBool>,
+    /// The upstream that answered, for the access log.
+    upstream: Option<String>,
+    upstream_body: Option<Incoming>,
+    upstream_upgrade: Option<OnUpgrade>,
+}
+
+impl Flight {
+    async fn run(mut self, ex: Box<Exchange>) -> (Response<Body>, Answered) {
+        let snap = self.snap.clone();
+        // Phase: the plugins' request hooks, in chain order.
+        let (mut ex, outcome) = self
+            .run
+            .request_phase(ex, |name| snap.upstreams.contains_key(name))
+            .await;
+        match outcome {
+            RequestOutcome::Respond(local) => replace_response(&mut ex, local),
+            RequestOutcome::Forward { upstream } => self.forward(&mut ex, upstream).await,
+        }
+        let (ex, streamers) = self.response_chain(ex).await;
+        let answered = snap.observer.answered(&ex, self.upstream.as_deref());
+        (self.into_response(ex, streamers), answered)
+    }
+
+    /// Phase: sends the request upstream (the route's, or the one a plugin chose) and keeps its
+    /// response head in the exchange; a failure becomes the gateway's 502/504 (or 413).
+    async fn forward(&mut self, ex: &mut Exchange, chosen: Option<String>) {
+        let target = match chosen {
+            Some(name) => self.snap.upstreams.get(&name).cloned(),
+            None => self.route.upstream.clone(),
+        };
+        let Some(target) = target else {
+            let msg = format!(
+                "weir: route \"{}\" has no upstream and no plugin answered\n",
+                self.route.name
+            );
+            return replace_response(ex, Local::text(StatusCode::BAD_GATEWAY, msg));
+        };
+        let mut request = self.upstream_request(ex);
+        let observer = &self.snap.observer;
+        let call = observer.upstream_started(&ex.trace, &target.name, request.headers_mut());
+        let sent = target.send(request).await;
+        observer.upstream_finished(call, &target.name, &sent);
+        self.upstream = observer.access_enabled().then(|| target.name.clone());
+        match sent {
+            Ok(mut resp) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    self.upstream_upgrade = Some(hyper::upgrade::on(&mut resp));
                 }
-                None => (head, stream.take().map_or_else(body::empty, body::boxed)),
-            };
-            // Plugins that stream the request body see it on its way up.
-            let streamers = run.request_streamers();
-            if !streamers.is_empty() {
-                head.headers.remove(http::header::CONTENT_LENGTH);
-                out_body =
-                    stream::filter(out_body, Direction::Request, streamers, route.name.clone());
+                let (parts, incoming) = resp.into_parts();
+                ex.response = Some(parts);
+                self.upstream_body = Some(incoming);
             }
-            upstream_name = crate::access_log::access_enabled().then(|| target.name.clone());
-            let attempt = crate::telemetry::upstream(&ex.trace, &target.name, &mut head.headers);
-            let sent = target.send(Request::from_parts(head, out_body)).await;
-            crate::telemetry::end_upstream(
-                attempt,
-                sent.as_ref()
-                    .map(|r| r.status().as_u16())
-                    .map_err(ToString::to_string),
-            );
-            crate::request_metrics::upstream(
-                &target.name,
-                match &sent {
-                    Ok(_) => "ok",
-                    Err(crate::upstream::UpstreamError::Timeout { .. }) => "timeout",
-                    Err(_) => "error",
-                },
-            );
-            match sent {
-                Ok(mut resp) => {
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        upstream_upgrade = Some(hyper::upgrade::on(&mut resp));
-                    }
-                    let (parts, incoming) = resp.into_parts();
-                    ex.response = Some(parts);
-                    upstream_body = Some(incoming);
-                }
-                Err(e) => {
-                    let status = if too_large.load(Ordering::Relaxed) {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    } else {
-                        e.status()
-                    };
-                    tracing::warn!(route = &*route.name, error = %e, "upstream request failed");
-                    let mut local = Local::text(status, format!("weir: {e}\n"));
-                    if status == StatusCode::PAYLOAD_TOO_LARGE {
-                        local = Local::text(status, "weir: request body too large\n".into());
-                    }
-                    replace_response(&mut ex, local);
-                }
+            Err(e) => {
+                tracing::warn!(route = &*self.route.name, error = %e, "upstream request failed");
+                let local = if self.too_large.load(Ordering::Relaxed) {
+                    let msg = "weir: request body too large\n".to_string();
+                    Local::text(StatusCode::PAYLOAD_TOO_LARGE, msg)
+                } else {
+                    Local::text(e.status(), format!("weir: {e}\n"))
+                };
+                replace_response(ex, local);
             }
         }
     }
 
-    // Response chain.
-    let mut streamers = Vec::new();
-    if run.is_active() {
-        if run.has_response_hooks()
-            && let Some(limit) = route.chain.response_body_limit
-            && let Some(incoming) = upstream_body.take()
+    /// The request as the upstream gets it: the head (a copy, when response hooks will still
+    /// read it) with the buffered body, or the streaming body through `streamed` plugins.
+    fn upstream_request(&mut self, ex: &mut Exchange) -> Request<Body> {
+        let mut head = if self.run.has_response_hooks() {
+            Exchange::request_head_copy(&ex.request)
+        } else {
+            std::mem::replace(&mut ex.request, http::Request::new(()).into_parts().0)
+        };
+        let mut body = match ex.request_body.clone() {
+            Some(bytes) => {
+                set_length(&mut head.headers, bytes.len());
+                body::full(bytes)
+            }
+            None => self.streaming.take().map_or_else(body::empty, body::boxed),
+        };
+        let streamers = self.run.request_streamers();
+        if !streamers.is_empty() {
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            body = stream::filter(
+                body,
+                Direction::Request,
+                streamers,
+                self.route.name.clone(),
+                self.snap.observer.clone(),
+            );
+        }
+        Request::from_parts(head, body)
+    }
+
+    /// Phase: the response hooks in reverse, on the upstream's response or a local one (the
+    /// response body buffered first if a plugin asked). Returns the plugins that stream the
+    /// response body.
+    async fn response_chain(
+        &mut self,
+        mut ex: Box<Exchange>,
+    ) -> (Box<Exchange>, Vec<Arc<crate::chain::Held>>) {
+        if !self.run.is_active() {
+            return (ex, Vec::new());
+        }
+        if self.run.has_response_hooks()
+            && let Some(limit) = self.route.chain.response_body_limit
+            && let Some(incoming) = self.upstream_body.take()
         {
             match body::collect_limited(incoming, limit).await {
                 Ok(bytes) => ex.response_body = Some(bytes),
-                Err(e) => replace_response(
-                    &mut ex,
-                    Local::text(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "weir: upstream response body could not be buffered for plugins: {e}\n"
-                        ),
-                    ),
-                ),
+                Err(e) => {
+                    let msg = format!(
+                        "weir: upstream response body could not be buffered for plugins: {e}\n"
+                    );
+                    replace_response(&mut ex, Local::text(StatusCode::BAD_GATEWAY, msg));
+                }
             }
         }
         ex.phase = Phase::Response;
-        (ex, streamers) = run.response_phase(ex).await;
+        self.run.response_phase(ex).await
     }
-    drop(run);
 
-    // To the client.
-    let mut parts = ex
-        .response
-        .take()
-        .unwrap_or_else(|| http::Response::new(()).into_parts().0);
-    crate::telemetry::finish_request(&ex.trace, parts.status.as_u16(), &ex.context);
-    let is_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-    headers::strip_hop_by_hop(&mut parts.headers, is_upgrade);
-    let body = match (ex.response_body.take(), upstream_body) {
-        (Some(bytes), _) => {
-            // A HEAD answer or a 204/304 keeps the upstream's framing headers as they were.
-            if !head_request && !matches!(parts.status.as_u16(), 204 | 304) {
-                set_length(&mut parts.headers, bytes.len());
+    /// Phase: the response as the client gets it: hop-by-hop fields dropped, framing for a
+    /// buffered body, streamed plugins, the SSE error event, the upgrade tunnel, and the
+    /// request span ended with the body.
+    fn into_response(
+        mut self,
+        mut ex: Box<Exchange>,
+        streamers: Vec<Arc<crate::chain::Held>>,
+    ) -> Response<Body> {
+        let head_request = self.head_request;
+        let mut parts = ex
+            .response
+            .take()
+            .unwrap_or_else(|| http::Response::new(()).into_parts().0);
+        let observer = self.snap.observer.clone();
+        observer.response_span(&ex.trace, parts.status.as_u16(), &ex.context);
+        let is_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        headers::strip_hop_by_hop(&mut parts.headers, is_upgrade);
+        let mut body = match (ex.response_body.take(), self.upstream_body.take()) {
+            (Some(bytes), _) => {
+                // A HEAD answer or a 204/304 keeps the upstream's framing headers as they were.
+                if !head_request && !matches!(parts.status.as_u16(), 204 | 304) {
+                    set_length(&mut parts.headers, bytes.len());
+                }
+                body::full(bytes)
             }
-            body::full(bytes)
+            (None, Some(incoming)) => body::boxed(incoming),
+            (None, None) => body::empty(),
+        };
+        // Plugins that stream the response body see it on its way down; its length may change.
+        if !streamers.is_empty() && !head_request {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            let route = self.route.name.clone();
+            body = stream::filter(
+                body,
+                Direction::Response,
+                streamers,
+                route,
+                observer.clone(),
+            );
         }
-        (None, Some(incoming)) => body::boxed(incoming),
-        (None, None) => body::empty(),
-    };
-    // Plugins that stream the response body see it on its way down; its length may change.
-    let body = if streamers.is_empty() || head_request {
-        body
-    } else {
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        stream::filter(body, Direction::Response, streamers, route.name.clone())
-    };
-    // A broken event stream ends with an error event, not as if it were complete.
-    let body = if crate::sse::is_event_stream(&parts.headers) && !head_request {
-        crate::sse::with_error_event(body)
-    } else {
-        body
-    };
-    if let (true, Some(down), Some(up)) = (is_upgrade, upgrade, upstream_upgrade) {
-        tokio::spawn(tunnel(down, up));
+        // A broken event stream ends with an error event, not as if it were complete.
+        if crate::sse::is_event_stream(&parts.headers) && !head_request {
+            body = crate::sse::with_error_event(body);
+        }
+        if let (true, Some(down), Some(up)) = (
+            is_upgrade,
+            self.client_upgrade.take(),
+            self.upstream_upgrade.take(),
+        ) {
+            tokio::spawn(tunnel(down, up));
+        }
+        // The request span ends when the body has gone (body hooks may still add attributes).
+        let body = observer.end_span_with_body(body, ex.trace.clone(), ex.late_trace.clone());
+        Response::from_parts(parts, body)
     }
-    // The request span ends when the body has gone (body hooks may still add attributes).
-    let body = crate::telemetry::end_with_body(body, ex.trace.clone(), ex.late_trace.clone());
-    let mut resp = Response::from_parts(parts, body);
-    resp.extensions_mut()
-        .insert(AnsweredBy::of(&ex, upstream_name));
-    resp
-}
-
-/// Runs the response chain on a local response and returns it.
-async fn finish_local(run: &mut ChainRun, mut ex: Box<Exchange>, local: Local) -> Response<Body> {
-    replace_response(&mut ex, local);
-    if run.has_response_hooks() {
-        ex.phase = Phase::Response;
-        // A gateway error is not streamed through plugins.
-        (ex, _) = run.response_phase(ex).await;
-    }
-    let parts = ex
-        .response
-        .take()
-        .unwrap_or_else(|| http::Response::new(()).into_parts().0);
-    let bytes = ex.response_body.take().unwrap_or_default();
-    crate::telemetry::finish_request(&ex.trace, parts.status.as_u16(), &ex.context);
-    crate::telemetry::end_request(&ex.trace, &ex.late_trace);
-    let mut resp = Response::from_parts(parts, body::full(bytes.clone()));
-    set_length(resp.headers_mut(), bytes.len());
-    resp.extensions_mut().insert(AnsweredBy::of(&ex, None));
-    resp
 }
 
 fn set_length(headers: &mut http::HeaderMap, len: usize) {
@@ -378,7 +422,7 @@ fn set_length(headers: &mut http::HeaderMap, len: usize) {
 }
 
 /// A short plain-text error from the gateway itself.
-pub fn error(status: StatusCode, msg: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, msg: &str) -> Response<Body> {
     let mut resp = Response::new(body::full(Bytes::from(format!("weir: {msg}\n"))));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -1,8 +1,8 @@
 //! Reload triggers: a change to the config file or to any plugin file of the active snapshot
 //! (polled and compared by content, then debounced), and SIGHUP. The admin API is the third
-//! trigger (`admin.rs`). All go through [`Gateway::reload`], which validates before activating.
+//! trigger (`admin.rs`). All go through [`Control::reload`], which validates before activating.
 
-use crate::gateway::Gateway;
+use crate::control::Control;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Files that make up the running configuration, with a hash of their content (`None` when a
 /// file cannot be read, e.g. in the middle of being replaced).
-fn fingerprint(gateway: &Gateway) -> Vec<(PathBuf, Option<u64>)> {
+fn fingerprint(gateway: &Control) -> Vec<(PathBuf, Option<u64>)> {
     let mut files = vec![gateway.config_path.clone()];
     let mut plugins: Vec<PathBuf> = gateway
         .current()
@@ -36,7 +36,7 @@ fn fingerprint(gateway: &Gateway) -> Vec<(PathBuf, Option<u64>)> {
 
 /// Polls the files every `interval`; after a change, waits until they stay the same for one more
 /// interval (an editor or `cp` may write in several steps), then reloads.
-pub async fn watch_files(gateway: Arc<Gateway>, interval: Duration) {
+pub async fn watch_files(gateway: Arc<Control>, interval: Duration) {
     let mut last = fingerprint(&gateway);
     loop {
         tokio::time::sleep(interval).await;
@@ -63,7 +63,7 @@ pub async fn watch_files(gateway: Arc<Gateway>, interval: Duration) {
 /// Asks the registries every `interval` which component the tags of `oci://` plugins with
 /// `pull = "always"` point to; when one moved, reloads (the reload pulls, verifies and swaps it
 /// like any other change). An unreachable registry is logged and retried next round.
-pub async fn watch_registries(gateway: Arc<Gateway>, interval: Duration) {
+pub async fn watch_registries(gateway: Arc<Control>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         if gateway.is_shutting_down() {
@@ -98,7 +98,7 @@ pub async fn watch_registries(gateway: Arc<Gateway>, interval: Duration) {
 }
 
 /// Reloads on every SIGHUP.
-pub async fn on_sighup(gateway: Arc<Gateway>) {
+pub async fn on_sighup(gateway: Arc<Control>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

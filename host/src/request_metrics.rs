@@ -1,8 +1,9 @@
 //! The gateway's own metrics, for the admin `/metrics` (Prometheus text): requests by route and
 //! status with their latency, upstream attempts by outcome, plugin hooks by plugin and phase
-//! with their latency and failures by kind, and plugins' `kv`/`outbound` calls. Process-wide,
-//! like a Prometheus default registry: they survive reloads, and series are bounded by the
-//! configuration (routes, upstreams, plugins) and by status codes.
+//! with their latency and failures by kind, and plugins' `kv`/`outbound` calls. One
+//! [`RequestMetrics`] lives in the runtime's `Services`, so series survive reloads; they are
+//! bounded by the configuration (routes, upstreams, plugins) and by status codes, never by what
+//! a client sends.
 //!
 //! Series are found by the name (`&str`) first, so recording allocates only for a name's first
 //! sample, not on every request.
@@ -10,7 +11,6 @@
 use dashmap::DashMap;
 use std::fmt::Write as _;
 use std::hash::Hash;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -57,11 +57,13 @@ impl Histogram {
 /// Values (counters or histograms) by a name and a small key.
 struct Family<K, V>(DashMap<String, DashMap<K, V>>);
 
-impl<K: Eq + Hash + Copy + Ord, V: Default> Family<K, V> {
-    fn new() -> Self {
+impl<K: Eq + Hash, V> Default for Family<K, V> {
+    fn default() -> Self {
         Family(DashMap::new())
     }
+}
 
+impl<K: Eq + Hash + Copy + Ord, V: Default> Family<K, V> {
     fn with(&self, name: &str, key: K, f: impl FnOnce(&V)) {
         if let Some(inner) = self.0.get(name) {
             match inner.get(&key) {
@@ -102,7 +104,10 @@ impl<K: Eq + Hash + Copy + Ord, V: Default> Family<K, V> {
 type Counters<K> = Family<K, AtomicU64>;
 type Histograms<K> = Family<K, Histogram>;
 
-struct Registry {
+/// The gateway's own series. Recorded through the snapshot's `Observer` (requests, upstreams,
+/// hooks) and the plugins' capability calls; rendered by the admin `/metrics`.
+#[derive(Default)]
+pub struct RequestMetrics {
     requests: Counters<u16>,
     request_latency: Histograms<()>,
     upstream: Counters<&'static str>,
@@ -112,52 +117,47 @@ struct Registry {
     capability: Counters<(&'static str, &'static str, &'static str)>,
 }
 
-static METRICS: LazyLock<Registry> = LazyLock::new(|| Registry {
-    requests: Family::new(),
-    request_latency: Family::new(),
-    upstream: Family::new(),
-    hook_latency: Family::new(),
-    hook_failures: Family::new(),
-    capability: Family::new(),
-});
-
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A request answered on `route` with `status`, its head after `elapsed`.
-pub fn request(route: &str, status: u16, elapsed: Duration) {
-    METRICS.requests.with(route, status, inc);
-    METRICS
-        .request_latency
-        .with(route, (), |h| h.observe(elapsed));
-}
-
-/// An upstream attempt: `ok` (any HTTP answer), `timeout` or `error`.
-pub fn upstream(name: &str, outcome: &'static str) {
-    METRICS.upstream.with(name, outcome, inc);
-}
-
-/// One hook call of `plugin`, and its failure kind if it failed.
-pub fn hook(plugin: &str, phase: &'static str, elapsed: Duration, failure: Option<&'static str>) {
-    METRICS
-        .hook_latency
-        .with(plugin, phase, |h| h.observe(elapsed));
-    if let Some(kind) = failure {
-        METRICS.hook_failures.with(plugin, kind, inc);
+impl RequestMetrics {
+    /// A request answered on `route` with `status`, its head after `elapsed`.
+    pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
+        self.requests.with(route, status, inc);
+        self.request_latency.with(route, (), |h| h.observe(elapsed));
     }
-}
 
-/// A `kv` or `outbound` call by `plugin`.
-pub fn capability_call(
-    capability: &'static str,
-    plugin: &str,
-    op: &'static str,
-    outcome: &'static str,
-) {
-    METRICS
-        .capability
-        .with(plugin, (capability, op, outcome), inc);
+    /// An upstream attempt: `ok` (any HTTP answer), `timeout` or `error`.
+    pub(crate) fn upstream(&self, name: &str, outcome: &'static str) {
+        self.upstream.with(name, outcome, inc);
+    }
+
+    /// One hook call of `plugin`, and its failure kind if it failed.
+    pub(crate) fn hook(
+        &self,
+        plugin: &str,
+        phase: &'static str,
+        elapsed: Duration,
+        failure: Option<&'static str>,
+    ) {
+        self.hook_latency
+            .with(plugin, phase, |h| h.observe(elapsed));
+        if let Some(kind) = failure {
+            self.hook_failures.with(plugin, kind, inc);
+        }
+    }
+
+    /// A `kv` or `outbound` call by `plugin`.
+    pub(crate) fn capability_call(
+        &self,
+        capability: &'static str,
+        plugin: &str,
+        op: &'static str,
+        outcome: &'static str,
+    ) {
+        self.capability.with(plugin, (capability, op, outcome), inc);
+    }
 }
 
 fn escape(v: &str) -> String {
@@ -185,67 +185,69 @@ fn counters<K: Eq + Hash + Copy + Ord>(
     });
 }
 
-/// Appends every family in Prometheus text format.
-pub fn render(out: &mut String) {
-    let m = &*METRICS;
-    counters(
-        out,
-        "weir_requests_total",
-        "Requests answered, by route and status.",
-        &m.requests,
-        |route, status| format!("route=\"{route}\",status=\"{status}\""),
-    );
-    let name = "weir_request_duration_seconds";
-    header(
-        out,
-        name,
-        "histogram",
-        "Time to the response head, by route.",
-    );
-    m.request_latency.each(|route, (), h| {
-        h.render(out, name, &format!("route=\"{}\"", escape(route)));
-    });
-    counters(
-        out,
-        "weir_upstream_requests_total",
-        "Upstream attempts by outcome (ok: an HTTP answer of any status).",
-        &m.upstream,
-        |upstream, outcome| format!("upstream=\"{upstream}\",outcome=\"{outcome}\""),
-    );
-    let name = "weir_plugin_hook_duration_seconds";
-    header(
-        out,
-        name,
-        "histogram",
-        "Plugin hook calls, by plugin and phase.",
-    );
-    m.hook_latency.each(|plugin, phase, h| {
-        let labels = format!("plugin=\"{}\",phase=\"{phase}\"", escape(plugin));
-        h.render(out, name, &labels);
-    });
-    counters(
-        out,
-        "weir_plugin_hook_failures_total",
-        "Plugin hook failures by kind (trap, timeout, memory, decision, instantiate).",
-        &m.hook_failures,
-        |plugin, kind| format!("plugin=\"{plugin}\",kind=\"{kind}\""),
-    );
-    for cap in ["kv", "outbound"] {
-        let name = format!("weir_plugin_{cap}_calls_total");
+impl RequestMetrics {
+    /// Appends every family in Prometheus text format.
+    pub(crate) fn render(&self, out: &mut String) {
+        let m = self;
+        counters(
+            out,
+            "weir_requests_total",
+            "Requests answered, by route and status.",
+            &m.requests,
+            |route, status| format!("route=\"{route}\",status=\"{status}\""),
+        );
+        let name = "weir_request_duration_seconds";
         header(
             out,
-            &name,
-            "counter",
-            &format!("Plugin `{cap}` calls by operation and outcome."),
+            name,
+            "histogram",
+            "Time to the response head, by route.",
         );
-        m.capability.each(|plugin, (c, op, outcome), n| {
-            if c == cap {
-                let (plugin, n) = (escape(plugin), n.load(Ordering::Relaxed));
-                let _ = writeln!(
-                    out,
-                    "{name}{{plugin=\"{plugin}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}"
-                );
-            }
+        m.request_latency.each(|route, (), h| {
+            h.render(out, name, &format!("route=\"{}\"", escape(route)));
         });
+        counters(
+            out,
+            "weir_upstream_requests_total",
+            "Upstream attempts by outcome (ok: an HTTP answer of any status).",
+            &m.upstream,
+            |upstream, outcome| format!("upstream=\"{upstream}\",outcome=\"{outcome}\""),
+        );
+        let name = "weir_plugin_hook_duration_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "Plugin hook calls, by plugin and phase.",
+        );
+        m.hook_latency.each(|plugin, phase, h| {
+            let labels = format!("plugin=\"{}\",phase=\"{phase}\"", escape(plugin));
+            h.render(out, name, &labels);
+        });
+        counters(
+            out,
+            "weir_plugin_hook_failures_total",
+            "Plugin hook failures by kind (trap, timeout, memory, decision, instantiate).",
+            &m.hook_failures,
+            |plugin, kind| format!("plugin=\"{plugin}\",kind=\"{kind}\""),
+        );
+        for cap in ["kv", "outbound"] {
+            let name = format!("weir_plugin_{cap}_calls_total");
+            header(
+                out,
+                &name,
+                "counter",
+                &format!("Plugin `{cap}` calls by operation and outcome."),
+            );
+            m.capability.each(|plugin, (c, op, outcome), n| {
+                if c == cap {
+                    let (plugin, n) = (escape(plugin), n.load(Ordering::Relaxed));
+                    let _ = writeln!(
+                        out,
+                        "{name}{{plugin=\"{plugin}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            });
+        }
     }
 }

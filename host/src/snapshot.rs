@@ -23,7 +23,7 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     pub upstream: Option<Arc<Upstream>>,
     pub max_body_size: u64,
-    pub chain: Chain,
+    pub chain: Arc<Chain>,
 }
 
 pub struct Snapshot {
@@ -33,7 +33,11 @@ pub struct Snapshot {
     pub limits: Limits,
     /// The stdio bridges this snapshot's upstreams point at: held here, so a bridge runs as
     /// long as some snapshot (the active one, or an old one with requests in flight) uses it.
+    /// Never read: owning them is the point.
+    #[allow(dead_code)]
     pub stdio_bridges: Vec<Arc<crate::stdio_bridge::Bridge>>,
+    /// Where the request path reports (metrics, access log, traces).
+    pub observer: Arc<crate::observe::Observer>,
 }
 
 impl Snapshot {
@@ -50,100 +54,14 @@ impl Snapshot {
     ) -> Result<Snapshot, Diagnostics> {
         let mut errors = Vec::new();
         let file = &config.file;
-
-        let mut upstreams = HashMap::new();
-        let mut stdio_bridges = Vec::new();
-        for (name, up) in &file.upstreams {
-            let ca = up
-                .get_ref()
-                .ca_file
-                .as_ref()
-                .map(|p| config.resolve(p.get_ref()));
-            let u = up.get_ref();
-            let client = match (&u.client_cert, &u.client_key) {
-                (Some(c), Some(k)) => {
-                    Some((config.resolve(c.get_ref()), config.resolve(k.get_ref())))
-                }
-                (None, None) => None,
-                (Some(c), None) | (None, Some(c)) => {
-                    errors.push(
-                        Diagnostic::new("`client_cert` and `client_key` go together")
-                            .about(format!("upstream \"{name}\""))
-                            .at(config.location(c.span())),
-                    );
-                    continue;
-                }
-            };
-            let client = client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-            let workers = file.runtime.worker_count();
-            // A stdio MCP server: its bridge's loopback address is the endpoint.
-            let bridged;
-            let u = match &u.stdio {
-                Some(spec) => {
-                    match runtime
-                        .services
-                        .stdio
-                        .ensure(name, spec.get_ref(), config.base_dir())
-                    {
-                        Ok((addr, bridge)) => {
-                            stdio_bridges.extend(bridge);
-                            bridged = crate::config::UpstreamConfig::bridged(u, addr);
-                            &bridged
-                        }
-                        Err(e) => {
-                            errors.push(
-                                Diagnostic::new(e.to_string())
-                                    .about(format!("upstream \"{name}\""))
-                                    .at(config.location(spec.span())),
-                            );
-                            continue;
-                        }
-                    }
-                }
-                None => u,
-            };
-            match Upstream::new(name, u, &file.limits, ca.as_deref(), client, workers) {
-                Ok(u) => {
-                    upstreams.insert(name.clone(), Arc::new(u));
-                }
-                Err(e) => errors.push(
-                    Diagnostic::new(e)
-                        .about(format!("upstream \"{name}\""))
-                        .at(config.location(up.span())),
-                ),
-            }
-        }
-
+        let (upstreams, stdio_bridges) = build_upstreams(config, runtime, &mut errors);
         let secrets = crate::capability::secrets::resolve(config).unwrap_or_else(|e| {
             errors.extend(e);
             HashMap::new()
         });
-        let wants_kv = file
-            .plugins
-            .values()
-            .any(|p| p.get_ref().capabilities.kv.is_some());
-        let kv = if wants_kv {
-            match runtime
-                .services
-                .kv_store(&file.kv, file.runtime.worker_count())
-            {
-                Ok(store) => Some(store),
-                Err(e) => {
-                    errors.push(Diagnostic::new(format!(
-                        "{}: [kv]: {e}",
-                        config.path.display()
-                    )));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-
+        let kv = kv_store(config, runtime, &mut errors);
         let mut plugins = HashMap::new();
         for (name, p) in &file.plugins {
-            let path = config.resolve(p.get_ref().path.get_ref());
-            let settings = PluginSettings::from_config(p.get_ref());
             let caps = Arc::new(capabilities(
                 p.get_ref(),
                 &upstreams,
@@ -151,103 +69,17 @@ impl Snapshot {
                 kv.as_ref(),
                 runtime,
             ));
-            let raw = p.get_ref().path.get_ref().to_string_lossy();
-            let loaded = match (overrides.get(name), OciRef::is_oci(&raw)) {
-                (Some(bytes), _) => runtime.load_bytes(name, &path, bytes, settings, caps),
-                (None, true) => match fetch_oci(
-                    &raw,
-                    p.get_ref().pull,
-                    p.get_ref()
-                        .verify
-                        .as_ref()
-                        .map(|v| config.resolve(v.public_key.get_ref())),
-                )
-                .await
-                {
-                    Ok((reference, pulled)) => {
-                        tracing::info!(
-                            plugin = name.as_str(),
-                            reference = %reference,
-                            manifest = %pulled.manifest_digest,
-                            "plugin from registry"
-                        );
-                        runtime.load_bytes(
-                            name,
-                            std::path::Path::new(raw.as_ref()),
-                            &pulled.component,
-                            settings,
-                            caps,
-                        )
-                    }
-                    Err(e) => {
-                        errors.push(
-                            Diagnostic::new(e)
-                                .about(format!("plugin \"{name}\""))
-                                .at(config.location(p.get_ref().path.span())),
-                        );
-                        continue;
-                    }
-                },
-                (None, false) => runtime.load(name, &path, settings, caps),
-            };
-            match loaded {
+            match load_plugin(config, runtime, name, p, caps, overrides.get(name)).await {
                 Ok(loaded) => {
                     plugins.insert(name.clone(), Arc::new(loaded));
                 }
-                Err(e) => errors.push(
-                    Diagnostic::new(e.to_string())
-                        .about(format!("plugin \"{name}\""))
-                        .at(config.location(p.get_ref().path.span())),
-                ),
+                Err(e) => errors.push(e),
             }
         }
-
         let mut routes = Vec::new();
         for r in &file.routes {
-            let rc = r.get_ref();
-            let name = rc.name.get_ref();
-            let mut entries = Vec::new();
-            for e in &rc.chain {
-                let ec = e.get_ref();
-                let plugin_name = ec.plugin.get_ref();
-                let Some(plugin) = plugins.get(plugin_name) else {
-                    continue; // reported by validation or loading above
-                };
-                let json = match &ec.config {
-                    Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
-                    None => "{}".to_string(),
-                };
-                match ChainEntry::new(plugin.clone(), json.into(), ec.on_error).await {
-                    Ok(entry) => entries.push(entry),
-                    Err(failure) => errors.push(
-                        Diagnostic::new(failure.to_string())
-                            .about(format!("route \"{name}\": plugin \"{plugin_name}\""))
-                            .at(config.location(e.span())),
-                    ),
-                }
-            }
-            let matcher = Matcher::new(&rc.matcher);
-            let rewrite = rc
-                .rewrite
-                .as_ref()
-                .and_then(|rw| Rewrite::new(rw, &matcher));
-            routes.push(Arc::new(Route {
-                name: name.as_str().into(),
-                listeners: rc
-                    .listeners
-                    .as_ref()
-                    .map(|v| v.iter().map(|l| l.get_ref().clone()).collect()),
-                matcher,
-                rewrite,
-                upstream: rc
-                    .upstream
-                    .as_ref()
-                    .and_then(|u| upstreams.get(u.get_ref()).cloned()),
-                max_body_size: rc.max_body_size.unwrap_or(file.limits.max_body_size).0,
-                chain: Chain::new(entries),
-            }));
+            routes.push(build_route(config, r, &upstreams, &plugins, &mut errors).await);
         }
-
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -257,6 +89,9 @@ impl Snapshot {
             plugins,
             limits: file.limits.clone(),
             stdio_bridges,
+            observer: Arc::new(crate::observe::Observer::new(
+                runtime.services.requests.clone(),
+            )),
         })
     }
 
@@ -363,5 +198,200 @@ fn capabilities(
             .into_iter()
             .filter_map(|n| Some((n.clone(), secrets.get(&n)?.clone())))
             .collect(),
+        calls: runtime.services.requests.clone(),
     }
+}
+
+/// Every `[upstreams]` entry as a client (a stdio one through its bridge), with the bridges
+/// this snapshot holds.
+fn build_upstreams(
+    config: &Config,
+    runtime: &Runtime,
+    errors: &mut Vec<Diagnostic>,
+) -> (
+    HashMap<String, Arc<Upstream>>,
+    Vec<Arc<crate::stdio_bridge::Bridge>>,
+) {
+    let file = &config.file;
+    let mut upstreams = HashMap::new();
+    let mut stdio_bridges = Vec::new();
+    for (name, up) in &file.upstreams {
+        let u = up.get_ref();
+        let ca = u.ca_file.as_ref().map(|p| config.resolve(p.get_ref()));
+        let client = match (&u.client_cert, &u.client_key) {
+            (Some(c), Some(k)) => Some((config.resolve(c.get_ref()), config.resolve(k.get_ref()))),
+            (None, None) => None,
+            (Some(c), None) | (None, Some(c)) => {
+                errors.push(
+                    Diagnostic::new("`client_cert` and `client_key` go together")
+                        .about(format!("upstream \"{name}\""))
+                        .at(config.location(c.span())),
+                );
+                continue;
+            }
+        };
+        let client = client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let workers = file.runtime.worker_count();
+        // A stdio MCP server: its bridge's loopback address is the endpoint.
+        let bridged;
+        let u = match &u.stdio {
+            Some(spec) => {
+                match runtime
+                    .services
+                    .stdio
+                    .ensure(name, spec.get_ref(), config.base_dir())
+                {
+                    Ok((addr, bridge)) => {
+                        stdio_bridges.extend(bridge);
+                        bridged = crate::config::UpstreamConfig::bridged(u, addr);
+                        &bridged
+                    }
+                    Err(e) => {
+                        errors.push(
+                            Diagnostic::new(e.to_string())
+                                .about(format!("upstream \"{name}\""))
+                                .at(config.location(spec.span())),
+                        );
+                        continue;
+                    }
+                }
+            }
+            None => u,
+        };
+        match Upstream::new(name, u, &file.limits, ca.as_deref(), client, workers) {
+            Ok(u) => {
+                upstreams.insert(name.clone(), Arc::new(u));
+            }
+            Err(e) => errors.push(
+                Diagnostic::new(e)
+                    .about(format!("upstream \"{name}\""))
+                    .at(config.location(up.span())),
+            ),
+        }
+    }
+    (upstreams, stdio_bridges)
+}
+
+/// The key-value store, when some plugin is granted `kv`.
+fn kv_store(
+    config: &Config,
+    runtime: &Runtime,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Arc<KvStore>> {
+    let file = &config.file;
+    let wants_kv = file
+        .plugins
+        .values()
+        .any(|p| p.get_ref().capabilities.kv.is_some());
+    if !wants_kv {
+        return None;
+    }
+    match runtime
+        .services
+        .kv_store(&file.kv, file.runtime.worker_count())
+    {
+        Ok(store) => Some(store),
+        Err(e) => {
+            errors.push(Diagnostic::new(format!(
+                "{}: [kv]: {e}",
+                config.path.display()
+            )));
+            None
+        }
+    }
+}
+
+/// Loads one `[plugins]` entry: from the override bytes, an `oci://` reference or its file.
+async fn load_plugin(
+    config: &Config,
+    runtime: &Runtime,
+    name: &str,
+    p: &toml::Spanned<crate::config::PluginConfig>,
+    caps: Arc<PluginCapabilities>,
+    override_bytes: Option<&Vec<u8>>,
+) -> Result<LoadedPlugin, Diagnostic> {
+    let pc = p.get_ref();
+    let at = |e: String| {
+        Diagnostic::new(e)
+            .about(format!("plugin \"{name}\""))
+            .at(config.location(pc.path.span()))
+    };
+    let path = config.resolve(pc.path.get_ref());
+    let settings = PluginSettings::from_config(pc);
+    let raw = pc.path.get_ref().to_string_lossy();
+    let loaded = match (override_bytes, OciRef::is_oci(&raw)) {
+        (Some(bytes), _) => runtime.load_bytes(name, &path, bytes, settings, caps),
+        (None, true) => {
+            let key = pc
+                .verify
+                .as_ref()
+                .map(|v| config.resolve(v.public_key.get_ref()));
+            let (reference, pulled) = fetch_oci(&raw, pc.pull, key).await.map_err(at)?;
+            tracing::info!(
+                plugin = name,
+                reference = %reference,
+                manifest = %pulled.manifest_digest,
+                "plugin from registry"
+            );
+            let source = std::path::Path::new(raw.as_ref());
+            runtime.load_bytes(name, source, &pulled.component, settings, caps)
+        }
+        (None, false) => runtime.load(name, &path, settings, caps),
+    };
+    loaded.map_err(|e| at(e.to_string()))
+}
+
+/// One route: its matcher and rewrite, and its chain (each entry's `init` run with its config).
+async fn build_route(
+    config: &Config,
+    r: &toml::Spanned<crate::config::RouteConfig>,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    plugins: &HashMap<String, Arc<LoadedPlugin>>,
+    errors: &mut Vec<Diagnostic>,
+) -> Arc<Route> {
+    let rc = r.get_ref();
+    let name = rc.name.get_ref();
+    let mut entries = Vec::new();
+    for e in &rc.chain {
+        let ec = e.get_ref();
+        let plugin_name = ec.plugin.get_ref();
+        let Some(plugin) = plugins.get(plugin_name) else {
+            continue; // reported by validation or loading
+        };
+        let json = match &ec.config {
+            Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
+            None => "{}".to_string(),
+        };
+        match ChainEntry::new(plugin.clone(), json.into(), ec.on_error).await {
+            Ok(entry) => entries.push(entry),
+            Err(failure) => errors.push(
+                Diagnostic::new(failure.to_string())
+                    .about(format!("route \"{name}\": plugin \"{plugin_name}\""))
+                    .at(config.location(e.span())),
+            ),
+        }
+    }
+    let matcher = Matcher::new(&rc.matcher);
+    let rewrite = rc
+        .rewrite
+        .as_ref()
+        .and_then(|rw| Rewrite::new(rw, &matcher));
+    Arc::new(Route {
+        name: name.as_str().into(),
+        listeners: rc
+            .listeners
+            .as_ref()
+            .map(|v| v.iter().map(|l| l.get_ref().clone()).collect()),
+        matcher,
+        rewrite,
+        upstream: rc
+            .upstream
+            .as_ref()
+            .and_then(|u| upstreams.get(u.get_ref()).cloned()),
+        max_body_size: rc
+            .max_body_size
+            .unwrap_or(config.file.limits.max_body_size)
+            .0,
+        chain: Arc::new(Chain::new(entries)),
+    })
 }

@@ -11,8 +11,9 @@
 //! client sees a broken stream, not a 500).
 
 use crate::body::{Body, BoxError};
-use crate::chain::{Held, failed};
-use crate::plugin::Direction;
+use crate::chain::{Held, Hook, HookSite, Invoked};
+use crate::observe::Observer;
+use crate::plugin::{BodyEnd, Direction};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -23,9 +24,22 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 /// `body`, passed through `filters` (in order) chunk by chunk.
-pub fn filter(body: Body, direction: Direction, filters: Vec<Arc<Held>>, route: Arc<str>) -> Body {
+pub(crate) fn filter(
+    body: Body,
+    direction: Direction,
+    filters: Vec<Arc<Held>>,
+    route: Arc<str>,
+    observer: Arc<Observer>,
+) -> Body {
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(pump(body, direction, filters, route, tx));
+    let pump = Pump {
+        direction,
+        active: filters.into_iter().map(Some).collect(),
+        route,
+        observer,
+        tx,
+    };
+    tokio::spawn(pump.run(body));
     Body::new(Channel { rx })
 }
 
@@ -40,74 +54,155 @@ struct StreamAborted {
 /// Why a chunk could not pass: the stream must end with this error.
 type Abort = BoxError;
 
-async fn pump(
-    mut body: Body,
+/// One streamed body on its way through its plugins.
+struct Pump {
     direction: Direction,
-    filters: Vec<Arc<Held>>,
+    /// The filters still in the stream, in the order the body passes them; a fail-open
+    /// failure leaves a `None`.
+    active: Vec<Option<Arc<Held>>>,
     route: Arc<str>,
+    observer: Arc<Observer>,
     tx: Sender,
-) {
-    let mut active: Vec<Option<Arc<Held>>> = filters.into_iter().map(Some).collect();
-    let mut trailers = HeaderMap::new();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => {
-                // The source broke: pass the error on; `on-body-end` is not called.
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        match frame.into_data() {
-            Ok(data) => match through(&mut active, 0, direction, data, &route).await {
-                Ok(out) if out.is_empty() => {}
-                Ok(out) => {
-                    if tx.send(Ok(Frame::data(out))).await.is_err() {
-                        return; // the receiver went away
-                    }
-                }
-                Err(abort) => {
-                    let _ = tx.send(Err(abort)).await;
+}
+
+impl Pump {
+    async fn run(mut self, mut body: Body) {
+        let mut trailers = HeaderMap::new();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    // The source broke: pass the error on; `on-body-end` is not called.
+                    let _ = self.tx.send(Err(e)).await;
                     return;
                 }
-            },
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers.extend(t);
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    let out = self.through(0, data).await;
+                    if !self.forward(out).await {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers.extend(t);
+                    }
                 }
             }
         }
-    }
-    // The end: each plugin's tail passes the plugins after it.
-    for i in 0..active.len() {
-        let Some(held) = active[i].clone() else {
-            continue;
-        };
-        let end = {
-            let mut slot = held.instance.lock().await;
-            let Some(instance) = slot.as_mut() else {
+        // The end: each plugin's tail passes the plugins after it.
+        for i in 0..self.active.len() {
+            let Some(held) = self.active[i].clone() else {
                 continue;
             };
-            let end = instance.on_body_end(direction).await;
-            if end.is_err() {
-                slot.take();
-            }
-            end
-        };
-        let end = match end {
-            Ok(end) => end,
-            Err(failure) => match failed(&route, held.entry(), failure) {
-                None => {
-                    active[i] = None;
-                    continue;
-                }
-                Some(_) => {
-                    let _ = tx.send(Err(aborted(&held))).await;
+            let end = match self.call(&held, i, Hook::BodyEnd, None).await {
+                Ok(Some(Ended::End(end))) => end,
+                Ok(_) => continue,
+                Err(abort) => {
+                    let _ = self.tx.send(Err(abort)).await;
                     return;
                 }
-            },
+            };
+            self.add_trailers(&held, end.trailers, &mut trailers);
+            if !end.tail.is_empty() {
+                let out = self.through(i + 1, Bytes::from(end.tail)).await;
+                if !self.forward(out).await {
+                    return;
+                }
+            }
+        }
+        if !trailers.is_empty() {
+            let _ = self.tx.send(Ok(Frame::trailers(trailers))).await;
+        }
+    }
+
+    /// Sends what passed, or ends the stream with the abort. `false` when the stream is over
+    /// (aborted, or the receiver went away).
+    async fn forward(&self, out: Result<Bytes, Abort>) -> bool {
+        match out {
+            Ok(data) if data.is_empty() => true,
+            Ok(data) => self.tx.send(Ok(Frame::data(data))).await.is_ok(),
+            Err(abort) => {
+                let _ = self.tx.send(Err(abort)).await;
+                false
+            }
+        }
+    }
+
+    /// Passes one chunk through the active filters from index `from` on.
+    async fn through(&mut self, from: usize, mut data: Bytes) -> Result<Bytes, Abort> {
+        for i in from..self.active.len() {
+            let Some(held) = self.active[i].clone() else {
+                continue;
+            };
+            // A fail-open failure (`None`) lets the chunk pass unchanged.
+            if let Some(Ended::Chunk(out)) =
+                self.call(&held, i, Hook::BodyChunk, Some(&data)).await?
+            {
+                data = Bytes::from(out);
+            }
+            if data.is_empty() {
+                break;
+            }
+        }
+        Ok(data)
+    }
+
+    /// One body hook on filter `i` through the chain entry's one invocation. A fail-open
+    /// failure takes the filter out of the stream (`Ok(None)`); fail-closed aborts it.
+    async fn call(
+        &mut self,
+        held: &Held,
+        i: usize,
+        hook: Hook,
+        chunk: Option<&Bytes>,
+    ) -> Result<Option<Ended>, Abort> {
+        let site = HookSite {
+            route: &self.route,
+            trace: None,
+            observer: &self.observer,
         };
-        for (k, v) in end.trailers {
+        let direction = self.direction;
+        let mut slot = held.instance.lock().await;
+        let ((), invoked) = held
+            .entry
+            .invoke(
+                &site,
+                hook,
+                &mut slot,
+                (),
+                async |instance, ()| {
+                    let result = match chunk {
+                        Some(data) => instance
+                            .on_body_chunk(direction, data)
+                            .await
+                            .map(Ended::Chunk),
+                        None => instance.on_body_end(direction).await.map(Ended::End),
+                    };
+                    ((), result)
+                },
+                |_| String::new(),
+            )
+            .await;
+        drop(slot);
+        match invoked {
+            Invoked::Done(ended) => Ok(Some(ended)),
+            Invoked::Skipped => {
+                self.active[i] = None;
+                Ok(None)
+            }
+            Invoked::Refused(_) => Err(aborted(held)),
+        }
+    }
+
+    fn add_trailers(
+        &self,
+        held: &Held,
+        from_plugin: Vec<(String, String)>,
+        trailers: &mut HeaderMap,
+    ) {
+        for (k, v) in from_plugin {
             match (
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(&v),
@@ -116,75 +211,26 @@ async fn pump(
                     trailers.append(k, v);
                 }
                 _ => tracing::warn!(
-                    plugin = &*held.entry().plugin.name,
-                    route = &*route,
+                    plugin = &*held.entry.plugin.name,
+                    route = &*self.route,
                     trailer = k.as_str(),
                     "invalid trailer from plugin dropped"
                 ),
             }
         }
-        if !end.tail.is_empty() {
-            match through(&mut active, i + 1, direction, Bytes::from(end.tail), &route).await {
-                Ok(out) if out.is_empty() => {}
-                Ok(out) => {
-                    if tx.send(Ok(Frame::data(out))).await.is_err() {
-                        return;
-                    }
-                }
-                Err(abort) => {
-                    let _ = tx.send(Err(abort)).await;
-                    return;
-                }
-            }
-        }
     }
-    if !trailers.is_empty() {
-        let _ = tx.send(Ok(Frame::trailers(trailers))).await;
-    }
+}
+
+/// What a body hook returned.
+enum Ended {
+    Chunk(Vec<u8>),
+    End(BodyEnd),
 }
 
 fn aborted(held: &Held) -> BoxError {
     Box::new(StreamAborted {
-        plugin: held.entry().plugin.name.to_string(),
+        plugin: held.entry.plugin.name.to_string(),
     })
-}
-
-/// Passes one chunk through the active filters from index `from` on.
-async fn through(
-    active: &mut [Option<Arc<Held>>],
-    from: usize,
-    direction: Direction,
-    mut data: Bytes,
-    route: &str,
-) -> Result<Bytes, Abort> {
-    for slot in active.iter_mut().skip(from) {
-        let Some(held) = slot.clone() else {
-            continue;
-        };
-        let result = {
-            let mut instance = held.instance.lock().await;
-            let Some(i) = instance.as_mut() else {
-                *slot = None;
-                continue;
-            };
-            let result = i.on_body_chunk(direction, &data).await;
-            if result.is_err() {
-                instance.take();
-            }
-            result
-        };
-        match result {
-            Ok(out) => data = Bytes::from(out),
-            Err(failure) => match failed(route, held.entry(), failure) {
-                None => *slot = None, // fail-open: the chunk passes unchanged
-                Some(_) => return Err(aborted(&held)),
-            },
-        }
-        if data.is_empty() {
-            break;
-        }
-    }
-    Ok(data)
 }
 
 /// The receiving end of a pumped body.

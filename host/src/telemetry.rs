@@ -8,6 +8,7 @@
 
 use crate::body::Body;
 use crate::config::{OtlpProtocol, TelemetryConfig};
+use crate::exchange::LateAttributes;
 use http_body_util::BodyExt;
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -17,8 +18,8 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -196,10 +197,6 @@ pub fn finish_request(cx: &Context, status: u16, context: &crate::exchange::Cont
         span.set_status(Status::error(format!("HTTP {status}")));
     }
 }
-
-/// `trace.*` attributes set by plugins from their body hooks (e.g. token counts, known at the
-/// end of a streamed answer), added when the request span ends with the body.
-pub type LateAttributes = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Ends the request span, with the attributes body hooks added.
 pub fn end_request(cx: &Context, late: &LateAttributes) {

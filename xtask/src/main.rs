@@ -10,9 +10,11 @@
 //! - `bench-mcp`: an MCP `tools/call` round trip through the MCP gateway plugins vs directly.
 //! - `bench-llm`: a chat completion through `llm-gateway` (with and without translation) vs
 //!   directly, and the time to the first streamed token.
+//! - `fn-length [N]`: the N longest host functions; fails if one is over 100 lines.
 //! - `bench-telemetry`: proxy throughput with tracing off, at 100 % and at 1 % sampling.
 
 mod bench;
+mod fn_length;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,9 @@ fn main() -> Result<()> {
         Some("run") => run(),
         Some("test") => test(),
         Some("plugins") => plugins(),
+        Some("fn-length") => {
+            fn_length::check(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10))
+        }
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-swaps") => bench::swaps(&args[1..]),
         Some("bench-start") => bench::start(&args[1..]),
@@ -35,7 +40,7 @@ fn main() -> Result<()> {
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|plugins|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
+                "usage: cargo xtask <run|test|plugins|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
             );
             std::process::exit(2);
         }
@@ -254,6 +259,7 @@ fn test() -> Result<()> {
     ensure_guest_toolchains()?;
     plugins()?;
     sh(cargo().args(["fmt", "--all", "--check"]))?;
+    fn_length::check(5)?;
     sh(cargo().args([
         "fmt",
         "--all",

@@ -32,6 +32,8 @@ const GATED: [(&str, &str); 4] = [
 pub struct Services {
     kv: Mutex<Option<(KvConfig, Arc<kv::KvStore>)>>,
     pub metrics: Arc<metrics::MetricsRegistry>,
+    /// The gateway's own series (requests, upstreams, hooks, capability calls).
+    pub requests: Arc<crate::request_metrics::RequestMetrics>,
     /// The stdio MCP servers bridged to HTTP upstreams, found again by each snapshot build so
     /// that unchanged ones are reused across reloads (the snapshots own them).
     pub stdio: crate::stdio_bridge::Bridges,
@@ -60,6 +62,8 @@ pub struct PluginCapabilities {
     pub outbound: outbound::OutboundGrant,
     pub metrics: Option<Arc<metrics::MetricsRegistry>>,
     pub secrets: HashMap<String, Arc<str>>,
+    /// Where this plugin's `kv` and `outbound` calls are counted.
+    pub calls: Arc<crate::request_metrics::RequestMetrics>,
 }
 
 /// Which capability interfaces a plugin may import.

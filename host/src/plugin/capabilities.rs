@@ -52,7 +52,7 @@ impl HostState {
         if let Err(KvError::Backend(e)) = result {
             tracing::warn!(plugin = &*self.plugin, op, error = %e, "kv backend call failed");
         }
-        crate::request_metrics::capability_call(
+        self.caps.calls.capability_call(
             "kv",
             &self.plugin,
             op,
@@ -67,7 +67,9 @@ impl HostState {
             Err(OutboundError::NotGranted(_)) => "denied",
             Err(_) => "error",
         };
-        crate::request_metrics::capability_call("outbound", &self.plugin, "call", outcome);
+        self.caps
+            .calls
+            .capability_call("outbound", &self.plugin, "call", outcome);
     }
 
     fn start_call(&mut self, r: outbound::OutgoingRequest) -> Result<PendingCall, OutboundError> {

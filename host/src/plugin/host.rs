@@ -84,7 +84,7 @@ pub struct HostState {
     /// so the log lines of body hooks still name it.
     pub route: Arc<str>,
     /// Where body hooks' `trace.*` context attributes go (the request span is still open).
-    pub late_trace: Option<crate::telemetry::LateAttributes>,
+    pub late_trace: Option<crate::exchange::LateAttributes>,
 }
 
 impl HostState {

@@ -16,12 +16,13 @@ use http_body::{Body as HttpBody, Frame};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::watch;
+use weir_wire::jsonrpc::{self, Message};
 
 /// The largest message accepted from a client. Routes apply their own `max_body_size` before
 /// this; it bounds what a local process talking to the port directly can make us buffer.
@@ -81,10 +82,7 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 
 /// A 4xx with a JSON-RPC error that has no id (the message could not be read as a request).
 fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
-    )
+    json_response(status, &jsonrpc::error(&Value::Null, code, message, None))
 }
 
 /// 16 random bytes in hex: cryptographically random, visible ASCII as the spec asks.
@@ -93,28 +91,6 @@ fn session_id() -> Option<HeaderValue> {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     HeaderValue::from_str(&hex).ok()
-}
-
-/// What a POSTed message is, by JSON-RPC's rules.
-enum Kind {
-    Request,
-    Notification,
-    Response,
-}
-
-fn kind(msg: &serde_json::Map<String, Value>) -> Option<Kind> {
-    let id_ok = |id: &Value| id.is_string() || id.is_number();
-    match (msg.get("method"), msg.get("id")) {
-        (Some(Value::String(_)), None) => Some(Kind::Notification),
-        (Some(Value::String(_)), Some(id)) if id_ok(id) => Some(Kind::Request),
-        (None, Some(id))
-            if (id_ok(id) || id.is_null())
-                && (msg.contains_key("result") || msg.contains_key("error")) =>
-        {
-            Some(Kind::Response)
-        }
-        _ => None,
-    }
 }
 
 async fn handle(session: &Arc<Session>, req: Request<Incoming>) -> Response<Body> {
@@ -140,55 +116,54 @@ async fn handle(session: &Arc<Session>, req: Request<Incoming>) -> Response<Body
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = match body::collect_limited(req.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
-                "Invalid Request: the message is too large",
-            );
-        }
+    let (msg, kind) = match read_message(req).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    let msg: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32700,
-                &format!("Parse error: {e}"),
-            );
-        }
-    };
-    let invalid = |what: &str| {
-        rpc_error(
-            StatusCode::BAD_REQUEST,
-            -32600,
-            &format!("Invalid Request: {what}"),
-        )
-    };
-    let Some(obj) = msg.as_object() else {
-        return invalid(if msg.is_array() {
-            "batches are not supported"
-        } else {
-            "not a JSON-RPC message"
-        });
-    };
-    let initialize = obj.get("method").and_then(Value::as_str) == Some("initialize");
-    match kind(obj) {
-        None => return invalid("not a JSON-RPC request, notification or response"),
-        Some(Kind::Notification) => {
+    match kind {
+        Message::Notification { .. } => {
             session.notify(msg, client_session.as_deref());
-            return with_status(body::empty(), StatusCode::ACCEPTED);
+            with_status(body::empty(), StatusCode::ACCEPTED)
         }
-        Some(Kind::Response) => {
+        Message::Response { .. } => {
             session.respond(&msg);
-            return with_status(body::empty(), StatusCode::ACCEPTED);
+            with_status(body::empty(), StatusCode::ACCEPTED)
         }
-        Some(Kind::Request) => {}
+        Message::Request { method, .. } => {
+            let ticket = session.request(msg, client_session);
+            let mut response = answer(ticket, sse).await;
+            if method == "initialize"
+                && let Some(id) = session_id()
+            {
+                response.headers_mut().insert("mcp-session-id", id);
+            }
+            response
+        }
     }
-    let mut ticket = session.request(msg, client_session);
-    let mut response = if sse {
+}
+
+/// Reads one POSTed JSON-RPC message (bounded), classified by `weir-wire`'s rules; a body that
+/// is not one becomes the JSON-RPC error answer.
+async fn read_message(req: Request<Incoming>) -> Result<(Value, Message), Response<Body>> {
+    let Ok(bytes) = body::collect_limited(req.into_body(), MAX_BODY).await else {
+        return Err(rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            jsonrpc::INVALID_REQUEST,
+            "Invalid Request: the message is too large",
+        ));
+    };
+    let invalid = |e: jsonrpc::Invalid| rpc_error(StatusCode::BAD_REQUEST, e.code(), &e.message());
+    let msg: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(jsonrpc::Invalid::Parse(e.to_string())))?;
+    // The session forwards the message as it came (ids rewritten); the classification is a copy.
+    let kind = jsonrpc::classify(msg.clone()).map_err(invalid)?;
+    Ok((msg, kind))
+}
+
+/// The answer to one request: an event stream of its notifications then its answer, or (for a
+/// client that does not accept SSE) the answer alone as JSON.
+async fn answer(mut ticket: Ticket, sse: bool) -> Response<Body> {
+    if sse {
         let mut r = Response::new(Body::new(Events {
             ticket,
             done: false,
@@ -202,26 +177,21 @@ async fn handle(session: &Arc<Session>, req: Request<Incoming>) -> Response<Body
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         );
-        r
-    } else {
-        loop {
-            match ticket.events.recv().await {
-                Some(Event::Answer(a)) => break json_response(StatusCode::OK, &a),
-                Some(Event::Notification(_)) => {}
-                None => {
-                    break rpc_error(
-                        StatusCode::BAD_GATEWAY,
-                        -32603,
-                        "the stdio MCP server did not answer",
-                    );
-                }
+        return r;
+    }
+    loop {
+        match ticket.events.recv().await {
+            Some(Event::Answer(a)) => return json_response(StatusCode::OK, &a),
+            Some(Event::Notification(_)) => {}
+            None => {
+                return rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    jsonrpc::INTERNAL_ERROR,
+                    "the stdio MCP server did not answer",
+                );
             }
         }
-    };
-    if initialize && let Some(id) = session_id() {
-        response.headers_mut().insert("mcp-session-id", id);
     }
-    response
 }
 
 /// The SSE body of one request: its notifications, then its answer. Dropping it (the client

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot};
+use weir_wire::jsonrpc;
 
 /// What a request's stream carries.
 #[derive(Debug)]
@@ -102,11 +103,11 @@ impl Drop for Ticket {
 }
 
 fn error(id: &Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+    jsonrpc::error(id, code, message, None)
 }
 
 fn initialized() -> String {
-    json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string()
+    jsonrpc::notification("notifications/initialized", None).to_string()
 }
 
 impl Session {
@@ -151,7 +152,7 @@ impl Session {
             match &mut state.init {
                 Init::Done { result, .. } => {
                     tracing::debug!(upstream = %self.name, "initialize answered from the cache");
-                    let answer = json!({"jsonrpc": "2.0", "id": client_id, "result": result});
+                    let answer = jsonrpc::result(&client_id, result.clone());
                     let _ = tx.send(Event::Answer(answer));
                     return self.ticket(events, None);
                 }
@@ -253,7 +254,7 @@ impl Session {
                 self.send(
                     error(
                         id,
-                        -32601,
+                        jsonrpc::METHOD_NOT_FOUND,
                         "the gateway's stdio bridge has no client to ask",
                     )
                     .to_string(),
@@ -355,8 +356,11 @@ impl Session {
         for (_, p) in state.pending.drain() {
             match p.role {
                 Role::Client | Role::FirstInitialize { .. } => {
-                    let _ =
-                        p.tx.send(Event::Answer(error(&p.client_id, -32603, &message)));
+                    let _ = p.tx.send(Event::Answer(error(
+                        &p.client_id,
+                        jsonrpc::INTERNAL_ERROR,
+                        &message,
+                    )));
                 }
                 Role::Reinitialize { mut done } => {
                     if let Some(done) = done.take() {
@@ -366,7 +370,11 @@ impl Session {
             }
         }
         for (client_id, tx) in waiters {
-            let _ = tx.send(Event::Answer(error(&client_id, -32603, &message)));
+            let _ = tx.send(Event::Answer(error(
+                &client_id,
+                jsonrpc::INTERNAL_ERROR,
+                &message,
+            )));
         }
         state.held.clear();
         while queued.try_recv().is_ok() {}
@@ -392,7 +400,7 @@ impl Session {
                 role: Role::Reinitialize { done: Some(done) },
             },
         );
-        let line = json!({"jsonrpc": "2.0", "id": key, "method": "initialize", "params": params});
+        let line = jsonrpc::request(&json!(key), "initialize", Some(params));
         Some((line.to_string(), outcome))
     }
 

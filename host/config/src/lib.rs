@@ -3,12 +3,13 @@
 //! plugin it concerns. See `docs/config.md` for the reference.
 
 mod capabilities;
+pub mod diagnostic;
 mod units;
 mod validate;
 
 pub use capabilities::{CapabilityGrants, KvBackendKind, KvConfig, SecretSource};
 pub use units::{ByteSize, Millis};
-pub(crate) use validate::check_endpoint;
+pub use validate::check_endpoint;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use serde::Deserialize;

@@ -5,314 +5,377 @@ use super::{Config, OneOrMany};
 use crate::diagnostic::Diagnostic;
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use toml::Spanned;
 
 pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
-    let mut errors = Vec::new();
-    let file = &config.file;
-    let err = |span: std::ops::Range<usize>, subject: &str, msg: String| {
-        Diagnostic::new(msg)
-            .about(subject.to_string())
-            .at(config.location(span))
+    let mut c = Checker {
+        config,
+        errors: Vec::new(),
     };
+    let listener_names = c.listeners();
+    c.admin();
+    c.upstreams();
+    c.telemetry();
+    c.plugins();
+    c.secrets();
+    c.kv();
+    c.routes(&listener_names);
+    c.errors
+}
 
-    if file.listeners.is_empty() {
-        errors.push(Diagnostic::new(format!(
-            "{}: no [[listeners]]: add one, e.g. `[[listeners]]\\naddress = \"127.0.0.1:8080\"`",
-            config.path.display()
+/// Collects the errors of one file, section by section.
+struct Checker<'a> {
+    config: &'a Config,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, span: std::ops::Range<usize>, subject: &str, msg: String) {
+        self.errors.push(
+            Diagnostic::new(msg)
+                .about(subject.to_string())
+                .at(self.config.location(span)),
+        );
+    }
+
+    /// An error about the whole file (no span to point at).
+    fn file_err(&mut self, msg: &str) {
+        self.errors.push(Diagnostic::new(format!(
+            "{}: {msg}",
+            self.config.path.display()
         )));
     }
-    let mut listener_names = HashSet::new();
-    for l in &file.listeners {
-        let addr = l.get_ref().address.get_ref();
-        let name = l.get_ref().name.clone().unwrap_or_else(|| addr.clone());
-        let subject = format!("listener \"{name}\"");
-        if addr.parse::<SocketAddr>().is_err() {
-            errors.push(err(
-                l.get_ref().address.span(),
-                &subject,
-                format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:8080\""),
-            ));
+
+    /// `[[listeners]]`; returns their names for the routes' references.
+    fn listeners(&mut self) -> HashSet<String> {
+        let file = &self.config.file;
+        if file.listeners.is_empty() {
+            self.file_err(
+                "no [[listeners]]: add one, e.g. `[[listeners]]\\naddress = \"127.0.0.1:8080\"`",
+            );
         }
-        if !listener_names.insert(name.clone()) {
-            errors.push(err(l.span(), &subject, "duplicate listener name".into()));
+        let mut names = HashSet::new();
+        for l in &file.listeners {
+            let addr = l.get_ref().address.get_ref();
+            let name = l.get_ref().name.clone().unwrap_or_else(|| addr.clone());
+            let subject = format!("listener \"{name}\"");
+            if addr.parse::<SocketAddr>().is_err() {
+                self.err(
+                    l.get_ref().address.span(),
+                    &subject,
+                    format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:8080\""),
+                );
+            }
+            if !names.insert(name.clone()) {
+                self.err(l.span(), &subject, "duplicate listener name".into());
+            }
+        }
+        names
+    }
+
+    fn admin(&mut self) {
+        if let Some(admin) = &self.config.file.admin {
+            let addr = admin.get_ref().address.get_ref();
+            if addr.parse::<SocketAddr>().is_err() {
+                self.err(
+                    admin.span(),
+                    "admin",
+                    format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:9901\""),
+                );
+            }
         }
     }
 
-    if let Some(admin) = &file.admin {
-        let addr = admin.get_ref().address.get_ref();
-        if addr.parse::<SocketAddr>().is_err() {
-            errors.push(err(
-                admin.span(),
-                "admin",
-                format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:9901\""),
-            ));
-        }
-    }
-
-    for (name, up) in &file.upstreams {
-        let subject = format!("upstream \"{name}\"");
-        match (up.get_ref().endpoints.is_empty(), &up.get_ref().stdio) {
-            (true, None) => errors.push(err(
-                up.span(),
-                &subject,
-                "`endpoints` is empty (give `endpoints` or `stdio`)".into(),
-            )),
-            (false, Some(s)) => errors.push(err(
-                s.span(),
-                &subject,
-                "give either `endpoints` or `stdio`, not both".into(),
-            )),
-            (true, Some(s)) => {
-                for msg in check_stdio(up.get_ref(), s.get_ref()) {
-                    errors.push(err(s.span(), &subject, msg));
+    fn upstreams(&mut self) {
+        for (name, up) in &self.config.file.upstreams {
+            let subject = format!("upstream \"{name}\"");
+            match (up.get_ref().endpoints.is_empty(), &up.get_ref().stdio) {
+                (true, None) => self.err(
+                    up.span(),
+                    &subject,
+                    "`endpoints` is empty (give `endpoints` or `stdio`)".into(),
+                ),
+                (false, Some(s)) => self.err(
+                    s.span(),
+                    &subject,
+                    "give either `endpoints` or `stdio`, not both".into(),
+                ),
+                (true, Some(s)) => {
+                    for msg in check_stdio(up.get_ref(), s.get_ref()) {
+                        self.err(s.span(), &subject, msg);
+                    }
+                }
+                _ => {}
+            }
+            for ep in &up.get_ref().endpoints {
+                if let Err(msg) = check_endpoint(ep.get_ref()) {
+                    self.err(ep.span(), &subject, msg);
                 }
             }
-            _ => {}
-        }
-        for ep in &up.get_ref().endpoints {
-            if let Err(msg) = check_endpoint(ep.get_ref()) {
-                errors.push(err(ep.span(), &subject, msg));
-            }
         }
     }
 
-    if let Some(t) = &file.telemetry {
+    fn telemetry(&mut self) {
+        let Some(t) = &self.config.file.telemetry else {
+            return;
+        };
         let tc = t.get_ref();
         if !(0.0..=1.0).contains(&tc.sampling) {
-            errors.push(err(
+            self.err(
                 t.span(),
                 "telemetry",
                 format!("`sampling` must be between 0 and 1, got {}", tc.sampling),
-            ));
+            );
         }
         if let Err(msg) = check_endpoint(&tc.endpoint.replace("/v1/traces", "")) {
-            errors.push(err(t.span(), "telemetry", format!("`endpoint`: {msg}")));
+            self.err(t.span(), "telemetry", format!("`endpoint`: {msg}"));
         }
     }
 
-    for (name, p) in &file.plugins {
-        let subject = format!("plugin \"{name}\"");
-        let limit = p.get_ref().memory_limit;
-        if limit > super::ByteSize::gib(1) {
-            errors.push(err(
-                p.span(),
-                &subject,
-                format!("memory_limit {limit} is above the maximum of 1GiB"),
-            ));
+    fn plugins(&mut self) {
+        for (name, p) in &self.config.file.plugins {
+            let subject = format!("plugin \"{name}\"");
+            let limit = p.get_ref().memory_limit;
+            if limit > super::ByteSize::gib(1) {
+                self.err(
+                    p.span(),
+                    &subject,
+                    format!("memory_limit {limit} is above the maximum of 1GiB"),
+                );
+            }
+            self.grants(&subject, &p.get_ref().capabilities);
         }
-        let grants = &p.get_ref().capabilities;
+    }
+
+    /// A plugin's `capabilities`: what they name must exist.
+    fn grants(&mut self, subject: &str, grants: &super::CapabilityGrants) {
+        let file = &self.config.file;
         if let Some(ns) = &grants.kv
             && !valid_namespace(ns.get_ref())
         {
-            errors.push(err(
+            self.err(
                 ns.span(),
-                &subject,
+                subject,
                 format!(
                     "invalid kv namespace {:?}: use 1-64 characters from a-z, 0-9, '-', '_', '.'",
                     ns.get_ref()
                 ),
-            ));
+            );
         }
         for up in grants.outbound.iter().flatten() {
             if !file.upstreams.contains_key(up.get_ref()) {
-                errors.push(err(
+                self.err(
                     up.span(),
-                    &subject,
+                    subject,
                     format!(
                         "outbound grant names unknown upstream \"{}\" (defined: {})",
                         up.get_ref(),
                         list(file.upstreams.keys())
                     ),
-                ));
+                );
             }
         }
         for secret in grants.secrets.iter().flatten() {
             if !file.secrets.contains_key(secret.get_ref()) {
-                errors.push(err(
+                self.err(
                     secret.span(),
-                    &subject,
+                    subject,
                     format!(
                         "secrets grant names unknown secret \"{}\" (defined in [secrets]: {})",
                         secret.get_ref(),
                         list(file.secrets.keys())
                     ),
-                ));
+                );
             }
         }
     }
 
-    for (name, source) in &file.secrets {
-        let s = source.get_ref();
-        if s.env.is_some() == s.file.is_some() {
-            errors.push(err(
-                source.span(),
-                &format!("secret \"{name}\""),
-                "give exactly one of `env` or `file`".into(),
-            ));
+    fn secrets(&mut self) {
+        for (name, source) in &self.config.file.secrets {
+            let s = source.get_ref();
+            if s.env.is_some() == s.file.is_some() {
+                self.err(
+                    source.span(),
+                    &format!("secret \"{name}\""),
+                    "give exactly one of `env` or `file`".into(),
+                );
+            }
         }
     }
 
-    let kv = &file.kv;
-    match (kv.backend, &kv.url) {
-        (super::KvBackendKind::Redis, None) => errors.push(Diagnostic::new(format!(
-            "{}: [kv] backend = \"redis\" needs `url`, e.g. \"redis://127.0.0.1:6379\"",
-            config.path.display()
-        ))),
-        (super::KvBackendKind::Redis, Some(url)) if !url.get_ref().starts_with("redis://") => {
-            errors.push(err(
+    fn kv(&mut self) {
+        let kv = &self.config.file.kv;
+        match (kv.backend, &kv.url) {
+            (super::KvBackendKind::Redis, None) => self
+                .file_err("[kv] backend = \"redis\" needs `url`, e.g. \"redis://127.0.0.1:6379\""),
+            (super::KvBackendKind::Redis, Some(url)) if !url.get_ref().starts_with("redis://") => {
+                self.err(
+                    url.span(),
+                    "kv",
+                    format!(
+                        "invalid url {:?}: expected redis://host:port[/db]",
+                        url.get_ref()
+                    ),
+                );
+            }
+            (super::KvBackendKind::Memory, Some(url)) => self.err(
                 url.span(),
                 "kv",
-                format!(
-                    "invalid url {:?}: expected redis://host:port[/db]",
-                    url.get_ref()
-                ),
-            ));
+                "`url` is only used with backend = \"redis\"".into(),
+            ),
+            _ => {}
         }
-        (super::KvBackendKind::Memory, Some(url)) => errors.push(err(
-            url.span(),
-            "kv",
-            "`url` is only used with backend = \"redis\"".into(),
-        )),
-        _ => {}
     }
 
-    let mut route_names = HashSet::new();
-    for r in &file.routes {
-        let route = r.get_ref();
-        let name = route.name.get_ref();
-        let subject = format!("route \"{name}\"");
-        if name.is_empty() {
-            errors.push(err(route.name.span(), "route", "`name` is empty".into()));
-        } else if !route_names.insert(name.clone()) {
-            errors.push(err(
-                route.name.span(),
-                &subject,
-                "duplicate route name".into(),
-            ));
+    fn routes(&mut self, listener_names: &HashSet<String>) {
+        let mut route_names = HashSet::new();
+        for r in &self.config.file.routes {
+            let route = r.get_ref();
+            let name = route.name.get_ref();
+            let subject = format!("route \"{name}\"");
+            if name.is_empty() {
+                self.err(route.name.span(), "route", "`name` is empty".into());
+            } else if !route_names.insert(name.clone()) {
+                self.err(route.name.span(), &subject, "duplicate route name".into());
+            }
+            self.route_references(r, &subject, listener_names);
+            self.route_match(r, &subject);
+            self.route_rewrite(r, &subject);
         }
+    }
+
+    /// What a route names (listeners, upstream, plugins) must exist.
+    fn route_references(
+        &mut self,
+        r: &Spanned<super::RouteConfig>,
+        subject: &str,
+        listener_names: &HashSet<String>,
+    ) {
+        let file = &self.config.file;
+        let route = r.get_ref();
         for l in route.listeners.iter().flatten() {
             if !listener_names.contains(l.get_ref()) {
-                errors.push(err(
+                self.err(
                     l.span(),
-                    &subject,
+                    subject,
                     format!("unknown listener \"{}\"", l.get_ref()),
-                ));
+                );
             }
         }
         if let Some(up) = &route.upstream
             && !file.upstreams.contains_key(up.get_ref())
         {
-            errors.push(err(
+            self.err(
                 up.span(),
-                &subject,
+                subject,
                 format!(
                     "unknown upstream \"{}\" (defined: {})",
                     up.get_ref(),
                     list(file.upstreams.keys())
                 ),
-            ));
+            );
         }
         if route.upstream.is_none() && route.chain.is_empty() {
-            errors.push(err(
+            self.err(
                 r.span(),
-                &subject,
+                subject,
                 "no `upstream` and no `chain`: nothing could answer its requests".into(),
-            ));
+            );
         }
         for entry in &route.chain {
             let plugin = entry.get_ref().plugin.get_ref();
             if !file.plugins.contains_key(plugin) {
-                errors.push(err(
+                self.err(
                     entry.get_ref().plugin.span(),
-                    &subject,
+                    subject,
                     format!(
                         "unknown plugin \"{plugin}\" (defined: {})",
                         list(file.plugins.keys())
                     ),
-                ));
+                );
             }
         }
-        let m = &route.matcher;
+    }
+
+    /// A route's `match` table.
+    fn route_match(&mut self, r: &Spanned<super::RouteConfig>, subject: &str) {
+        let m = &r.get_ref().matcher;
         for p in [&m.path_prefix, &m.path].into_iter().flatten() {
             if !p.get_ref().starts_with('/') {
-                errors.push(err(
+                self.err(
                     p.span(),
-                    &subject,
+                    subject,
                     format!("path {:?} must start with '/'", p.get_ref()),
-                ));
+                );
             }
         }
         if let (Some(_), Some(p)) = (&m.path_prefix, &m.path) {
-            errors.push(err(
+            self.err(
                 p.span(),
-                &subject,
+                subject,
                 "`path` and `path_prefix` cannot both be set".into(),
-            ));
+            );
         }
         if let Some(h) = &m.host
             && (h.get_ref().is_empty() || h.get_ref().contains('/'))
         {
-            errors.push(err(
-                h.span(),
-                &subject,
-                format!("invalid host {:?}", h.get_ref()),
-            ));
+            self.err(h.span(), subject, format!("invalid host {:?}", h.get_ref()));
         }
         if let Some(methods) = &m.method {
             for method in methods_of(methods) {
                 if http::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
-                    errors.push(err(
-                        r.span(),
-                        &subject,
-                        format!("invalid method {method:?}"),
-                    ));
+                    self.err(r.span(), subject, format!("invalid method {method:?}"));
                 }
             }
         }
         for (name, value) in &m.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                errors.push(err(
+                self.err(
                     r.span(),
-                    &subject,
+                    subject,
                     format!("invalid header name {name:?} in match.headers"),
-                ));
+                );
             }
             if http::HeaderValue::from_str(value).is_err() {
-                errors.push(err(
+                self.err(
                     r.span(),
-                    &subject,
+                    subject,
                     format!("invalid header value {value:?} for {name:?} in match.headers"),
-                ));
-            }
-        }
-        if let Some(rw) = &route.rewrite {
-            if rw.prefix.is_some() && rw.path.is_some() {
-                errors.push(err(
-                    r.span(),
-                    &subject,
-                    "rewrite: `prefix` and `path` cannot both be set".into(),
-                ));
-            }
-            if rw.prefix.is_some() && m.path_prefix.is_none() {
-                errors.push(err(
-                    r.span(),
-                    &subject,
-                    "rewrite.prefix needs match.path_prefix (it replaces the matched prefix)"
-                        .into(),
-                ));
-            }
-            for p in [&rw.prefix, &rw.path].into_iter().flatten() {
-                if !p.starts_with('/') {
-                    errors.push(err(
-                        r.span(),
-                        &subject,
-                        format!("rewrite path {p:?} must start with '/'"),
-                    ));
-                }
+                );
             }
         }
     }
-    errors
+
+    /// A route's `rewrite` table.
+    fn route_rewrite(&mut self, r: &Spanned<super::RouteConfig>, subject: &str) {
+        let route = r.get_ref();
+        let Some(rw) = &route.rewrite else {
+            return;
+        };
+        if rw.prefix.is_some() && rw.path.is_some() {
+            self.err(
+                r.span(),
+                subject,
+                "rewrite: `prefix` and `path` cannot both be set".into(),
+            );
+        }
+        if rw.prefix.is_some() && route.matcher.path_prefix.is_none() {
+            self.err(
+                r.span(),
+                subject,
+                "rewrite.prefix needs match.path_prefix (it replaces the matched prefix)".into(),
+            );
+        }
+        for p in [&rw.prefix, &rw.path].into_iter().flatten() {
+            if !p.starts_with('/') {
+                self.err(
+                    r.span(),
+                    subject,
+                    format!("rewrite path {p:?} must start with '/'"),
+                );
+            }
+        }
+    }
 }
 
 /// A `stdio` upstream: a command to run, with settings that a process can take. (Whether the
@@ -371,7 +434,7 @@ fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// An endpoint is a base URL: scheme http or https, a host, an optional port, no path.
-pub(crate) fn check_endpoint(ep: &str) -> Result<http::Uri, String> {
+pub fn check_endpoint(ep: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = ep
         .parse()
         .map_err(|e| format!("invalid endpoint {ep:?}: {e}"))?;
