@@ -11,6 +11,7 @@ mod failures;
 mod jwt;
 mod kv_backends;
 mod llm;
+mod logging;
 mod mcp;
 mod metrics;
 mod mtls;
