@@ -9,6 +9,7 @@
 use crate::config::{InstancePolicy, OnError};
 use crate::exchange::Exchange;
 use crate::observe::Observer;
+pub(crate) use crate::plugin::Hook;
 use crate::plugin::{
     BodyAccess, HookFailure, InstancePool, LoadedPlugin, LocalResponse, PluginInfo, PluginInstance,
     RequestDecision, ResponseDecision,
@@ -25,26 +26,6 @@ pub(crate) struct ChainEntry {
     /// What the plugin declared at load time for this config.
     pub(crate) info: PluginInfo,
     pool: Option<InstancePool>,
-}
-
-/// The four hooks a chain entry runs, named as in spans and metrics.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Hook {
-    Request,
-    Response,
-    BodyChunk,
-    BodyEnd,
-}
-
-impl Hook {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Hook::Request => "on_request",
-            Hook::Response => "on_response",
-            Hook::BodyChunk => "on_body_chunk",
-            Hook::BodyEnd => "on_body_end",
-        }
-    }
 }
 
 /// What one hook call came to, once the entry's `on_error` has been applied.

@@ -6,9 +6,8 @@
 //! access log and the OTLP exporter are process-wide sinks opened once by `gateway::run`, like
 //! the diagnostic log. Nothing on the request path reaches them except through this type.
 
-use crate::chain::Hook;
 use crate::exchange::{Context as PluginContext, Exchange, LateAttributes};
-use crate::plugin::{HookFailure, LoadedPlugin};
+use crate::plugin::{Hook, HookFailure, LoadedPlugin};
 use crate::request_metrics::RequestMetrics;
 use crate::upstream::UpstreamError;
 use opentelemetry::Context as Trace;

@@ -10,11 +10,13 @@
 //! - `bench-mcp`: an MCP `tools/call` round trip through the MCP gateway plugins vs directly.
 //! - `bench-llm`: a chat completion through `llm-gateway` (with and without translation) vs
 //!   directly, and the time to the first streamed token.
+//! - `modules [-v]`: the host crates' module graphs; fails on a cycle.
 //! - `fn-length [N]`: the N longest host functions; fails if one is over 100 lines.
 //! - `bench-telemetry`: proxy throughput with tracing off, at 100 % and at 1 % sampling.
 
 mod bench;
 mod fn_length;
+mod modules;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ fn main() -> Result<()> {
         Some("run") => run(),
         Some("test") => test(),
         Some("plugins") => plugins(),
+        Some("modules") => modules::check(args.get(1).is_some_and(|a| a == "-v")),
         Some("fn-length") => {
             fn_length::check(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10))
         }
@@ -40,7 +43,7 @@ fn main() -> Result<()> {
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|plugins|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
+                "usage: cargo xtask <run|test|plugins|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
             );
             std::process::exit(2);
         }
@@ -260,6 +263,7 @@ fn test() -> Result<()> {
     plugins()?;
     sh(cargo().args(["fmt", "--all", "--check"]))?;
     fn_length::check(5)?;
+    modules::check(false)?;
     sh(cargo().args([
         "fmt",
         "--all",

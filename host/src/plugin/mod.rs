@@ -357,3 +357,23 @@ pub struct LoadedPlugin {
     engine: Engine,
     pub stats: Arc<PluginStats>,
 }
+
+/// The four hooks a plugin exports (besides `init`), named as in spans and metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hook {
+    Request,
+    Response,
+    BodyChunk,
+    BodyEnd,
+}
+
+impl Hook {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Hook::Request => "on_request",
+            Hook::Response => "on_response",
+            Hook::BodyChunk => "on_body_chunk",
+            Hook::BodyEnd => "on_body_end",
+        }
+    }
+}
