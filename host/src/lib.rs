@@ -11,7 +11,7 @@ pub mod demo_backend;
 pub use weir_config::diagnostic;
 pub mod exchange;
 pub mod gateway;
-pub mod oci;
+pub use weir_oci as oci;
 pub mod plugin;
 
 // The gateway's insides.

@@ -19,10 +19,14 @@ const CRATES: &[&str] = &[
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// Collects the top-level module named by each `crate::…` path.
+/// Collects the top-level module named by each `crate::…` path, and by each `super::…` path
+/// where `super` is the crate root (in `src/<module>.rs` or `src/<module>/mod.rs`, outside
+/// inline modules).
 struct Refs<'a> {
     modules: &'a BTreeSet<String>,
     found: BTreeSet<String>,
+    /// Whether `super` names the crate root here.
+    super_is_root: bool,
 }
 
 impl Refs<'_> {
@@ -32,7 +36,7 @@ impl Refs<'_> {
         }
     }
 
-    /// `use crate::{a, b::c}`: the names directly under `crate`.
+    /// `use crate::{a, b::c}`: the names directly under `crate` (or a root `super`).
     fn under_crate(&mut self, tree: &syn::UseTree) {
         match tree {
             syn::UseTree::Path(p) => self.note(&p.ident.to_string()),
@@ -44,10 +48,16 @@ impl Refs<'_> {
     }
 }
 
+impl Refs<'_> {
+    fn is_root(&self, ident: &syn::Ident) -> bool {
+        ident == "crate" || (self.super_is_root && ident == "super")
+    }
+}
+
 impl<'ast> Visit<'ast> for Refs<'_> {
     fn visit_path(&mut self, p: &'ast syn::Path) {
         let mut segments = p.segments.iter();
-        if segments.next().is_some_and(|s| s.ident == "crate")
+        if segments.next().is_some_and(|s| self.is_root(&s.ident))
             && let Some(second) = segments.next()
         {
             self.note(&second.ident.to_string());
@@ -57,10 +67,16 @@ impl<'ast> Visit<'ast> for Refs<'_> {
 
     fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
         if let syn::UseTree::Path(p) = &u.tree
-            && p.ident == "crate"
+            && self.is_root(&p.ident)
         {
             self.under_crate(&p.tree);
         }
+    }
+
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        let outer = std::mem::replace(&mut self.super_is_root, false);
+        syn::visit::visit_item_mod(self, m);
+        self.super_is_root = outer;
     }
 }
 
@@ -106,8 +122,13 @@ fn graph(src: &Path) -> Result<Graph> {
         let mut refs = Refs {
             modules: &names,
             found: BTreeSet::new(),
+            super_is_root: false,
         };
         for file in files {
+            let parent = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            refs.super_is_root = parent == src
+                || (file.file_name().is_some_and(|f| f == "mod.rs")
+                    && parent.parent() == Some(src));
             let source = std::fs::read_to_string(&file)?;
             let syntax =
                 syn::parse_file(&source).with_context(|| format!("parsing {}", file.display()))?;

@@ -570,3 +570,15 @@ pub enum OnError {
     /// Skip the plugin for this request and log it.
     FailOpen,
 }
+
+/// Weir's cache directory (`$XDG_CACHE_HOME/weir`, `~/.cache/weir`, or under the temporary
+/// directory): compiled plugins live in `compiled/`, pulled OCI artifacts in `oci/`.
+pub fn cache_root() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("weir");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".cache/weir");
+    }
+    std::env::temp_dir().join("weir")
+}

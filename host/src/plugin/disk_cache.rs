@@ -90,11 +90,5 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// The default cache directory: `$XDG_CACHE_HOME/weir/compiled`, else `~/.cache/weir/compiled`,
 /// else a directory under the system temp dir.
 pub fn default_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("weir/compiled");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join(".cache/weir/compiled");
-    }
-    std::env::temp_dir().join("weir-compiled")
+    weir_config::cache_root().join("compiled")
 }

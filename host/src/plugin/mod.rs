@@ -114,25 +114,9 @@ pub struct HealthPolicy {
     pub window: Duration,
 }
 
-/// Weir's cache directory (`$XDG_CACHE_HOME/weir` or `~/.cache/weir`): compiled plugins live in
-/// `compiled/`, pulled OCI artifacts in `oci/`.
-pub fn cache_root() -> PathBuf {
-    disk_cache::default_dir()
-        .parent()
-        .map_or_else(std::env::temp_dir, Path::to_path_buf)
-}
-
-/// The hex SHA-256 of a component's bytes.
-pub fn digest(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let hash = Sha256::digest(bytes);
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256:");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use weir_config::cache_root;
+/// The hex SHA-256 of a component's bytes (its OCI digest).
+pub use weir_oci::digest;
 
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {

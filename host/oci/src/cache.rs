@@ -18,7 +18,7 @@ fn hex_of(digest: &str) -> Option<&str> {
 impl OciCache {
     /// The default place: `$XDG_CACHE_HOME/weir/oci` or `~/.cache/weir/oci`.
     pub fn default_root() -> PathBuf {
-        crate::plugin::cache_root().join("oci")
+        weir_config::cache_root().join("oci")
     }
 
     pub fn new(root: PathBuf) -> OciCache {
@@ -32,12 +32,12 @@ impl OciCache {
     /// The blob with this digest, re-verified.
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.blob_path(digest)?).ok()?;
-        (crate::plugin::digest(&bytes) == digest).then_some(bytes)
+        (crate::digest(&bytes) == digest).then_some(bytes)
     }
 
     /// Stores `bytes` under its own digest and returns the digest.
     pub fn put_blob(&self, bytes: &[u8]) -> std::io::Result<String> {
-        let digest = crate::plugin::digest(bytes);
+        let digest = crate::digest(bytes);
         if let Some(path) = self.blob_path(&digest) {
             write_atomically(&path, bytes)?;
         }

@@ -99,7 +99,7 @@ pub async fn push(component: &[u8], reference: &OciRef, title: &str) -> Result<S
         .iter()
         .any(|i| i.starts_with("weir:plugin/"))
         .then_some("weir:plugin/plugin@0.2.0");
-    let layer_digest = crate::plugin::digest(component);
+    let layer_digest = crate::digest(component);
     let config =
         artifact::config(component, &layer_digest).map_err(|message| OciError::Artifact {
             reference: reference.to_string(),
@@ -152,7 +152,7 @@ async fn manifest(
         .pull_manifest_raw(&reference.to_client(), auth, &accepted)
         .await
         .map_err(|e| registry_error(reference, e))?;
-    let actual = crate::plugin::digest(&raw);
+    let actual = crate::digest(&raw);
     if let Some(expected) = &reference.digest
         && *expected != actual
     {
@@ -212,7 +212,7 @@ pub async fn pull(reference: &OciRef, cache: &OciCache) -> Result<Pulled, OciErr
             bytes
         }
     };
-    let component_digest = crate::plugin::digest(&component);
+    let component_digest = crate::digest(&component);
     if component_digest != layer.digest {
         return Err(OciError::DigestMismatch {
             reference: reference.to_string(),
