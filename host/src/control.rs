@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::watch;
+use weir_stdio_bridge::Bridges;
 
 /// What the admin API reports about configuration loads.
 #[derive(Debug, Clone)]
@@ -33,6 +34,9 @@ pub(crate) struct ReloadStatus {
 pub(crate) struct Control {
     snapshot: ArcSwap<Snapshot>,
     pub(crate) runtime: Runtime,
+    /// The stdio MCP servers bridged to HTTP upstreams, found again by each reload so that
+    /// unchanged ones are reused (the snapshots own them).
+    bridges: Bridges,
     pub(crate) config_path: PathBuf,
     status: Mutex<ReloadStatus>,
     /// One load at a time; triggers that arrive meanwhile wait for it.
@@ -44,10 +48,16 @@ pub(crate) struct Control {
 
 impl Control {
     /// The control of a gateway that starts serving `snapshot`, loaded from `config`.
-    pub(crate) fn new(snapshot: Snapshot, runtime: Runtime, config: &Config) -> Control {
+    pub(crate) fn new(
+        snapshot: Snapshot,
+        runtime: Runtime,
+        bridges: Bridges,
+        config: &Config,
+    ) -> Control {
         Control {
             snapshot: ArcSwap::from_pointee(snapshot),
             runtime,
+            bridges,
             config_path: config.path.clone(),
             status: Mutex::new(ReloadStatus {
                 generation: 1,
@@ -103,7 +113,7 @@ impl Control {
                         "listener addresses changed; they take effect at the next restart"
                     );
                 }
-                Snapshot::build_with(&config, &self.runtime, overrides).await
+                Snapshot::build_with(&config, &self.runtime, &self.bridges, overrides).await
             }
             Err(d) => Err(d),
         };

@@ -11,6 +11,7 @@ use crate::snapshot::Snapshot;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use weir_stdio_bridge::Bridges;
 
 /// Loads each listener's TLS configuration (certificate and key files).
 fn listener_tls(config: &Config) -> Result<Vec<Option<Arc<rustls::ServerConfig>>>, Diagnostics> {
@@ -60,7 +61,8 @@ pub async fn check(config: &Config) -> Result<(), Diagnostics> {
         ))])
     })?;
     let tls = listener_tls(config);
-    let snapshot = Snapshot::build(config, &runtime).await;
+    // `weir check` starts no stdio MCP server: its bridges stay disabled.
+    let snapshot = Snapshot::build(config, &runtime, &Bridges::default()).await;
     match (tls, snapshot) {
         (Ok(_), Ok(_)) => Ok(()),
         (Err(a), Err(b)) => Err(Diagnostics([a.0, b.0].concat())),
@@ -72,68 +74,18 @@ pub async fn check(config: &Config) -> Result<(), Diagnostics> {
 /// to stop. Nothing is served unless all of that succeeded. On SIGTERM/SIGINT new connections
 /// are refused at once and requests in flight get `limits.drain_timeout` to finish.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(t) = &config.file.telemetry {
-        crate::telemetry::init(t.get_ref())
-            .map_err(|e| anyhow::anyhow!("{}: telemetry: {e}", config.location(t.span())))?;
-    }
-    let logging = &config.file.logging;
-    if let Some(p) = &logging.access_log {
-        let path = config.resolve(p);
-        crate::access_log::open_access(&path, logging.access_log_fields.clone())
-            .map_err(|e| anyhow::anyhow!("[logging] access_log {}: {e}", path.display()))?;
-    }
-    if let Some(p) = &logging.audit_log {
-        let path = config.resolve(p);
-        crate::access_log::open_audit(&path)
-            .map_err(|e| anyhow::anyhow!("[logging] audit_log {}: {e}", path.display()))?;
-    }
+    open_sinks(&config)?;
     let runtime = Runtime::new(&config.file.runtime)?;
     // Only a serving gateway runs stdio MCP servers (`weir check` does not).
-    runtime.services.stdio.enable();
+    let bridges = Bridges::default();
+    bridges.enable();
     let tls = listener_tls(&config).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let snapshot = Snapshot::build(&config, &runtime)
+    let snapshot = Snapshot::build(&config, &runtime, &bridges)
         .await
         .map_err(|d| anyhow::anyhow!("{d}"))?;
-    let gateway = Arc::new(Control::new(snapshot, runtime, &config));
-
-    let workers = config.file.runtime.worker_count();
-    let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
-    for (l, tls) in config.file.listeners.iter().zip(tls) {
-        let lc = l.get_ref();
-        let addr: SocketAddr = lc.address.get_ref().parse()?;
-        let name = lc
-            .name
-            .clone()
-            .unwrap_or_else(|| lc.address.get_ref().clone());
-        let listener = Listener::bind(&name, addr, tls, workers).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: listener \"{name}\": cannot bind {addr}: {e}",
-                config.location(l.span())
-            )
-        })?;
-        tracing::info!(listener = %name, address = %listener.addr, workers, "listening");
-        for (i, part) in listener.per_worker().into_iter().enumerate() {
-            per_worker[i].push(part);
-        }
-    }
-    let admin = match &config.file.admin {
-        Some(a) => {
-            let addr: SocketAddr = a.get_ref().address.get_ref().parse()?;
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: admin: cannot bind {addr}: {e}",
-                    config.location(a.span())
-                )
-            })?;
-            tracing::info!(address = %addr, "admin API listening");
-            Some(tokio::spawn(crate::admin::serve(
-                listener,
-                gateway.clone(),
-                a.get_ref().token.clone(),
-            )))
-        }
-        None => None,
-    };
+    let gateway = Arc::new(Control::new(snapshot, runtime, bridges, &config));
+    let per_worker = bind_listeners(&config, tls)?;
+    let admin = start_admin(&config, &gateway).await?;
 
     let drain = config.file.limits.drain_timeout.0;
     let mut threads = Vec::new();
@@ -170,6 +122,77 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::telemetry::shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the process-wide sinks: the OTLP exporter, the access log and the audit log.
+fn open_sinks(config: &Config) -> anyhow::Result<()> {
+    if let Some(t) = &config.file.telemetry {
+        crate::telemetry::init(t.get_ref())
+            .map_err(|e| anyhow::anyhow!("{}: telemetry: {e}", config.location(t.span())))?;
+    }
+    let logging = &config.file.logging;
+    if let Some(p) = &logging.access_log {
+        let path = config.resolve(p);
+        crate::access_log::open_access(&path, logging.access_log_fields.clone())
+            .map_err(|e| anyhow::anyhow!("[logging] access_log {}: {e}", path.display()))?;
+    }
+    if let Some(p) = &logging.audit_log {
+        let path = config.resolve(p);
+        crate::access_log::open_audit(&path)
+            .map_err(|e| anyhow::anyhow!("[logging] audit_log {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Binds every listener (one socket per worker); returns each worker's sockets.
+fn bind_listeners(
+    config: &Config,
+    tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+) -> anyhow::Result<Vec<Vec<WorkerListener>>> {
+    let workers = config.file.runtime.worker_count();
+    let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for (l, tls) in config.file.listeners.iter().zip(tls) {
+        let lc = l.get_ref();
+        let addr: SocketAddr = lc.address.get_ref().parse()?;
+        let name = lc
+            .name
+            .clone()
+            .unwrap_or_else(|| lc.address.get_ref().clone());
+        let listener = Listener::bind(&name, addr, tls, workers).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: listener \"{name}\": cannot bind {addr}: {e}",
+                config.location(l.span())
+            )
+        })?;
+        tracing::info!(listener = %name, address = %listener.addr, workers, "listening");
+        for (i, part) in listener.per_worker().into_iter().enumerate() {
+            per_worker[i].push(part);
+        }
+    }
+    Ok(per_worker)
+}
+
+/// Binds the admin listener, if configured, and serves the admin API on it.
+async fn start_admin(
+    config: &Config,
+    gateway: &Arc<Control>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(a) = &config.file.admin else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = a.get_ref().address.get_ref().parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: admin: cannot bind {addr}: {e}",
+            config.location(a.span())
+        )
+    })?;
+    tracing::info!(address = %addr, "admin API listening");
+    Ok(Some(tokio::spawn(crate::admin::serve(
+        listener,
+        gateway.clone(),
+        a.get_ref().token.clone(),
+    ))))
 }
 
 async fn shutdown_signal() {

@@ -30,7 +30,6 @@ pub(crate) mod router;
 pub(crate) mod server;
 pub(crate) mod snapshot;
 pub(crate) mod sse;
-pub(crate) mod stdio_bridge;
 pub(crate) mod stream;
 pub(crate) mod telemetry;
 pub(crate) mod tls;

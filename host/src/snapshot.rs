@@ -14,6 +14,7 @@ use crate::router::{Matcher, Rewrite};
 use crate::upstream::Upstream;
 use std::collections::HashMap;
 use std::sync::Arc;
+use weir_stdio_bridge::Bridges;
 
 pub struct Route {
     pub name: Arc<str>,
@@ -35,26 +36,32 @@ pub struct Snapshot {
     /// long as some snapshot (the active one, or an old one with requests in flight) uses it.
     /// Never read: owning them is the point.
     #[allow(dead_code)]
-    pub stdio_bridges: Vec<Arc<crate::stdio_bridge::Bridge>>,
+    pub stdio_bridges: Vec<Arc<weir_stdio_bridge::Bridge>>,
     /// Where the request path reports (metrics, access log, traces).
     pub observer: Arc<crate::observe::Observer>,
 }
 
 impl Snapshot {
     /// Loads every plugin and builds every route; returns all errors found.
-    pub async fn build(config: &Config, runtime: &Runtime) -> Result<Snapshot, Diagnostics> {
-        Snapshot::build_with(config, runtime, &HashMap::new()).await
+    /// `bridges` finds (or starts) the stdio MCP servers of `stdio` upstreams.
+    pub async fn build(
+        config: &Config,
+        runtime: &Runtime,
+        bridges: &Bridges,
+    ) -> Result<Snapshot, Diagnostics> {
+        Snapshot::build_with(config, runtime, bridges, &HashMap::new()).await
     }
 
     /// Like [`Snapshot::build`], with some plugins' bytes given instead of read from their files.
     pub async fn build_with(
         config: &Config,
         runtime: &Runtime,
+        bridges: &Bridges,
         overrides: &HashMap<String, Vec<u8>>,
     ) -> Result<Snapshot, Diagnostics> {
         let mut errors = Vec::new();
         let file = &config.file;
-        let (upstreams, stdio_bridges) = build_upstreams(config, runtime, &mut errors);
+        let (upstreams, stdio_bridges) = build_upstreams(config, bridges, &mut errors);
         let secrets = crate::capability::secrets::resolve(config).unwrap_or_else(|e| {
             errors.extend(e);
             HashMap::new()
@@ -206,11 +213,11 @@ fn capabilities(
 /// this snapshot holds.
 fn build_upstreams(
     config: &Config,
-    runtime: &Runtime,
+    bridges: &Bridges,
     errors: &mut Vec<Diagnostic>,
 ) -> (
     HashMap<String, Arc<Upstream>>,
-    Vec<Arc<crate::stdio_bridge::Bridge>>,
+    Vec<Arc<weir_stdio_bridge::Bridge>>,
 ) {
     let file = &config.file;
     let mut upstreams = HashMap::new();
@@ -235,27 +242,21 @@ fn build_upstreams(
         // A stdio MCP server: its bridge's loopback address is the endpoint.
         let bridged;
         let u = match &u.stdio {
-            Some(spec) => {
-                match runtime
-                    .services
-                    .stdio
-                    .ensure(name, spec.get_ref(), config.base_dir())
-                {
-                    Ok((addr, bridge)) => {
-                        stdio_bridges.extend(bridge);
-                        bridged = crate::config::UpstreamConfig::bridged(u, addr);
-                        &bridged
-                    }
-                    Err(e) => {
-                        errors.push(
-                            Diagnostic::new(e.to_string())
-                                .about(format!("upstream \"{name}\""))
-                                .at(config.location(spec.span())),
-                        );
-                        continue;
-                    }
+            Some(spec) => match bridges.ensure(name, spec.get_ref(), config.base_dir()) {
+                Ok((addr, bridge)) => {
+                    stdio_bridges.extend(bridge);
+                    bridged = crate::config::UpstreamConfig::bridged(u, addr);
+                    &bridged
                 }
-            }
+                Err(e) => {
+                    errors.push(
+                        Diagnostic::new(e.to_string())
+                            .about(format!("upstream \"{name}\""))
+                            .at(config.location(spec.span())),
+                    );
+                    continue;
+                }
+            },
             None => u,
         };
         match Upstream::new(name, u, &file.limits, ca.as_deref(), client, workers) {

@@ -11,9 +11,6 @@ use syn::visit::Visit;
 /// The longest a host function may be.
 pub(crate) const LIMIT: usize = 100;
 
-/// The host crates' source directories.
-const ROOTS: &[&str] = &["host/src", "host/config/src", "host/wire/src"];
-
 struct Function {
     lines: usize,
     file: PathBuf,
@@ -73,7 +70,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// Prints the `top` longest functions; fails if any is over the limit.
 pub(crate) fn check(top: usize) -> Result<()> {
     let mut files = Vec::new();
-    for root in ROOTS {
+    for root in crate::HOST_CRATES {
         if Path::new(root).exists() {
             rust_files(Path::new(root), &mut files)?;
         }

@@ -22,6 +22,15 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+/// The host crates, by their `src` directory (`fn-length` and `modules` check them all).
+pub(crate) const HOST_CRATES: &[&str] = &[
+    "host/src",
+    "host/config/src",
+    "host/wire/src",
+    "host/oci/src",
+    "host/stdio-bridge/src",
+];
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = root();

@@ -8,15 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use syn::visit::Visit;
 
-/// The library crates of the host, by their `src` directory.
-const CRATES: &[&str] = &[
-    "host/src",
-    "host/config/src",
-    "host/wire/src",
-    "host/oci/src",
-    "host/stdio-bridge/src",
-];
-
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 /// Collects the top-level module named by each `crate::…` path, and by each `super::…` path
@@ -201,7 +192,7 @@ fn cycles(graph: &Graph) -> Vec<Vec<String>> {
 /// Prints each crate's module graph (with `verbose`) and fails on any cycle.
 pub(crate) fn check(verbose: bool) -> Result<()> {
     let mut problems = Vec::new();
-    for src in CRATES {
+    for src in crate::HOST_CRATES {
         let src = Path::new(src);
         if !src.exists() {
             continue;

@@ -34,9 +34,6 @@ pub struct Services {
     pub metrics: Arc<metrics::MetricsRegistry>,
     /// The gateway's own series (requests, upstreams, hooks, capability calls).
     pub requests: Arc<crate::request_metrics::RequestMetrics>,
-    /// The stdio MCP servers bridged to HTTP upstreams, found again by each snapshot build so
-    /// that unchanged ones are reused across reloads (the snapshots own them).
-    pub stdio: crate::stdio_bridge::Bridges,
 }
 
 impl Services {

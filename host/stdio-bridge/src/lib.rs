@@ -15,23 +15,24 @@
 //! - `http.rs`: the loopback HTTP front.
 //!
 //! Lifetime: a [`Bridge`] is owned by the snapshots whose upstreams point at it. The registry
-//! ([`Bridges`], in the runtime's `Services`) only keeps weak references, so a reload that keeps
+//! ([`Bridges`], one per serving gateway) only keeps weak references, so a reload that keeps
 //! an upstream's name and `stdio` table finds the running bridge and reuses it, a changed or
 //! removed one stops once the last snapshot using it is gone (its requests in flight finish
 //! first), and a reload that fails drops whatever it started.
 
+mod body;
 mod command;
 mod http;
 mod lines;
 mod process;
 mod session;
 
-use crate::config::StdioSpec;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, watch};
+use weir_config::StdioSpec;
 
 /// Why a bridge cannot run. Shown to the operator as a configuration error of the upstream.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ use weir_wire::jsonrpc::{self, Message};
 
 /// The largest message accepted from a client. Routes apply their own `max_body_size` before
 /// this; it bounds what a local process talking to the port directly can make us buffer.
-const MAX_BODY: u64 = 16 << 20;
+const MAX_BODY: usize = 16 << 20;
 
 /// Serves `session` on a new loopback port until `stop` turns true; returns the address.
 /// Connections already open go on (their requests drain) after that.

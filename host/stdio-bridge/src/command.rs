@@ -3,11 +3,11 @@
 //! it, and `weir run` refuses the configuration instead of restarting a hopeless process.
 
 use super::BridgeError;
-use crate::config::StdioSpec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
+use weir_config::StdioSpec;
 
 pub(super) struct Program {
     /// As written, for messages.
