@@ -1,5 +1,5 @@
 //! Reload triggers: a change to the config file or to any plugin file of the active snapshot
-//! (polled and compared by content, then debounced), and SIGHUP. The admin API is the third
+//! (polled by `stat`, compared by content when that moved, then debounced), and SIGHUP. The admin API is the third
 //! trigger (`admin.rs`). All go through [`Control::reload`], which validates before activating.
 
 use crate::control::Control;
@@ -9,9 +9,78 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Files that make up the running configuration, with a hash of their content (`None` when a
-/// file cannot be read, e.g. in the middle of being replaced).
-fn fingerprint(gateway: &Control) -> Vec<(PathBuf, Option<u64>)> {
+/// What `stat` says about a file: when none of it moved, the content is taken as unchanged
+/// and not read again (a file replaced by rename gets a new inode; one rewritten in place a new
+/// mtime and ctime).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: (meta.dev(), meta.ino()),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The content hashes of the watched files, keyed by path and refreshed only when a file's
+/// [`Stamp`] moved: polling an idle gateway costs a `stat` per file, not a read of every plugin
+/// (a Python component is tens of MiB).
+#[derive(Default)]
+struct Fingerprints {
+    known: HashMap<PathBuf, (Stamp, u64)>,
+    /// Files read and hashed so far (for tests).
+    reads: u64,
+}
+
+impl Fingerprints {
+    /// Each file with a hash of its content (`None` when it cannot be read, e.g. in the middle
+    /// of being replaced).
+    fn of(&mut self, files: Vec<PathBuf>) -> Vec<(PathBuf, Option<u64>)> {
+        self.known.retain(|path, _| files.contains(path));
+        files
+            .into_iter()
+            .map(|f| {
+                let hash = self.hash(&f);
+                (f, hash)
+            })
+            .collect()
+    }
+
+    fn hash(&mut self, file: &PathBuf) -> Option<u64> {
+        let stamp = Stamp::of(&std::fs::metadata(file).ok()?);
+        if let Some((known, hash)) = self.known.get(file)
+            && *known == stamp
+        {
+            return Some(*hash);
+        }
+        self.reads += 1;
+        let bytes = std::fs::read(file).ok()?;
+        let mut h = DefaultHasher::new();
+        bytes.hash(&mut h);
+        let hash = h.finish();
+        self.known.insert(file.clone(), (stamp, hash));
+        Some(hash)
+    }
+}
+
+/// Files that make up the running configuration: the config file and every plugin file of the
+/// active snapshot.
+fn watched(gateway: &Control) -> Vec<PathBuf> {
     let mut files = vec![gateway.config_path.clone()];
     let mut plugins: Vec<PathBuf> = gateway
         .current()
@@ -22,33 +91,24 @@ fn fingerprint(gateway: &Control) -> Vec<(PathBuf, Option<u64>)> {
     plugins.sort();
     files.extend(plugins);
     files
-        .into_iter()
-        .map(|f| {
-            let hash = std::fs::read(&f).ok().map(|bytes| {
-                let mut h = DefaultHasher::new();
-                bytes.hash(&mut h);
-                h.finish()
-            });
-            (f, hash)
-        })
-        .collect()
 }
 
 /// Polls the files every `interval`; after a change, waits until they stay the same for one more
 /// interval (an editor or `cp` may write in several steps), then reloads.
-pub async fn watch_files(gateway: Arc<Control>, interval: Duration) {
-    let mut last = fingerprint(&gateway);
+pub(crate) async fn watch_files(gateway: Arc<Control>, interval: Duration) {
+    let mut prints = Fingerprints::default();
+    let mut last = prints.of(watched(&gateway));
     loop {
         tokio::time::sleep(interval).await;
         if gateway.is_shutting_down() {
             return;
         }
-        let now = fingerprint(&gateway);
+        let now = prints.of(watched(&gateway));
         if now == last {
             continue;
         }
         tokio::time::sleep(interval / 2).await;
-        let settled = fingerprint(&gateway);
+        let settled = prints.of(watched(&gateway));
         if settled != now {
             continue; // still being written; look again next round
         }
@@ -63,7 +123,7 @@ pub async fn watch_files(gateway: Arc<Control>, interval: Duration) {
 /// Asks the registries every `interval` which component the tags of `oci://` plugins with
 /// `pull = "always"` point to; when one moved, reloads (the reload pulls, verifies and swaps it
 /// like any other change). An unreachable registry is logged and retried next round.
-pub async fn watch_registries(gateway: Arc<Control>, interval: Duration) {
+pub(crate) async fn watch_registries(gateway: Arc<Control>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         if gateway.is_shutting_down() {
@@ -98,7 +158,7 @@ pub async fn watch_registries(gateway: Arc<Control>, interval: Duration) {
 }
 
 /// Reloads on every SIGHUP.
-pub async fn on_sighup(gateway: Arc<Control>) {
+pub(crate) async fn on_sighup(gateway: Arc<Control>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -111,4 +171,42 @@ pub async fn on_sighup(gateway: Arc<Control>) {
     }
     #[cfg(not(unix))]
     drop(gateway);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fingerprints;
+
+    #[test]
+    fn unchanged_files_are_not_read_again_and_changes_are_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.wasm"), dir.path().join("b.wasm"));
+        std::fs::write(&a, b"one").expect("write");
+        std::fs::write(&b, b"two").expect("write");
+        let mut prints = Fingerprints::default();
+        let first = prints.of(vec![a.clone(), b.clone()]);
+        assert_eq!(prints.reads, 2);
+        for _ in 0..10 {
+            assert_eq!(prints.of(vec![a.clone(), b.clone()]), first);
+        }
+        assert_eq!(prints.reads, 2, "idle polls only stat the files");
+
+        // Replaced by rename (a new inode), same length: seen, and only that file is read.
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, b"ONE").expect("write");
+        std::fs::rename(&tmp, &a).expect("rename");
+        let second = prints.of(vec![a.clone(), b.clone()]);
+        assert_ne!(second[0], first[0]);
+        assert_eq!(second[1], first[1]);
+        assert_eq!(prints.reads, 3);
+
+        // Rewritten in place with the same bytes: read again (the stamp moved), same hash.
+        std::fs::write(&b, b"two").expect("write");
+        let third = prints.of(vec![a.clone(), b.clone()]);
+        assert_eq!(third, second, "same content, no change");
+
+        // A missing file has no hash.
+        std::fs::remove_file(&b).expect("remove");
+        assert_eq!(prints.of(vec![a.clone(), b.clone()])[1].1, None);
+    }
 }
