@@ -122,6 +122,44 @@ async fn write_line(stdin: &mut ChildStdin, line: String) -> std::io::Result<()>
     stdin.flush().await
 }
 
+/// Logs the child's stderr, line by line (bounded), until it closes.
+fn log_stderr(name: Arc<str>, stderr: tokio::process::ChildStderr) {
+    tokio::spawn(async move {
+        let _ = lines::for_each(stderr, MAX_STDERR_LINE, |line| match line {
+            Line::Complete(l) => {
+                tracing::info!(upstream = %name, "stdio MCP server: {}", String::from_utf8_lossy(l))
+            }
+            Line::TooLong(n) => {
+                tracing::info!(upstream = %name, "stdio MCP server: ({n} bytes on one stderr line, not shown)")
+            }
+        })
+        .await;
+    });
+}
+
+/// Reads the child's stdout into the session, line by line (bounded); the task ends with why
+/// its stdout ended.
+fn read_stdout(
+    session: Arc<Session>,
+    stdout: tokio::process::ChildStdout,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let name = session.name.clone();
+        let read = lines::for_each(stdout, MAX_LINE, |line| match line {
+            Line::Complete(l) if l.iter().all(u8::is_ascii_whitespace) => {}
+            Line::Complete(l) => session.child_line(l),
+            Line::TooLong(n) => {
+                tracing::warn!(upstream = %name, bytes = n, "stdio MCP server wrote a line over the limit; dropped")
+            }
+        })
+        .await;
+        match read {
+            Ok(()) => "its stdout closed".to_string(),
+            Err(e) => format!("reading its stdout failed: {e}"),
+        }
+    })
+}
+
 /// One process: re-initialise it if a client initialised its predecessor, then feed it.
 async fn run(
     session: &Arc<Session>,
@@ -134,34 +172,8 @@ async fn run(
     else {
         return End::Exited("its stdio is not piped".into());
     };
-    let name = session.name.clone();
-    tokio::spawn(async move {
-        let _ = lines::for_each(stderr, MAX_STDERR_LINE, |line| match line {
-            Line::Complete(l) => {
-                tracing::info!(upstream = %name, "stdio MCP server: {}", String::from_utf8_lossy(l))
-            }
-            Line::TooLong(n) => {
-                tracing::info!(upstream = %name, "stdio MCP server: ({n} bytes on one stderr line, not shown)")
-            }
-        })
-        .await;
-    });
-    let reader_session = session.clone();
-    let mut reader = tokio::spawn(async move {
-        let name = reader_session.name.clone();
-        let read = lines::for_each(stdout, MAX_LINE, |line| match line {
-            Line::Complete(l) if l.iter().all(u8::is_ascii_whitespace) => {}
-            Line::Complete(l) => reader_session.child_line(l),
-            Line::TooLong(n) => {
-                tracing::warn!(upstream = %name, bytes = n, "stdio MCP server wrote a line over the limit; dropped")
-            }
-        })
-        .await;
-        match read {
-            Ok(()) => "its stdout closed".to_string(),
-            Err(e) => format!("reading its stdout failed: {e}"),
-        }
-    });
+    log_stderr(session.name.clone(), stderr);
+    let mut reader = read_stdout(session.clone(), stdout);
     let reader_end = |r: Result<String, tokio::task::JoinError>| {
         End::Exited(r.unwrap_or_else(|e| format!("its reader failed: {e}")))
     };
