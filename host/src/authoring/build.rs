@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Versions the SDKs are tested with; what the install hints name.
-pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
-pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
-pub const JCO: &str = "@bytecodealliance/jco@1.34.0";
+pub(crate) const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+pub(crate) const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+pub(crate) const JCO: &str = "@bytecodealliance/jco@1.34.0";
 
 const PY_SDK: &str = include_str!("../../../sdk/python/weir.py");
 const JS_SDK: &str = include_str!("../../../sdk/js/weir.js");

@@ -14,7 +14,7 @@ use crate::diagnostic::Location;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-pub const FILE: &str = "weir-plugin.toml";
+pub(crate) const FILE: &str = "weir-plugin.toml";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -26,7 +26,7 @@ pub enum Language {
 }
 
 impl Language {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Language::Rust => "rust",
             Language::Python => "python",
@@ -38,7 +38,7 @@ impl Language {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Capability {
+pub(crate) enum Capability {
     Kv,
     Outbound,
     Metrics,
@@ -46,7 +46,7 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
+    pub(crate) const ALL: [Capability; 4] = [
         Capability::Kv,
         Capability::Outbound,
         Capability::Metrics,
@@ -54,7 +54,7 @@ impl Capability {
     ];
 
     /// The interface's name in `weir:plugin`.
-    pub fn interface(self) -> &'static str {
+    pub(crate) fn interface(self) -> &'static str {
         match self {
             Capability::Kv => "kv",
             Capability::Outbound => "outbound",
@@ -66,11 +66,11 @@ impl Capability {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub name: String,
-    pub language: Language,
+pub(crate) struct Manifest {
+    pub(crate) name: String,
+    pub(crate) language: Language,
     #[serde(default)]
-    pub capabilities: Vec<Capability>,
+    pub(crate) capabilities: Vec<Capability>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ pub enum ManifestError {
 }
 
 /// A plugin name: lowercase letters, digits and `-`, starting with a letter.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
@@ -94,7 +94,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Manifest {
-    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+    pub(crate) fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(FILE);
         let source = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
             path: path.clone(),
@@ -118,7 +118,7 @@ impl Manifest {
     }
 
     /// The `weir:plugin` WIT with the world's imports trimmed to the declared capabilities.
-    pub fn trimmed_wit(&self) -> String {
+    pub(crate) fn trimmed_wit(&self) -> String {
         let mut wit = String::new();
         for line in WIT.lines() {
             let dropped = Capability::ALL.iter().any(|c| {
@@ -135,7 +135,7 @@ impl Manifest {
 }
 
 /// The contract, as this binary was built with it.
-pub const WIT: &str = include_str!("../../../wit/plugin.wit");
+pub(crate) const WIT: &str = include_str!("../../../wit/plugin.wit");
 
 #[cfg(test)]
 mod tests {

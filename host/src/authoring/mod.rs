@@ -12,6 +12,6 @@ mod scaffold;
 mod smoke;
 
 pub use build::{BuildError, build};
-pub use manifest::{Capability, Language, Manifest, ManifestError};
+pub use manifest::Language;
 pub use scaffold::{ScaffoldError, new};
 pub use smoke::{SmokeError, test};

@@ -17,11 +17,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Calls one instance may have in flight at once; more is refused as an invalid request.
-pub const MAX_IN_FLIGHT: usize = 64;
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
 
 /// Why an outbound call failed; mirrors `outbound-error` in the WIT.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OutboundError {
+pub(crate) enum OutboundError {
     #[error("upstream \"{0}\" is not granted to this plugin")]
     NotGranted(String),
     #[error("invalid request: {0}")]
@@ -37,13 +37,13 @@ pub enum OutboundError {
 }
 
 /// What a plugin asked to send, as plain data (from `outgoing-request`).
-pub struct CallSpec {
-    pub upstream: String,
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout_ms: Option<u32>,
+pub(crate) struct CallSpec {
+    pub(crate) upstream: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) timeout_ms: Option<u32>,
 }
 
 /// The upstreams one plugin may call.
@@ -53,12 +53,12 @@ pub struct OutboundGrant {
 }
 
 impl OutboundGrant {
-    pub fn new(upstreams: HashMap<String, Arc<Upstream>>) -> OutboundGrant {
+    pub(crate) fn new(upstreams: HashMap<String, Arc<Upstream>>) -> OutboundGrant {
         OutboundGrant { upstreams }
     }
 
     /// Checks the grant and the request, then starts the call.
-    pub fn start(&self, spec: CallSpec) -> Result<PendingCall, OutboundError> {
+    pub(crate) fn start(&self, spec: CallSpec) -> Result<PendingCall, OutboundError> {
         let Some(upstream) = self.upstreams.get(&spec.upstream).cloned() else {
             return Err(OutboundError::NotGranted(spec.upstream));
         };
@@ -125,14 +125,14 @@ fn build(spec: &CallSpec) -> Result<Request<Body>, OutboundError> {
 
 /// A call in flight (`pending-response`). Dropping it cancels the call.
 pub struct PendingCall {
-    pub upstream: String,
+    pub(crate) upstream: String,
     task: Option<JoinHandle<Result<Response<Incoming>, OutboundError>>>,
     read_timeout: Duration,
 }
 
 impl PendingCall {
     /// Waits for the response head.
-    pub async fn wait(&mut self) -> Result<IncomingCall, OutboundError> {
+    pub(crate) async fn wait(&mut self) -> Result<IncomingCall, OutboundError> {
         let task = self.task.take().ok_or(OutboundError::AlreadyConsumed)?;
         let response = task
             .await
@@ -157,8 +157,8 @@ impl Drop for PendingCall {
 
 /// A response whose head arrived (`incoming-response`).
 pub struct IncomingCall {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
     body: Option<Incoming>,
     /// Longest wait for the next chunk.
     read_timeout: Duration,
@@ -166,7 +166,7 @@ pub struct IncomingCall {
 
 impl IncomingCall {
     /// The next data chunk, `None` at the end. Trailers are skipped.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, OutboundError> {
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, OutboundError> {
         loop {
             let Some(body) = self.body.as_mut() else {
                 return Ok(None);
@@ -195,7 +195,7 @@ impl IncomingCall {
     }
 
     /// The rest of the body, at most `limit` bytes.
-    pub async fn read_body(&mut self, limit: u32) -> Result<Vec<u8>, OutboundError> {
+    pub(crate) async fn read_body(&mut self, limit: u32) -> Result<Vec<u8>, OutboundError> {
         let mut out = Vec::new();
         while let Some(chunk) = self.next_chunk().await? {
             if out.len() + chunk.len() > limit as usize {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Reads every secret of the config; returns all that could not be read.
-pub fn resolve(config: &Config) -> Result<HashMap<String, Arc<str>>, Vec<Diagnostic>> {
+pub(crate) fn resolve(config: &Config) -> Result<HashMap<String, Arc<str>>, Vec<Diagnostic>> {
     let mut values = HashMap::new();
     let mut errors = Vec::new();
     for (name, source) in &config.file.secrets {

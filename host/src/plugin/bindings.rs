@@ -26,4 +26,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use self::weir::plugin::types::{BodyAccess, EditError, LocalResponse};
+pub(crate) use self::weir::plugin::types::{BodyAccess, EditError, LocalResponse};

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-pub struct DiskCache {
+pub(crate) struct DiskCache {
     dir: PathBuf,
     engine_hash: u64,
 }
 
 impl DiskCache {
     /// Opens (creating if needed) the cache directory; `None` if it cannot be used.
-    pub fn open(dir: &Path, engine: &Engine) -> Option<DiskCache> {
+    pub(crate) fn open(dir: &Path, engine: &Engine) -> Option<DiskCache> {
         if let Err(e) = create_private_dir(dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "compiled-plugin cache disabled");
             return None;
@@ -41,7 +41,7 @@ impl DiskCache {
     }
 
     /// The cached compilation of the component with this digest, if there is a usable one.
-    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+    pub(crate) fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.path(digest);
         if !path.exists() {
             return None;
@@ -62,7 +62,7 @@ impl DiskCache {
     }
 
     /// Stores a compiled component (best effort: a failure only costs a recompile later).
-    pub fn store(&self, digest: &str, component: &Component) {
+    pub(crate) fn store(&self, digest: &str, component: &Component) {
         let path = self.path(digest);
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let result = component
@@ -89,6 +89,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The default cache directory: `$XDG_CACHE_HOME/weir/compiled`, else `~/.cache/weir/compiled`,
 /// else a directory under the system temp dir.
-pub fn default_dir() -> PathBuf {
+pub(crate) fn default_dir() -> PathBuf {
     weir_config::cache_root().join("compiled")
 }

@@ -17,21 +17,21 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Raised from `memory.grow` when an instance would exceed its plugin's `memory_limit`.
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit of {limit} bytes exceeded (wanted {desired} bytes)")]
-pub struct MemoryLimitExceeded {
-    pub limit: usize,
-    pub desired: usize,
+pub(crate) struct MemoryLimitExceeded {
+    pub(crate) limit: usize,
+    pub(crate) desired: usize,
 }
 
 /// Raised at an epoch tick once a hook has run past its plugin's `hook_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error("hook timeout exceeded")]
-pub struct DeadlineExceeded;
+pub(crate) struct DeadlineExceeded;
 
 /// Tracks and bounds linear memory growth of one instance.
-pub struct MemoryLimiter {
-    pub limit: usize,
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
     /// Largest size any memory of this instance has grown to.
-    pub peak: usize,
+    pub(crate) peak: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -63,32 +63,36 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 }
 
 /// What a plugin instance's host calls operate on.
-pub struct HostState {
+pub(crate) struct HostState {
     /// The guest's stdout and stderr, logged after each hook.
-    pub output: super::output::GuestOutput,
+    pub(crate) output: super::output::GuestOutput,
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub limiter: MemoryLimiter,
+    pub(crate) limiter: MemoryLimiter,
     /// The exchange lent for the duration of one hook call; `None` during `init`.
-    pub exchange: Option<Box<Exchange>>,
+    pub(crate) exchange: Option<Box<Exchange>>,
     /// Whether this plugin asked to see the request/response body.
-    pub body_access: (bool, bool),
-    pub plugin: Arc<str>,
+    pub(crate) body_access: (bool, bool),
+    pub(crate) plugin: Arc<str>,
     /// When the running hook must end; checked at every epoch tick.
-    pub deadline: std::time::Instant,
+    pub(crate) deadline: std::time::Instant,
     /// What the plugin was granted (kv, outbound, metrics, secrets).
-    pub caps: Arc<PluginCapabilities>,
+    pub(crate) caps: Arc<PluginCapabilities>,
     /// Outbound calls started and not yet dropped.
-    pub calls_in_flight: usize,
+    pub(crate) calls_in_flight: usize,
     /// The route of the request this instance serves, kept after the exchange is given back
     /// so the log lines of body hooks still name it.
-    pub route: Arc<str>,
+    pub(crate) route: Arc<str>,
     /// Where body hooks' `trace.*` context attributes go (the request span is still open).
-    pub late_trace: Option<crate::exchange::LateAttributes>,
+    pub(crate) late_trace: Option<crate::exchange::LateAttributes>,
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, memory_limit: usize, caps: Arc<PluginCapabilities>) -> Self {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        memory_limit: usize,
+        caps: Arc<PluginCapabilities>,
+    ) -> Self {
         let output = super::output::GuestOutput::default();
         HostState {
             wasi: WasiCtx::builder()

@@ -89,12 +89,12 @@ fn classify(err: wasmtime::Error) -> HookFailure {
 pub struct PluginInstance {
     store: Store<HostState>,
     bindings: Plugin,
-    pub info: PluginInfo,
+    pub(crate) info: PluginInfo,
     hook_timeout: Duration,
     /// Requests served (for pool recycling).
-    pub uses: u64,
+    pub(crate) uses: u64,
     /// Set after any failure: the instance must not be reused.
-    pub poisoned: bool,
+    pub(crate) poisoned: bool,
 }
 
 impl PluginInstance {
@@ -150,7 +150,7 @@ impl PluginInstance {
     }
 
     /// The largest linear memory this instance has grown to, in bytes.
-    pub fn memory_peak(&self) -> usize {
+    pub(crate) fn memory_peak(&self) -> usize {
         self.store.data().limiter.peak
     }
 
@@ -198,7 +198,7 @@ impl PluginInstance {
 
     /// Runs `on-body-chunk` on one chunk of a streamed body. No exchange is lent: request and
     /// response accessors read as empty while a body streams.
-    pub async fn on_body_chunk(
+    pub(crate) async fn on_body_chunk(
         &mut self,
         direction: Direction,
         chunk: &[u8],
@@ -213,7 +213,10 @@ impl PluginInstance {
     }
 
     /// Runs `on-body-end` for a streamed body.
-    pub async fn on_body_end(&mut self, direction: Direction) -> Result<BodyEnd, HookFailure> {
+    pub(crate) async fn on_body_end(
+        &mut self,
+        direction: Direction,
+    ) -> Result<BodyEnd, HookFailure> {
         self.arm();
         let result = self
             .bindings

@@ -10,12 +10,12 @@ mod instance;
 mod output;
 mod pool;
 
-pub use bindings::{
+pub(crate) use bindings::{
     BodyAccess, BodyEnd, Direction, LocalResponse, PluginInfo, RequestDecision, ResponseDecision,
 };
-pub use host::HostState;
+pub(crate) use host::HostState;
 pub use instance::{HookFailure, PluginInstance};
-pub use pool::InstancePool;
+pub(crate) use pool::InstancePool;
 
 use crate::capability::{PluginCapabilities, Services};
 use crate::config::{InstancePolicy, PluginConfig, RuntimeConfig};
@@ -57,21 +57,21 @@ pub struct Runtime {
     stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
     disk: Option<Arc<disk_cache::DiskCache>>,
     /// Capability state that outlives reloads (key-value store, metrics).
-    pub services: Arc<Services>,
+    pub(crate) services: Arc<Services>,
 }
 
 /// Counters of one plugin, kept across reloads while its bytes stay the same.
 #[derive(Debug, Default)]
-pub struct PluginStats {
-    pub instantiations: AtomicU64,
-    pub failures: AtomicU64,
+pub(crate) struct PluginStats {
+    pub(crate) instantiations: AtomicU64,
+    pub(crate) failures: AtomicU64,
     /// When recent failures happened, for the health verdict.
     recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
 
 impl PluginStats {
     /// Records a failure; returns true if this one made the plugin unhealthy.
-    pub fn record_failure(&self, health: &HealthPolicy) -> bool {
+    pub(crate) fn record_failure(&self, health: &HealthPolicy) -> bool {
         self.failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Ok(mut recent) = self.recent.lock() else {
@@ -84,7 +84,7 @@ impl PluginStats {
     }
 
     /// Failures within the health window.
-    pub fn recent_failures(&self, health: &HealthPolicy) -> usize {
+    pub(crate) fn recent_failures(&self, health: &HealthPolicy) -> usize {
         self.recent.lock().map_or(0, |mut r| {
             Self::prune(&mut r, std::time::Instant::now(), health)
         })
@@ -114,7 +114,6 @@ pub struct HealthPolicy {
     pub window: Duration,
 }
 
-pub use weir_config::cache_root;
 /// The hex SHA-256 of a component's bytes (its OCI digest).
 pub use weir_oci::digest;
 
@@ -177,10 +176,6 @@ impl Runtime {
             disk,
             services: Arc::new(Services::default()),
         })
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// Compiles and pre-instantiates a component, checking it targets the plugin world.
@@ -311,7 +306,7 @@ impl Default for PluginSettings {
 }
 
 impl PluginSettings {
-    pub fn from_config(c: &PluginConfig) -> Self {
+    pub(crate) fn from_config(c: &PluginConfig) -> Self {
         PluginSettings {
             policy: c.instances,
             pull: c.pull,
@@ -330,16 +325,16 @@ impl PluginSettings {
 
 /// A compiled, pre-instantiated plugin. Shared by every route that uses it.
 pub struct LoadedPlugin {
-    pub name: Arc<str>,
-    pub path: PathBuf,
+    pub(crate) name: Arc<str>,
+    pub(crate) path: PathBuf,
     /// `sha256:<hex>` of the component's bytes.
-    pub digest: String,
+    pub(crate) digest: String,
     pre: PluginPre<HostState>,
     pub settings: PluginSettings,
     /// What the operator granted this plugin, resolved against its snapshot.
-    pub caps: Arc<PluginCapabilities>,
+    pub(crate) caps: Arc<PluginCapabilities>,
     engine: Engine,
-    pub stats: Arc<PluginStats>,
+    pub(crate) stats: Arc<PluginStats>,
 }
 
 /// The four hooks a plugin exports (besides `init`), named as in spans and metrics.

@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 const KEEP: usize = 8 * 1024;
 
 #[derive(Clone, Default)]
-pub struct GuestOutput {
+pub(crate) struct GuestOutput {
     buffer: Arc<Mutex<BytesMut>>,
 }
 
@@ -29,7 +29,7 @@ impl GuestOutput {
     }
 
     /// Takes what was written since the last call.
-    pub fn take(&self) -> Option<String> {
+    pub(crate) fn take(&self) -> Option<String> {
         let mut buf = self.buffer.lock().ok()?;
         if buf.is_empty() {
             return None;

@@ -6,14 +6,14 @@
 use super::{HookFailure, LoadedPlugin, PluginInstance};
 use std::sync::{Arc, Mutex};
 
-pub struct InstancePool {
+pub(crate) struct InstancePool {
     plugin: Arc<LoadedPlugin>,
     config: Arc<str>,
     idle: Mutex<Vec<PluginInstance>>,
 }
 
 impl InstancePool {
-    pub fn new(plugin: Arc<LoadedPlugin>, config: Arc<str>) -> Self {
+    pub(crate) fn new(plugin: Arc<LoadedPlugin>, config: Arc<str>) -> Self {
         InstancePool {
             plugin,
             config,
@@ -22,7 +22,7 @@ impl InstancePool {
     }
 
     /// An idle instance, or a new one.
-    pub async fn take(&self) -> Result<PluginInstance, HookFailure> {
+    pub(crate) async fn take(&self) -> Result<PluginInstance, HookFailure> {
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         match idle {
             Some(instance) => Ok(instance),
@@ -31,7 +31,7 @@ impl InstancePool {
     }
 
     /// Returns an instance after a request, unless it must be recycled.
-    pub fn give_back(&self, mut instance: PluginInstance) {
+    pub(crate) fn give_back(&self, mut instance: PluginInstance) {
         instance.uses += 1;
         let s = &self.plugin.settings;
         if instance.poisoned
@@ -46,15 +46,11 @@ impl InstancePool {
             idle.push(instance);
         }
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |v| v.len())
-    }
 }
 
 impl InstancePool {
     /// Adds the instance created while validating the config, so the first request is warm.
-    pub fn seed(&self, instance: PluginInstance) {
+    pub(crate) fn seed(&self, instance: PluginInstance) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(instance);
         }

@@ -30,7 +30,7 @@ pub struct MemoryKv {
 const SWEEP_EVERY: u64 = 65_536;
 
 impl MemoryKv {
-    pub fn new(max_keys: usize) -> MemoryKv {
+    pub(crate) fn new(max_keys: usize) -> MemoryKv {
         MemoryKv {
             map: DashMap::new(),
             max_keys: max_keys.max(1),
@@ -38,7 +38,7 @@ impl MemoryKv {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         let v = self.map.get(key)?;
         v.live(now).then(|| v.bytes.clone())
@@ -60,7 +60,12 @@ impl MemoryKv {
         Ok(())
     }
 
-    pub fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
+    pub(crate) fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), KvError> {
         let value = Value {
             bytes: value.to_vec(),
             expires: ttl.map(|t| Instant::now() + t),
@@ -74,12 +79,17 @@ impl MemoryKv {
         Ok(())
     }
 
-    pub fn delete(&self, key: &str) -> bool {
+    pub(crate) fn delete(&self, key: &str) -> bool {
         let now = Instant::now();
         self.map.remove(key).is_some_and(|(_, v)| v.live(now))
     }
 
-    pub fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError> {
+    pub(crate) fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, KvError> {
         let now = Instant::now();
         if !self.map.contains_key(key) {
             self.before_insert()?;
@@ -109,7 +119,7 @@ impl MemoryKv {
         }
     }
 
-    pub fn compare_and_swap(
+    pub(crate) fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,

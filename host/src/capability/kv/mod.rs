@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest key a plugin may use, in bytes (before the namespace is added).
-pub const MAX_KEY: usize = 1024;
+pub(crate) const MAX_KEY: usize = 1024;
 /// Largest value a plugin may store, in bytes.
-pub const MAX_VALUE: usize = 1 << 20;
+pub(crate) const MAX_VALUE: usize = 1 << 20;
 
 /// Why a key-value call failed; mirrors `kv-error` in the WIT.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,13 +52,6 @@ impl KvStore {
                 )?))
             }
         }))
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            KvStore::Memory(_) => "memory",
-            KvStore::Redis(_) => "redis",
-        }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -122,12 +115,12 @@ impl KvHandle {
         }
     }
 
-    pub fn store(&self) -> &KvStore {
+    pub(crate) fn store(&self) -> &KvStore {
         &self.store
     }
 
     /// The backend key for a plugin's key, after checking it.
-    pub fn key(&self, key: &str) -> Result<String, KvError> {
+    pub(crate) fn key(&self, key: &str) -> Result<String, KvError> {
         if key.is_empty() {
             return Err(KvError::Invalid("empty key".into()));
         }
@@ -142,7 +135,7 @@ impl KvHandle {
 }
 
 /// Checks a value's size and turns a WIT time to live into a duration.
-pub fn check(value: &[u8], ttl_ms: Option<u64>) -> Result<Option<Duration>, KvError> {
+pub(crate) fn check(value: &[u8], ttl_ms: Option<u64>) -> Result<Option<Duration>, KvError> {
     if value.len() > MAX_VALUE {
         return Err(KvError::Invalid(format!(
             "value of {} bytes is larger than {MAX_VALUE}",

@@ -55,7 +55,7 @@ fn ttl_arg(ttl: Option<Duration>) -> String {
 }
 
 impl RedisKv {
-    pub fn new(url: &str, timeout: Duration, workers: usize) -> Result<RedisKv, String> {
+    pub(crate) fn new(url: &str, timeout: Duration, workers: usize) -> Result<RedisKv, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
         Ok(RedisKv {
             client,
@@ -87,11 +87,16 @@ impl RedisKv {
         }
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.run(redis::Cmd::get(stored(key))).await
     }
 
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), KvError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(stored(key)).arg(value);
         if let Some(t) = ttl {
@@ -100,13 +105,13 @@ impl RedisKv {
         self.run::<()>(cmd).await
     }
 
-    pub async fn delete(&self, key: &str) -> Result<bool, KvError> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, KvError> {
         self.run::<i64>(redis::Cmd::del(stored(key)))
             .await
             .map(|n| n > 0)
     }
 
-    pub async fn increment(
+    pub(crate) async fn increment(
         &self,
         key: &str,
         delta: i64,
@@ -123,7 +128,7 @@ impl RedisKv {
         }
     }
 
-    pub async fn compare_and_swap(
+    pub(crate) async fn compare_and_swap(
         &self,
         key: &str,
         expected: Option<&[u8]>,
