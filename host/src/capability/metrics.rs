@@ -7,9 +7,16 @@
 //! label tells them apart): a counter's name is kept without `_total` (the encoder appends it),
 //! so `x` and `x_total` are the same counter.
 //!
-//! Recording never fails a request: an invalid name, value or label, a name used with another
-//! type, or a plugin past its series limit is dropped and logged by the caller.
+//! No two families may share a sample name (Prometheus derives `_total`, `_created`, `_bucket`,
+//! `_sum` and `_count` from family names; one name with two meanings makes a scraper drop the
+//! whole `/metrics`): the names the gateway's own families occupy ([`FAMILIES`]) are refused, and
+//! so is a plugin family whose names meet another's.
+//!
+//! Recording never fails a request: an invalid or colliding name, an invalid value or label, a
+//! name used with another type, or a plugin past its series limit is dropped and logged by the
+//! caller.
 
+use crate::request_metrics::FAMILIES;
 use dashmap::DashMap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -19,6 +26,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Histogram bucket bounds, suited to durations in seconds.
@@ -28,19 +36,8 @@ const BUCKETS: [f64; 14] = [
 /// Series (name + label values) one plugin may create; beyond, new series are dropped.
 pub const MAX_SERIES_PER_PLUGIN: usize = 1000;
 const MAX_LABELS: usize = 8;
-/// Names the gateway itself exports under `weir_plugin_`; plugins cannot take them.
-const RESERVED: [&str; 10] = [
-    "instantiations",
-    "instantiations_total",
-    "failures",
-    "failures_total",
-    "hook_duration_seconds",
-    "hook_failures",
-    "hook_failures_total",
-    "kv_calls",
-    "kv_calls_total",
-    "outbound_calls",
-];
+/// Every plugin family is `weir_plugin_<name>`.
+const PREFIX: &str = "weir_plugin_";
 const HELP: &str = "Recorded by plugins.";
 
 /// A series' labels: the plugin that recorded it, then its own labels sorted by name.
@@ -140,15 +137,48 @@ impl PluginFamily {
     }
 }
 
+/// Every name a family registered as `name` occupies: its own and each sample name Prometheus
+/// derives from it (a counter's family is `name` in OpenMetrics, `name_total` in the 0.0.4
+/// format).
+fn occupied(name: &str, kind: MetricType) -> impl Iterator<Item = String> {
+    let suffixes: &[&str] = match kind {
+        MetricType::Counter => &["", "_total", "_created"],
+        MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
+        _ => &[""],
+    };
+    suffixes.iter().map(move |s| format!("{name}{s}"))
+}
+
+/// Who occupies a name: the gateway, or the plugin family registered under that full name.
+enum Owner {
+    Gateway,
+    Plugin(Arc<str>),
+}
+
 /// The plugins' series, by family.
-#[derive(Default)]
 pub struct MetricsRegistry {
     /// Families by name without the `weir_plugin_` prefix (a counter's without `_total`).
     families: DashMap<Arc<str>, PluginFamily>,
     /// Series each plugin created.
     per_plugin: DashMap<Arc<str>, usize>,
-    /// Held while a series or a family is created, so limits and names are checked once.
-    admitting: Mutex<()>,
+    /// Every name a family occupies, the gateway's and the plugins'. Held while a series or a
+    /// family is created, so limits and names are checked once.
+    admitting: Mutex<HashMap<String, Owner>>,
+}
+
+impl Default for MetricsRegistry {
+    fn default() -> Self {
+        let gateway = FAMILIES
+            .iter()
+            .flat_map(|f| occupied(f.name, f.kind))
+            .map(|n| (n, Owner::Gateway))
+            .collect();
+        MetricsRegistry {
+            families: DashMap::new(),
+            per_plugin: DashMap::new(),
+            admitting: Mutex::new(gateway),
+        }
+    }
 }
 
 impl std::fmt::Debug for MetricsRegistry {
@@ -163,9 +193,17 @@ impl std::fmt::Debug for MetricsRegistry {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MetricError {
     #[error(
-        "invalid metric name {0:?}: use [a-z_][a-z0-9_]*, at most 64 bytes, not one the gateway exports"
+        "invalid metric name {0:?}: use [a-z_][a-z0-9_]*, at most 64 bytes, not one the gateway exports nor one whose samples would share a name with the gateway's (`_total`, `_created`, `_bucket`, `_sum`, `_count`)"
     )]
     InvalidName(String),
+    #[error(
+        "metric {name:?} would share the sample name {sample:?} with the plugin metric {other:?}"
+    )]
+    Collision {
+        name: String,
+        sample: String,
+        other: String,
+    },
     #[error(
         "invalid label {0:?}: use [a-z_][a-z0-9_]* once each, not `plugin`, `le` (histograms) or a `__` prefix, at most {MAX_LABELS} labels"
     )]
@@ -252,7 +290,7 @@ impl MetricsRegistry {
         labels: Vec<(String, String)>,
         value: Value,
     ) -> Result<(), MetricError> {
-        if !valid_ident(name) || RESERVED.contains(&name) {
+        if !valid_ident(name) {
             return Err(MetricError::InvalidName(name.into()));
         }
         let labels = series_labels(plugin, labels, value.kind())?;
@@ -277,17 +315,29 @@ impl MetricsRegistry {
         kind: MetricType,
         labels: &SeriesLabels,
     ) -> Result<PluginFamily, MetricError> {
-        let _one = self
+        let mut taken = self
             .admitting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let found = self.families.get(family).map(|f| f.value().clone());
-        if let Some(f) = &found {
-            if f.kind() != kind {
-                return Err(MetricError::TypeConflict(name.into()));
-            }
-            if f.contains(labels) {
-                return Ok(f.clone());
+        let full = format!("{PREFIX}{family}");
+        match &found {
+            Some(f) if f.kind() != kind => return Err(MetricError::TypeConflict(name.into())),
+            Some(f) if f.contains(labels) => return Ok(f.clone()),
+            Some(_) => {}
+            None => {
+                if let Some((sample, owner)) =
+                    occupied(&full, kind).find_map(|n| taken.get(&n).map(|o| (n, o)))
+                {
+                    return Err(match owner {
+                        Owner::Gateway => MetricError::InvalidName(name.into()),
+                        Owner::Plugin(other) => MetricError::Collision {
+                            name: name.into(),
+                            sample,
+                            other: other.to_string(),
+                        },
+                    });
+                }
             }
         }
         {
@@ -300,6 +350,11 @@ impl MetricsRegistry {
         let f = found.unwrap_or_else(|| {
             let f = PluginFamily::new(kind);
             self.families.insert(Arc::from(family), f.clone());
+            let owner: Arc<str> = match kind {
+                MetricType::Counter => Arc::from(format!("{full}_total")),
+                _ => Arc::from(full.as_str()),
+            };
+            taken.extend(occupied(&full, kind).map(|n| (n, Owner::Plugin(owner.clone()))));
             f
         });
         f.create(labels);
@@ -331,6 +386,7 @@ impl Collector for MetricsRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request_metrics::{Elsewhere, RequestMetrics, scrape};
     use prometheus_client::registry::Registry;
 
     fn l(k: &str, v: &str) -> (String, String) {
@@ -464,6 +520,136 @@ mod tests {
         assert!(
             !out.contains("new_family"),
             "a refused family is not exported"
+        );
+    }
+
+    /// The whole `/metrics` body from the gateway's series and the plugins'.
+    fn full_scrape(requests: &RequestMetrics, plugins: &Arc<MetricsRegistry>) -> String {
+        scrape(requests, &Elsewhere::default(), plugins).expect("renders")
+    }
+
+    /// Checks what a Prometheus scraper refuses and `prometheus-parse` lets through: a family
+    /// typed twice.
+    fn assert_one_group_per_family(text: &str) {
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                assert!(
+                    typed.insert(name.to_string()),
+                    "family {name} appears twice in the scrape:\n{text}"
+                );
+            }
+        }
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("the scrape parses");
+    }
+
+    /// `outbound_calls_total` is the gateway's own `weir_plugin_outbound_calls_total`: a plugin
+    /// counter of that name must be refused, not exported as a second family of the same name
+    /// (which makes a scraper drop the whole `/metrics`).
+    #[test]
+    fn a_plugin_counter_never_duplicates_a_gateway_family() {
+        let requests = RequestMetrics::default();
+        requests.capability_call("outbound", "p", "call", "ok");
+        let plugins = Arc::new(MetricsRegistry::default());
+        let p: Arc<str> = Arc::from("p");
+        let recorded = plugins.counter_add(&p, "outbound_calls_total", 1, vec![]);
+        assert_one_group_per_family(&full_scrape(&requests, &plugins));
+        assert!(
+            matches!(recorded, Err(MetricError::InvalidName(_))),
+            "{recorded:?}"
+        );
+    }
+
+    /// Every name a gateway family under `weir_plugin_` occupies: refused as a histogram, and as
+    /// a counter with and without `_total`; the scrape stays valid.
+    #[test]
+    fn every_name_derived_from_a_gateway_family_is_refused() {
+        let requests = RequestMetrics::default();
+        let plugins = Arc::new(MetricsRegistry::default());
+        let p: Arc<str> = Arc::from("p");
+        let mut tried = 0;
+        for family in FAMILIES {
+            for full in occupied(family.name, family.kind) {
+                let Some(name) = full.strip_prefix(PREFIX) else {
+                    continue;
+                };
+                tried += 1;
+                assert_eq!(
+                    plugins.histogram_record(&p, name, 1.0, vec![]),
+                    Err(MetricError::InvalidName(name.into()))
+                );
+                for name in [name.to_string(), format!("{name}_total")] {
+                    assert_eq!(
+                        plugins.counter_add(&p, &name, 1, vec![]),
+                        Err(MetricError::InvalidName(name.clone()))
+                    );
+                }
+            }
+        }
+        assert_eq!(tried, 5 * 3 + 5, "six families under the prefix");
+        for name in [
+            "outbound_calls",
+            "kv_calls_created",
+            "hook_duration_seconds_bucket",
+        ] {
+            assert!(plugins.counter_add(&p, name, 1, vec![]).is_err(), "{name}");
+        }
+        plugins
+            .counter_add(&p, "outbound_requests", 1, vec![])
+            .expect("a name of its own");
+        let text = full_scrape(&requests, &plugins);
+        assert_one_group_per_family(&text);
+        assert!(text.contains("weir_plugin_outbound_requests_total{plugin=\"p\"} 1\n"));
+    }
+
+    /// Two plugin families may not share a sample name either, whichever plugin records them.
+    #[test]
+    fn plugin_families_that_would_share_a_sample_name_are_refused() {
+        let plugins = Arc::new(MetricsRegistry::default());
+        let (p, q): (Arc<str>, Arc<str>) = (Arc::from("p"), Arc::from("q"));
+        plugins
+            .histogram_record(&p, "latency", 0.1, vec![])
+            .expect("histogram");
+        plugins.counter_add(&p, "jobs", 1, vec![]).expect("counter");
+        for (name, sample) in [
+            ("latency_count", "weir_plugin_latency_count"),
+            ("latency_sum_total", "weir_plugin_latency_sum"),
+            ("jobs_created", "weir_plugin_jobs_created"),
+        ] {
+            assert_eq!(
+                plugins.counter_add(&q, name, 1, vec![]),
+                Err(MetricError::Collision {
+                    name: name.into(),
+                    sample: sample.into(),
+                    other: if name.starts_with("jobs") {
+                        "weir_plugin_jobs_total".into()
+                    } else {
+                        "weir_plugin_latency".into()
+                    },
+                })
+            );
+        }
+        assert!(matches!(
+            plugins.histogram_record(&q, "jobs_total", 1.0, vec![]),
+            Err(MetricError::Collision { .. })
+        ));
+        assert!(matches!(
+            plugins.histogram_record(&q, "latency_bucket", 1.0, vec![]),
+            Err(MetricError::Collision { .. })
+        ));
+        plugins
+            .counter_add(&q, "jobs_total", 2, vec![])
+            .expect("the same counter as `jobs`");
+        plugins
+            .histogram_record(&q, "latency_seconds", 0.1, vec![])
+            .expect("a name of its own");
+        let text = full_scrape(&RequestMetrics::default(), &plugins);
+        assert_one_group_per_family(&text);
+        assert!(
+            text.contains("weir_plugin_jobs_total{plugin=\"q\"} 2\n"),
+            "{text}"
         );
     }
 }
