@@ -6,6 +6,7 @@
 //! | `GET /ready` | 200 while serving, 503 once shutdown began |
 //! | `GET /config` | active generation, activation time, config and plugin digests, last reload error |
 //! | `GET /plugins` | each plugin: path, digest, routes using it, instantiations, failures |
+//! | `GET /metrics` | the gateway's series and the plugins', Prometheus text format 0.0.4 |
 //! | `POST /reload` | reload now: 200 with the new generation, or 422 with every error |
 //! | `PUT /plugins/{name}` | upload a component: validated with every route using it, then written over the plugin's file and activated; 400 with the reason if invalid |
 //!
@@ -194,80 +195,51 @@ fn plugins(gateway: &Control) -> Response<Body> {
     reply(StatusCode::OK, json!({"plugins": out}))
 }
 
-/// Prometheus text format: the gateway's plugin counters, reloads and trace export, then what
-/// plugins recorded through the `metrics` capability.
+/// The gateway's series and the plugins' (the `metrics` capability), rendered by one registry
+/// in the Prometheus text format; the counters kept outside `RequestMetrics` are read now.
 fn metrics(gateway: &Control) -> Response<Body> {
-    use std::fmt::Write as _;
+    use crate::request_metrics::{CONTENT_TYPE, Elsewhere, scrape};
     use std::sync::atomic::Ordering::Relaxed;
-    let snap = gateway.current();
-    let mut plugins: Vec<_> = snap.plugins.values().collect();
-    plugins.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = String::new();
-    type Read = fn(&crate::plugin::LoadedPlugin) -> u64;
-    let families: [(&str, &str, Read); 2] = [
-        (
-            "weir_plugin_instantiations_total",
-            "Plugin instances created.",
-            |p| p.stats.instantiations.load(Relaxed),
-        ),
-        (
-            "weir_plugin_failures_total",
-            "Plugin hook failures (traps, timeouts, memory limit, invalid decisions).",
-            |p| p.stats.failures.load(Relaxed),
-        ),
-    ];
-    for (name, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for p in &plugins {
-            let labels = crate::capability::metrics::label_set(
-                &[("plugin".to_string(), p.name.to_string())],
-                None,
-            );
-            let _ = writeln!(out, "{name}{labels} {}", value(p));
-        }
-    }
     let status = gateway.status();
-    let gauges: [(&str, &str, u64); 5] = [
-        (
-            "weir_config_reloads_total",
-            "Configurations activated after the first.",
-            status.reloads,
+    let elsewhere = Elsewhere {
+        plugins: gateway
+            .current()
+            .plugins
+            .values()
+            .map(|p| {
+                let stats = &p.stats;
+                let (created, failed) = (
+                    stats.instantiations.load(Relaxed),
+                    stats.failures.load(Relaxed),
+                );
+                (p.name.clone(), created, failed)
+            })
+            .collect(),
+        reloads: status.reloads,
+        reload_failures: status.failures,
+        spans_exported: crate::telemetry::exported(),
+        spans_dropped: crate::telemetry::dropped(),
+        log_lines_dropped: crate::access_log::dropped(),
+    };
+    let services = &gateway.runtime.services;
+    match scrape(
+        &services.requests,
+        &elsewhere,
+        Box::new(services.metrics.clone()),
+    ) {
+        Ok(text) => {
+            let mut resp = Response::new(body::full(text));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": format!("rendering the metrics: {e}")}),
         ),
-        (
-            "weir_config_reload_failures_total",
-            "Reloads refused (the previous configuration kept serving).",
-            status.failures,
-        ),
-        (
-            "weir_telemetry_spans_exported_total",
-            "Spans the OTLP collector accepted.",
-            crate::telemetry::exported(),
-        ),
-        (
-            "weir_telemetry_spans_dropped_total",
-            "Spans lost because an export to the collector failed.",
-            crate::telemetry::dropped(),
-        ),
-        (
-            "weir_log_lines_dropped_total",
-            "Access and audit log lines dropped because the writer fell behind.",
-            crate::access_log::dropped(),
-        ),
-    ];
-    for (name, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
     }
-    gateway.runtime.services.requests.render(&mut out);
-    gateway.runtime.services.metrics.render(&mut out);
-    let mut resp = Response::new(crate::body::full(out));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
 }
 
 async fn upload(gateway: &Control, name: String, req: Request<Incoming>) -> Response<Body> {

@@ -1,136 +1,245 @@
-//! The gateway's own metrics, for the admin `/metrics` (Prometheus text): requests by route and
-//! status with their latency, upstream attempts by outcome, plugin hooks by plugin and phase
-//! with their latency and failures by kind, and plugins' `kv`/`outbound` calls. One
-//! [`RequestMetrics`] lives in the runtime's `Services`, so series survive reloads; they are
-//! bounded by the configuration (routes, upstreams, plugins) and by status codes, never by what
-//! a client sends.
+//! The gateway's own metrics and the one registry the admin `/metrics` renders.
 //!
-//! Series are found by the name (`&str`) first, so recording allocates only for a name's first
-//! sample, not on every request.
+//! [`RequestMetrics`] holds the series recorded on the request path: requests by route and status
+//! with their latency, upstream attempts by outcome, plugin hooks by plugin and phase with their
+//! latency and failures by kind, and plugins' `kv`/`outbound` calls. One lives in the runtime's
+//! `Services`, so series survive reloads; they are bounded by the configuration (routes,
+//! upstreams, plugins) and by status codes, never by what a client sends.
+//!
+//! [`scrape`] renders one `prometheus-client` [`Registry`]: these families, the counters kept
+//! elsewhere ([`Elsewhere`]: plugin instantiations and failures, reloads, span export, dropped
+//! log lines) and the plugins' own series (the `metrics` capability's collector), in the
+//! Prometheus text format 0.0.4 ([`CONTENT_TYPE`]). [`FAMILIES`] lists every family the gateway
+//! exports; the plugins' registry keeps clear of the names derived from it.
+//!
+//! Label values are interned `Arc<str>`s, so recording into an existing series allocates
+//! nothing.
 
-use dashmap::DashMap;
-use std::fmt::Write as _;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use dashmap::DashSet;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+use std::sync::Arc;
 use std::time::Duration;
+
+pub(crate) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// A family the gateway exports: its name as registered (a counter's without the `_total` the
+/// encoder appends), its help (the encoder appends a full stop) and its type.
+#[derive(Debug)]
+pub(crate) struct Desc {
+    pub(crate) name: &'static str,
+    help: &'static str,
+    pub(crate) kind: MetricType,
 }
 
-impl Histogram {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let n = self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+const fn counter(name: &'static str, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        kind: MetricType::Counter,
     }
 }
 
-/// Values (counters or histograms) by a name and a small key.
-struct Family<K, V>(DashMap<String, DashMap<K, V>>);
-
-impl<K: Eq + Hash, V> Default for Family<K, V> {
-    fn default() -> Self {
-        Family(DashMap::new())
+const fn histogram(name: &'static str, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        kind: MetricType::Histogram,
     }
 }
 
-impl<K: Eq + Hash + Copy + Ord, V: Default> Family<K, V> {
-    fn with(&self, name: &str, key: K, f: impl FnOnce(&V)) {
-        if let Some(inner) = self.0.get(name) {
-            match inner.get(&key) {
-                Some(v) => f(&v),
-                None => f(&inner.entry(key).or_default()),
-            }
-            return;
-        }
-        let inner = self.0.entry(name.to_string()).or_default();
-        f(&inner.entry(key).or_default());
-    }
+const REQUESTS: Desc = counter("weir_requests", "Requests answered, by route and status");
+const REQUEST_DURATION: Desc = histogram(
+    "weir_request_duration_seconds",
+    "Time to the response head, by route",
+);
+const UPSTREAM: Desc = counter(
+    "weir_upstream_requests",
+    "Upstream attempts by outcome (ok: an HTTP answer of any status)",
+);
+const HOOK_DURATION: Desc = histogram(
+    "weir_plugin_hook_duration_seconds",
+    "Plugin hook calls, by plugin and phase",
+);
+const HOOK_FAILURES: Desc = counter(
+    "weir_plugin_hook_failures",
+    "Plugin hook failures by kind (trap, timeout, memory, decision, instantiate)",
+);
+const KV_CALLS: Desc = counter(
+    "weir_plugin_kv_calls",
+    "Plugin `kv` calls by operation and outcome",
+);
+const OUTBOUND_CALLS: Desc = counter(
+    "weir_plugin_outbound_calls",
+    "Plugin `outbound` calls by operation and outcome",
+);
+const INSTANTIATIONS: Desc = counter("weir_plugin_instantiations", "Plugin instances created");
+const PLUGIN_FAILURES: Desc = counter(
+    "weir_plugin_failures",
+    "Plugin hook failures (traps, timeouts, memory limit, invalid decisions)",
+);
+const RELOADS: Desc = counter(
+    "weir_config_reloads",
+    "Configurations activated after the first",
+);
+const RELOAD_FAILURES: Desc = counter(
+    "weir_config_reload_failures",
+    "Reloads refused (the previous configuration kept serving)",
+);
+const SPANS_EXPORTED: Desc = counter(
+    "weir_telemetry_spans_exported",
+    "Spans the OTLP collector accepted",
+);
+const SPANS_DROPPED: Desc = counter(
+    "weir_telemetry_spans_dropped",
+    "Spans lost because an export to the collector failed",
+);
+const LOG_LINES_DROPPED: Desc = counter(
+    "weir_log_lines_dropped",
+    "Access and audit log lines dropped because the writer fell behind",
+);
 
-    /// Calls `f` on every series, ordered by name then key.
-    fn each(&self, mut f: impl FnMut(&str, K, &V)) {
-        let mut keys: Vec<(String, K)> = self
-            .0
-            .iter()
-            .flat_map(|outer| {
-                let name = outer.key().clone();
-                outer
-                    .value()
-                    .iter()
-                    .map(|e| (name.clone(), *e.key()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        keys.sort();
-        for (name, key) in keys {
-            if let Some(inner) = self.0.get(&name)
-                && let Some(v) = inner.get(&key)
-            {
-                f(&name, key, &v);
-            }
-        }
-    }
+/// Every family the gateway registers. The plugins' series (`weir_plugin_<name>`) must not take
+/// these names nor the sample names derived from them.
+pub(crate) const FAMILIES: [&Desc; 14] = [
+    &REQUESTS,
+    &REQUEST_DURATION,
+    &UPSTREAM,
+    &HOOK_DURATION,
+    &HOOK_FAILURES,
+    &KV_CALLS,
+    &OUTBOUND_CALLS,
+    &INSTANTIATIONS,
+    &PLUGIN_FAILURES,
+    &RELOADS,
+    &RELOAD_FAILURES,
+    &SPANS_EXPORTED,
+    &SPANS_DROPPED,
+    &LOG_LINES_DROPPED,
+];
+
+fn register(registry: &mut Registry, desc: &Desc, metric: impl Metric) {
+    debug_assert_eq!(metric.metric_type(), desc.kind, "{}", desc.name);
+    registry.register(desc.name, desc.help, metric);
 }
 
-type Counters<K> = Family<K, AtomicU64>;
-type Histograms<K> = Family<K, Histogram>;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: Arc<str>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamOutcome {
+    upstream: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginPhase {
+    plugin: Arc<str>,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginKind {
+    plugin: Arc<str>,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCall {
+    plugin: Arc<str>,
+    op: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Plugin {
+    plugin: Arc<str>,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency() -> Histogram {
+    Histogram::new(BUCKETS)
+}
 
 /// The gateway's own series. Recorded through the snapshot's `Observer` (requests, upstreams,
-/// hooks) and the plugins' capability calls; rendered by the admin `/metrics`.
-#[derive(Default)]
+/// hooks) and the plugins' capability calls; rendered by [`scrape`].
+#[derive(Debug)]
 pub struct RequestMetrics {
-    requests: Counters<u16>,
-    request_latency: Histograms<()>,
-    upstream: Counters<&'static str>,
-    hook_latency: Histograms<&'static str>,
-    hook_failures: Counters<&'static str>,
-    /// By plugin: (capability, operation, outcome).
-    capability: Counters<(&'static str, &'static str, &'static str)>,
+    /// Route, upstream and plugin names, interned: a series is found without allocating.
+    names: DashSet<Arc<str>>,
+    requests: Family<RouteStatus, Counter>,
+    request_latency: Histograms<Route>,
+    upstream: Family<UpstreamOutcome, Counter>,
+    hook_latency: Histograms<PluginPhase>,
+    hook_failures: Family<PluginKind, Counter>,
+    kv_calls: Family<PluginCall, Counter>,
+    outbound_calls: Family<PluginCall, Counter>,
 }
 
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        RequestMetrics {
+            names: DashSet::new(),
+            requests: Family::default(),
+            request_latency: Family::new_with_constructor(latency),
+            upstream: Family::default(),
+            hook_latency: Family::new_with_constructor(latency),
+            hook_failures: Family::default(),
+            kv_calls: Family::default(),
+            outbound_calls: Family::default(),
+        }
+    }
 }
 
 impl RequestMetrics {
+    /// `name` as a shared string: the interned one once seen, so only a name's first sample
+    /// allocates.
+    fn name(&self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return n.key().clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(n.clone());
+        n
+    }
+
     /// A request answered on `route` with `status`, its head after `elapsed`.
     pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        self.requests.with(route, status, inc);
-        self.request_latency.with(route, (), |h| h.observe(elapsed));
+        let route = self.name(route);
+        self.request_latency
+            .get_or_create(&Route {
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RouteStatus { route, status })
+            .inc();
     }
 
     /// An upstream attempt: `ok` (any HTTP answer), `timeout` or `error`.
     pub(crate) fn upstream(&self, name: &str, outcome: &'static str) {
-        self.upstream.with(name, outcome, inc);
+        let upstream = self.name(name);
+        self.upstream
+            .get_or_create(&UpstreamOutcome { upstream, outcome })
+            .inc();
     }
 
     /// One hook call of `plugin`, and its failure kind if it failed.
@@ -141,14 +250,20 @@ impl RequestMetrics {
         elapsed: Duration,
         failure: Option<&'static str>,
     ) {
-        self.hook_latency
-            .with(plugin, phase, |h| h.observe(elapsed));
+        let plugin = self.name(plugin);
         if let Some(kind) = failure {
-            self.hook_failures.with(plugin, kind, inc);
+            let labels = PluginKind {
+                plugin: plugin.clone(),
+                kind,
+            };
+            self.hook_failures.get_or_create(&labels).inc();
         }
+        self.hook_latency
+            .get_or_create(&PluginPhase { plugin, phase })
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// A `kv` or `outbound` call by `plugin`.
+    /// A `kv` or `outbound` call by `plugin` (another `capability` is not counted).
     pub(crate) fn capability_call(
         &self,
         capability: &'static str,
@@ -156,98 +271,180 @@ impl RequestMetrics {
         op: &'static str,
         outcome: &'static str,
     ) {
-        self.capability.with(plugin, (capability, op, outcome), inc);
+        let family = match capability {
+            "kv" => &self.kv_calls,
+            "outbound" => &self.outbound_calls,
+            _ => return,
+        };
+        let plugin = self.name(plugin);
+        family
+            .get_or_create(&PluginCall {
+                plugin,
+                op,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Registers every family (the registry shares the series, it does not copy them).
+    fn register(&self, registry: &mut Registry) {
+        register(registry, &REQUESTS, self.requests.clone());
+        register(registry, &REQUEST_DURATION, self.request_latency.clone());
+        register(registry, &UPSTREAM, self.upstream.clone());
+        register(registry, &HOOK_DURATION, self.hook_latency.clone());
+        register(registry, &HOOK_FAILURES, self.hook_failures.clone());
+        register(registry, &KV_CALLS, self.kv_calls.clone());
+        register(registry, &OUTBOUND_CALLS, self.outbound_calls.clone());
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Counters the gateway keeps elsewhere (the snapshot's plugins, the reload status, the span
+/// exporter, the log writers), read when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub(crate) struct Elsewhere {
+    /// Each plugin of the active snapshot: name, instances created, hook failures.
+    pub(crate) plugins: Vec<(Arc<str>, u64, u64)>,
+    pub(crate) reloads: u64,
+    pub(crate) reload_failures: u64,
+    pub(crate) spans_exported: u64,
+    pub(crate) spans_dropped: u64,
+    pub(crate) log_lines_dropped: u64,
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// A counter family: `labels` renders a row's labels from its name and key.
-fn counters<K: Eq + Hash + Copy + Ord>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    family: &Counters<K>,
-    labels: impl Fn(&str, K) -> String,
-) {
-    header(out, name, "counter", help);
-    family.each(|n, k, v| {
-        let v = v.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}{{{}}} {v}", labels(&escape(n), k));
-    });
-}
-
-impl RequestMetrics {
-    /// Appends every family in Prometheus text format.
-    pub(crate) fn render(&self, out: &mut String) {
-        let m = self;
-        counters(
-            out,
-            "weir_requests_total",
-            "Requests answered, by route and status.",
-            &m.requests,
-            |route, status| format!("route=\"{route}\",status=\"{status}\""),
-        );
-        let name = "weir_request_duration_seconds";
-        header(
-            out,
-            name,
-            "histogram",
-            "Time to the response head, by route.",
-        );
-        m.request_latency.each(|route, (), h| {
-            h.render(out, name, &format!("route=\"{}\"", escape(route)));
-        });
-        counters(
-            out,
-            "weir_upstream_requests_total",
-            "Upstream attempts by outcome (ok: an HTTP answer of any status).",
-            &m.upstream,
-            |upstream, outcome| format!("upstream=\"{upstream}\",outcome=\"{outcome}\""),
-        );
-        let name = "weir_plugin_hook_duration_seconds";
-        header(
-            out,
-            name,
-            "histogram",
-            "Plugin hook calls, by plugin and phase.",
-        );
-        m.hook_latency.each(|plugin, phase, h| {
-            let labels = format!("plugin=\"{}\",phase=\"{phase}\"", escape(plugin));
-            h.render(out, name, &labels);
-        });
-        counters(
-            out,
-            "weir_plugin_hook_failures_total",
-            "Plugin hook failures by kind (trap, timeout, memory, decision, instantiate).",
-            &m.hook_failures,
-            |plugin, kind| format!("plugin=\"{plugin}\",kind=\"{kind}\""),
-        );
-        for cap in ["kv", "outbound"] {
-            let name = format!("weir_plugin_{cap}_calls_total");
-            header(
-                out,
-                &name,
-                "counter",
-                &format!("Plugin `{cap}` calls by operation and outcome."),
-            );
-            m.capability.each(|plugin, (c, op, outcome), n| {
-                if c == cap {
-                    let (plugin, n) = (escape(plugin), n.load(Ordering::Relaxed));
-                    let _ = writeln!(
-                        out,
-                        "{name}{{plugin=\"{plugin}\",op=\"{op}\",outcome=\"{outcome}\"}} {n}"
-                    );
-                }
-            });
+impl Elsewhere {
+    /// Registers each value as a counter set to it.
+    fn register(&self, registry: &mut Registry) {
+        let instantiations = Family::<Plugin, Counter>::default();
+        let failures = Family::<Plugin, Counter>::default();
+        for (plugin, created, failed) in &self.plugins {
+            let labels = Plugin {
+                plugin: plugin.clone(),
+            };
+            instantiations.get_or_create(&labels).inc_by(*created);
+            failures.get_or_create(&labels).inc_by(*failed);
         }
+        register(registry, &INSTANTIATIONS, instantiations);
+        register(registry, &PLUGIN_FAILURES, failures);
+        let scalars = [
+            (&RELOADS, self.reloads),
+            (&RELOAD_FAILURES, self.reload_failures),
+            (&SPANS_EXPORTED, self.spans_exported),
+            (&SPANS_DROPPED, self.spans_dropped),
+            (&LOG_LINES_DROPPED, self.log_lines_dropped),
+        ];
+        for (desc, value) in scalars {
+            let c = Counter::<u64>::default();
+            c.inc_by(value);
+            register(registry, desc, c);
+        }
+    }
+}
+
+/// The whole `/metrics` body, in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]): one
+/// registry with the gateway's families and the plugins' series (the `metrics` capability's
+/// collector, passed in so that this module does not depend on the capability, which depends
+/// on [`FAMILIES`]).
+pub(crate) fn scrape(
+    requests: &RequestMetrics,
+    elsewhere: &Elsewhere,
+    plugins: Box<dyn prometheus_client::collector::Collector>,
+) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    elsewhere.register(&mut registry);
+    requests.register(&mut registry);
+    registry.register_collector(plugins);
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The name a family's `# TYPE` line carries in the 0.0.4 format.
+    fn exposed(d: &Desc) -> String {
+        match d.kind {
+            MetricType::Counter => format!("{}_total", d.name),
+            _ => d.name.to_string(),
+        }
+    }
+
+    fn typed(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn renders_every_family_and_nothing_unlisted() {
+        /// No plugin series.
+        #[derive(Debug)]
+        struct NoSeries;
+        impl prometheus_client::collector::Collector for NoSeries {
+            fn encode(
+                &self,
+                _: prometheus_client::encoding::DescriptorEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                Ok(())
+            }
+        }
+
+        let m = RequestMetrics::default();
+        m.request("api", 200, Duration::from_millis(3));
+        m.request("api", 200, Duration::from_millis(30));
+        m.request("a\"b", 404, Duration::from_millis(1));
+        m.upstream("app", "ok");
+        m.hook("p", "request", Duration::from_micros(200), Some("trap"));
+        m.capability_call("kv", "p", "get", "ok");
+        m.capability_call("outbound", "p", "call", "timeout");
+        m.capability_call("other", "p", "x", "ok");
+        let elsewhere = Elsewhere {
+            plugins: vec![(Arc::from("p"), 3, 1)],
+            reloads: 2,
+            ..Elsewhere::default()
+        };
+        let text = scrape(&m, &elsewhere, Box::new(NoSeries)).expect("renders");
+        let listed: BTreeSet<String> = FAMILIES.iter().map(|d| exposed(d)).collect();
+        assert_eq!(typed(&text), listed, "{text}");
+        for line in [
+            "# HELP weir_requests_total Requests answered, by route and status.\n",
+            "# TYPE weir_requests_total counter\n",
+            "weir_requests_total{route=\"api\",status=\"200\"} 2\n",
+            "weir_requests_total{route=\"a\\\"b\",status=\"404\"} 1\n",
+            "# TYPE weir_request_duration_seconds histogram\n",
+            "weir_request_duration_seconds_bucket{route=\"api\",le=\"0.0025\"} 0\n",
+            "weir_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 1\n",
+            "weir_request_duration_seconds_bucket{route=\"api\",le=\"10\"} 2\n",
+            "weir_request_duration_seconds_bucket{route=\"api\",le=\"+Inf\"} 2\n",
+            "weir_request_duration_seconds_count{route=\"api\"} 2\n",
+            "weir_upstream_requests_total{upstream=\"app\",outcome=\"ok\"} 1\n",
+            "weir_plugin_hook_failures_total{plugin=\"p\",kind=\"trap\"} 1\n",
+            "weir_plugin_hook_duration_seconds_bucket{plugin=\"p\",phase=\"request\",le=\"0.0005\"} 1\n",
+            "weir_plugin_kv_calls_total{plugin=\"p\",op=\"get\",outcome=\"ok\"} 1\n",
+            "weir_plugin_outbound_calls_total{plugin=\"p\",op=\"call\",outcome=\"timeout\"} 1\n",
+            "weir_plugin_instantiations_total{plugin=\"p\"} 3\n",
+            "weir_plugin_failures_total{plugin=\"p\"} 1\n",
+            "weir_config_reloads_total 2\n",
+            "weir_telemetry_spans_dropped_total 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        let sum = text
+            .lines()
+            .find_map(|l| l.strip_prefix("weir_request_duration_seconds_sum{route=\"api\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("sum");
+        assert!((sum - 0.033).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn names_are_interned() {
+        let m = RequestMetrics::default();
+        let a = m.name("route");
+        assert!(Arc::ptr_eq(&a, &m.name("route")));
     }
 }

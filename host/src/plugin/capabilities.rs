@@ -325,14 +325,12 @@ impl HostState {
 
 impl metrics::Host for HostState {
     fn counter_add(&mut self, name: String, value: u64, labels: Vec<(String, String)>) {
-        self.record(&name, |m| {
-            m.counter_add(&self.plugin, &name, value, &labels)
-        });
+        self.record(&name, |m| m.counter_add(&self.plugin, &name, value, labels));
     }
 
     fn histogram_record(&mut self, name: String, value: f64, labels: Vec<(String, String)>) {
         self.record(&name, |m| {
-            m.histogram_record(&self.plugin, &name, value, &labels)
+            m.histogram_record(&self.plugin, &name, value, labels)
         });
     }
 }
