@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use weir_sdk::{
     BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision,
-    context, request, response,
+    context, log, request, response,
 };
 
 #[derive(Deserialize, Default)]
@@ -31,7 +31,8 @@ struct Config {
     /// this entry's own `set_context`/`set_principal`.
     #[serde(default)]
     echo_context: Vec<String>,
-    /// Misbehave: `trap`, `loop`, `grow`, or `bad-status`.
+    /// Misbehave: `trap`, `loop` (logging "probe is looping until its hook timeout" first),
+    /// `grow`, or `bad-status`.
     fail: Option<String>,
     /// Where to misbehave: `request` (default), `response`, or `chunk` (in the response body
     /// stream).
@@ -81,6 +82,8 @@ fn misbehave(how: &str) -> Decision {
     match how {
         "trap" => panic!("probe was asked to trap"),
         "loop" => {
+            // Logged as it happens (not after the hook), so a test can wait for the loop to run.
+            log::info("probe is looping until its hook timeout");
             let mut n = 0u64;
             loop {
                 n = black_box(n.wrapping_add(1));
