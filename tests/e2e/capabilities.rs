@@ -3,7 +3,7 @@
 //! `fan-out` handler plugin, and the deny-by-default grants.
 
 use crate::support::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RATE_LIMIT: &str = "{ plugin = \"rate-limit\", config = { burst = BURST, rate_per_second = 0.001, key = \"header:x-client\" } }";
 
@@ -99,11 +99,13 @@ async fn redis_down_fails_open_as_configured_and_says_why() {
     assert!(gw.log().contains("kv backend call failed"), "{}", gw.log());
 }
 
+/// A `fan-out` route over `backends`. Their `request_timeout` (the calls' default timeout) is
+/// longer than the tests' hang guard: a call a backend holds ends when the test lets it.
 fn fan_out(backends: &[Backend], granted: &str, called: &str) -> String {
     let mut s = String::new();
     for b in backends {
         s.push_str(&format!(
-            "[upstreams.{}]\nendpoints = [\"{}\"]\n",
+            "[upstreams.{}]\nendpoints = [\"{}\"]\nrequest_timeout = \"10m\"\n",
             b.name,
             b.endpoint()
         ));
@@ -129,24 +131,40 @@ async fn handler_plugin_fans_out_concurrently_and_merges() {
     let gw = Gateway::start(&fan_out(&backends, all, all));
     // Warm up connections and the plugin.
     assert_eq!(get(&gw.url("/slow/1")).await.status, 200);
+    let warm: Vec<u64> = backends.iter().map(Backend::hits).collect();
 
-    let delay = 600u64;
-    let started = Instant::now();
-    let r = get(&gw.url(&format!("/slow/{delay}"))).await;
-    let took = started.elapsed();
+    // Concurrent: every upstream gets its call while none has answered (they answer `/gated/`
+    // only once the test opens their gates). Calls made one after another would stop at the
+    // first, which never answers meanwhile.
+    let fan = tokio::spawn({
+        let url = gw.url("/gated/fan");
+        async move { get(&url).await }
+    });
+    for (backend, before) in backends.iter().zip(warm) {
+        backend
+            .wait_for_hits(
+                before + 1,
+                &format!(
+                    "upstream {} to be called while no upstream has answered",
+                    backend.name
+                ),
+            )
+            .await;
+    }
+    assert!(!fan.is_finished(), "answered before its upstreams did");
+    for backend in &backends {
+        backend.open_gate();
+    }
+    let r = hang_guard("the fan-out to answer", fan)
+        .await
+        .expect("fan-out request");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-weir-fan-out").as_deref(), Some("3/3"));
     let merged = r.json();
     for name in ["a", "b", "c"] {
         assert_eq!(merged[name]["backend"], name, "{merged}");
-        assert_eq!(merged[name]["path"], format!("/slow/{delay}"));
+        assert_eq!(merged[name]["path"], "/gated/fan");
     }
-    // Concurrent: about one delay, not three.
-    assert!(took >= Duration::from_millis(delay), "{took:?}");
-    assert!(
-        took < Duration::from_millis(delay * 3 / 2),
-        "three {delay} ms calls took {took:?}: not concurrent"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,27 +175,32 @@ async fn a_waiting_handler_does_not_hold_its_thread() {
         "[runtime]\nworkers = 1\n{}[[routes]]\nname = \"plain\"\nmatch = {{ path_prefix = \"/plain\" }}\nupstream = \"a\"\n",
         fan_out(&backends, "\"a\"", "\"a\"").replace(
             "name = \"fan\"\n",
-            "name = \"fan\"\nmatch = { path_prefix = \"/slow\" }\n"
+            "name = \"fan\"\nmatch = { path_prefix = \"/gated\" }\n"
         )
     );
     let gw = Gateway::start(&config);
-    let slow_url = gw.url("/slow/1500");
-    let slow = tokio::spawn(async move { get(&slow_url).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
-    for _ in 0..5 {
-        assert_eq!(get(&gw.url("/plain/x")).await.status, 200);
+    let waiting_url = gw.url("/gated/x");
+    let waiting = tokio::spawn(async move { get(&waiting_url).await });
+    // The handler's call has reached the upstream, which holds it until the gate opens.
+    backends[0]
+        .wait_for_hits(1, "the handler's call to reach its upstream")
+        .await;
+    for i in 0..5 {
+        let r = hang_guard(
+            &format!("plain request {i} while a handler waits on the one worker thread"),
+            get(&gw.url("/plain/x")),
+        )
+        .await;
+        assert_eq!(r.status, 200);
     }
-    let took = started.elapsed();
     assert!(
-        took < Duration::from_millis(700),
-        "5 requests took {took:?} while a handler waited"
-    );
-    assert!(
-        !slow.is_finished(),
+        !waiting.is_finished(),
         "the handler was still waiting meanwhile"
     );
-    let r = slow.await.expect("slow request");
+    backends[0].open_gate();
+    let r = hang_guard("the waiting handler to answer", waiting)
+        .await
+        .expect("waiting request");
     assert_eq!(r.header("x-weir-fan-out").as_deref(), Some("1/1"));
 }
 
@@ -387,9 +410,11 @@ async fn kv_state_survives_a_reload() {
     assert_eq!(status, 429, "{}", reply.text());
 }
 
+/// An `outbound-probe` route calling `app` (`backend`, whose `request_timeout` is longer than
+/// the tests' hang guard, so only a call's own timeout can cut a call it holds) or `down`.
 fn outbound_probe(backend: &Backend, config: &str) -> String {
     format!(
-        "[upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.down]\nendpoints = [\"http://127.0.0.1:{}\"]\n{}[[routes]]\nname = \"r\"\nchain = [{{ plugin = \"outbound-probe\", config = {{ {config} }} }}]\n",
+        "[upstreams.app]\nendpoints = [\"{}\"]\nrequest_timeout = \"10m\"\n[upstreams.down]\nendpoints = [\"http://127.0.0.1:{}\"]\n{}[[routes]]\nname = \"r\"\nchain = [{{ plugin = \"outbound-probe\", config = {{ {config} }} }}]\n",
         backend.endpoint(),
         free_port(),
         plugins_toml(&[(
@@ -419,15 +444,18 @@ async fn outbound_edges_streamed_bodies_timeouts_and_bad_requests() {
     assert_eq!(a["bytes"], 1_000_000, "{a}");
     assert!(a["chunks"].as_u64().unwrap_or(0) > 1, "{a}");
 
-    // The call's own timeout (waiting does not count against the hook's 100 ms).
-    let started = std::time::Instant::now();
-    let a = probe_answer(
-        &backend,
-        "upstream = \"app\", path = \"/slow/3000\", timeout_ms = 300",
+    // The call's own timeout (waiting does not count against the hook's 100 ms): the upstream
+    // holds `/gated/` requests until the test opens the gate, so only the timeout can end it.
+    let a = hang_guard(
+        "the call's own 300 ms timeout to end a call the upstream holds",
+        probe_answer(
+            &backend,
+            "upstream = \"app\", path = \"/gated/x\", timeout_ms = 300",
+        ),
     )
     .await;
     assert_eq!(a["error"], "OutboundError::Timeout", "{a}");
-    assert!(started.elapsed() < Duration::from_millis(2500));
+    backend.open_gate();
 
     let a = probe_answer(&backend, "upstream = \"app\", path = \"no-slash\"").await;
     assert!(

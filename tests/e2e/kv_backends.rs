@@ -83,8 +83,6 @@ async fn redis_unreachable_is_a_backend_error_not_a_hang() {
         ..KvConfig::default()
     };
     let kv = KvStore::new(&config, 1).expect("store");
-    let started = std::time::Instant::now();
-    let r = kv.get("ns:k").await;
+    let r = crate::support::hang_guard("a kv call to an unreachable Redis", kv.get("ns:k")).await;
     assert!(matches!(r, Err(KvError::Backend(_))), "{r:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
 }

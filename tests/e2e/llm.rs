@@ -104,13 +104,18 @@ fn records(gw: &Gateway) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until the log holds at least `n` usage records (failing only if that hangs).
 fn wait_records(gw: &Gateway, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + crate::support::HANG_GUARD;
     loop {
         let r = records(gw);
-        if r.len() >= n || Instant::now() > deadline {
+        if r.len() >= n {
             return r;
         }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} usage records: {r:#?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

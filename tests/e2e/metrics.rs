@@ -154,15 +154,14 @@ async fn metrics_parse_and_count_requests_failures_and_reloads() {
     assert_eq!(get_with(&gw.url("/down"), &[]).await.status.as_u16(), 502);
     // A reload.
     gw.write_config(&format!("{listener}{}", config("two")));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    crate::support::eventually("the reload to be seen", async || {
         let r = get_with(&gw.url("/api/x"), &[("x-api-key", "k")]).await;
-        if r.seen("x-chain").as_deref() == Some("two") {
-            break;
+        match r.seen("x-chain") {
+            Some(tag) if tag == "two" => Ok(()),
+            other => Err(format!("x-chain {other:?}")),
         }
-        assert!(Instant::now() < deadline, "reload not seen");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 
     let text = crate::support::get(&format!("http://127.0.0.1:{admin}/metrics"))
         .await
@@ -273,16 +272,21 @@ async fn access_and_audit_logs_get_one_json_line_each() {
     assert_eq!(r.status.as_u16(), 200);
     assert_eq!(get_with(&gw.url("/x"), &[]).await.status.as_u16(), 401);
     let read = |p: &std::path::Path, n: usize| -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::support::HANG_GUARD;
         loop {
             let lines: Vec<serde_json::Value> = std::fs::read_to_string(p)
                 .unwrap_or_default()
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("every line is JSON"))
                 .collect();
-            if lines.len() >= n || Instant::now() > deadline {
+            if lines.len() >= n {
                 return lines;
             }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} lines in {}: {lines:?}",
+                p.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };

@@ -120,11 +120,12 @@ fn start_with_pki(config: &str, addr: SocketAddr, pki: &Pki) -> Gateway {
     Gateway::start_file(dir, &path, addr)
 }
 
-/// Runs `fut` but fails the test if it takes longer than `secs`.
+/// Runs `fut`; fails with "timed out waiting for WHAT" if it hangs for `secs` (a hang guard,
+/// at least a minute; never a performance bound).
 async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), fut)
         .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {secs}s"))
+        .unwrap_or_else(|_| panic!("timed out waiting for {what} ({secs} s)"))
 }
 
 /// An HTTPS backend (HTTP/2 and HTTP/1.1 by ALPN) that answers JSON naming itself and the
@@ -155,8 +156,7 @@ impl TlsBackend {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let Ok(Ok(tls)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
+                        tokio::time::timeout(HANG_GUARD, acceptor.accept(stream)).await
                     else {
                         return;
                     };
@@ -210,7 +210,7 @@ upstream = "plain"
 
     let client = h2c_client();
     let resp = within(
-        15,
+        60,
         "h2c request",
         client.request(
             Request::post(gw.url("/h2c/path"))
@@ -260,7 +260,7 @@ upstream = "plain"
         }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
-        let r = within(15, "concurrent h2c request", t).await.expect("task");
+        let r = within(60, "concurrent h2c request", t).await.expect("task");
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["path"], format!("/stream/{i}"));
     }
@@ -305,7 +305,7 @@ upstream = "b"
         .build();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let resp = within(
-        15,
+        60,
         "HTTP/2 over TLS",
         client.request(
             Request::get(&url)
@@ -330,7 +330,7 @@ upstream = "b"
         .build();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let resp = within(
-        15,
+        60,
         "HTTP/1.1 over TLS",
         client.request(
             Request::post(&url)
@@ -350,7 +350,7 @@ upstream = "b"
     // Plain HTTP to the TLS port is not served.
     let plain: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let res = within(
-        15,
+        60,
         "plain HTTP to TLS port",
         plain.request(
             Request::get(format!("http://127.0.0.1:{port}/secure"))
@@ -415,7 +415,7 @@ upstream = "untrusted"
         &pki,
     );
 
-    let r = within(15, "trusted", get(&format!("http://{addr}/trusted/x"))).await;
+    let r = within(60, "trusted", get(&format!("http://{addr}/trusted/x"))).await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.log());
     assert_eq!(r.header("x-backend").as_deref(), Some("secure"));
     assert_eq!(r.json()["path"], "/trusted/x");
@@ -425,11 +425,11 @@ upstream = "untrusted"
         "protocol auto over https negotiates h2 by ALPN"
     );
 
-    let r = within(15, "trusted-h1", get(&format!("http://{addr}/h1/y"))).await;
+    let r = within(60, "trusted-h1", get(&format!("http://{addr}/h1/y"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["version"], "HTTP/1.1");
 
-    let r = within(15, "untrusted", get(&format!("http://{addr}/untrusted/z"))).await;
+    let r = within(60, "untrusted", get(&format!("http://{addr}/untrusted/z"))).await;
     assert_eq!(r.status, 502, "{}", r.text());
     let text = r.text();
     assert!(text.contains("upstream \"untrusted\""), "{text}");
@@ -474,7 +474,7 @@ async fn grpc_unary_with_trailers_and_error_status() {
     let stdout = server.0.stdout.take().expect("server stdout");
     let mut line = String::new();
     within(
-        30,
+        60,
         "gRPC server start",
         tokio::io::BufReader::new(stdout).read_line(&mut line),
     )
@@ -602,7 +602,7 @@ upstream = "ws"
     ));
 
     let (mut ws, resp) = within(
-        15,
+        60,
         "websocket handshake",
         tokio_tungstenite::connect_async(format!("ws://{}/ws?room=1", gw.addr)),
     )
@@ -622,22 +622,22 @@ upstream = "ws"
             .collect::<Vec<u8>>(),
     ));
     for msg in &sent {
-        within(10, "websocket send", ws.send(msg.clone()))
+        within(60, "websocket send", ws.send(msg.clone()))
             .await
             .expect("send");
-        let echoed = within(10, "websocket echo", ws.next())
+        let echoed = within(60, "websocket echo", ws.next())
             .await
             .expect("connection open")
             .expect("echo");
         assert_eq!(&echoed, msg);
     }
 
-    within(10, "websocket close", ws.close(None))
+    within(60, "websocket close", ws.close(None))
         .await
         .expect("close");
     let mut got_close = false;
     for _ in 0..4 {
-        match within(10, "websocket close reply", ws.next()).await {
+        match within(60, "websocket close reply", ws.next()).await {
             Some(Ok(Message::Close(_))) => got_close = true,
             Some(Ok(other)) => panic!("unexpected message after close: {other:?}"),
             Some(Err(e)) => panic!("websocket error while closing: {e}"),
@@ -763,13 +763,16 @@ upstream = "bulk"
             assert!(d.iter().all(|&b| b == b'x'), "corrupted download data");
             received += d.len() as u64;
         }
-        assert!(Instant::now() < deadline, "download too slow");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the 100 MiB download (180 s)"
+        );
     }
     assert_eq!(received, TOTAL, "every byte came back");
     let download_time = started.elapsed();
 
     stop.store(true, Ordering::Relaxed);
-    within(10, "RSS sampler", sampler).await.expect("sampler");
+    within(60, "RSS sampler", sampler).await.expect("sampler");
     let peak = peak.load(Ordering::Relaxed);
     let samples = samples.load(Ordering::Relaxed);
     assert!(samples >= 5, "only {samples} RSS samples");
@@ -813,32 +816,28 @@ upstream = "slow"
         backend.endpoint()
     ));
 
-    let r = within(15, "down", get(&gw.url("/down/x"))).await;
+    let r = within(60, "down", get(&gw.url("/down/x"))).await;
     assert_eq!(r.status, 502, "{}", r.text());
     let text = r.text();
     assert!(text.contains("upstream \"down\""), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{dead_port}")), "{text}");
 
     // Fast enough requests on the slow upstream succeed...
-    let r = within(15, "slow but in time", get(&gw.url("/slow/10"))).await;
+    let r = within(60, "slow but in time", get(&gw.url("/slow/10"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-backend").as_deref(), Some("slowpoke"));
 
-    // ... but one that takes longer than the upstream's request_timeout is cut at ~300 ms.
-    let started = Instant::now();
-    let r = within(15, "slow", get(&gw.url("/slow/2000"))).await;
-    let took = started.elapsed();
+    // ... but one the upstream does not answer (it holds `/gated/` requests until the test
+    // opens the gate) is cut by the upstream's request_timeout: nothing else could end it.
+    let r = within(60, "slow", get(&gw.url("/slow/gated/x"))).await;
     assert_eq!(r.status, 504, "{}", r.text());
     let text = r.text();
     assert!(text.contains("upstream \"slow\""), "{text}");
     assert!(text.contains("timed out"), "{text}");
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1900),
-        "504 after {took:?}: request_timeout = 300ms not applied"
-    );
+    backend.open_gate();
 
     // The gateway survives both.
-    let r = within(15, "after failures", get(&gw.url("/slow/0"))).await;
+    let r = within(60, "after failures", get(&gw.url("/slow/0"))).await;
     assert_eq!(r.status, 200);
 }
 
@@ -877,7 +876,7 @@ upstream = "b"
     // Headers: 12 KiB pass, 32 KiB are refused.
     let ok = "a".repeat(12 * 1024);
     let r = within(
-        15,
+        60,
         "12 KiB header",
         get_with(&gw.url("/h"), &[("x-big", &ok)]),
     )
@@ -887,7 +886,7 @@ upstream = "b"
 
     let big = "b".repeat(32 * 1024);
     let r = within(
-        15,
+        60,
         "32 KiB header",
         get_with(&gw.url("/h"), &[("x-big", &big)]),
     )
@@ -900,14 +899,14 @@ upstream = "b"
         .map(|i| (format!("x-part-{i}"), piece.as_str()))
         .collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let r = within(15, "6 × 4 KiB headers", get_with(&gw.url("/h"), &many)).await;
+    let r = within(60, "6 × 4 KiB headers", get_with(&gw.url("/h"), &many)).await;
     assert_eq!(r.status, 431, "{}", r.text());
 
     // Bodies with a declared length: at the limit passes, over it is refused up front.
-    let r = within(15, "1 KiB body", post(&gw.url("/b"), vec![b'k'; 1024])).await;
+    let r = within(60, "1 KiB body", post(&gw.url("/b"), vec![b'k'; 1024])).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["body_len"], 1024);
-    let r = within(15, "2 KiB body", post(&gw.url("/b"), vec![b'k'; 2048])).await;
+    let r = within(60, "2 KiB body", post(&gw.url("/b"), vec![b'k'; 2048])).await;
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(r.text().contains("too large"), "{}", r.text());
 
@@ -915,7 +914,7 @@ upstream = "b"
     let client: Client<_, http_body_util::combinators::BoxBody<Bytes, std::io::Error>> =
         Client::builder(TokioExecutor::new()).build_http();
     let resp = within(
-        15,
+        60,
         "chunked 1000 bytes",
         client.request(
             Request::post(gw.url("/b"))
@@ -935,7 +934,7 @@ upstream = "b"
     );
 
     let resp = within(
-        15,
+        60,
         "chunked 2048 bytes",
         client.request(
             Request::post(gw.url("/b"))
@@ -950,7 +949,7 @@ upstream = "b"
     assert!(r.text().contains("too large"), "{}", r.text());
 
     // The gateway still serves normal requests afterwards.
-    let r = within(15, "after limits", get(&gw.url("/fine"))).await;
+    let r = within(60, "after limits", get(&gw.url("/fine"))).await;
     assert_eq!(r.status, 200);
 }
 
@@ -973,14 +972,14 @@ upstream = "b"
         backend.endpoint()
     ));
     let r = within(
-        15,
+        60,
         "2 KiB header",
         get_with(&gw.url("/"), &[("x-h", &"s".repeat(2048))]),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = within(
-        15,
+        60,
         "6 KiB header",
         get_with(&gw.url("/"), &[("x-h", &"s".repeat(6 * 1024))]),
     )
@@ -989,7 +988,7 @@ upstream = "b"
 
     // The same limit holds for HTTP/2 (h2c).
     let resp = within(
-        15,
+        60,
         "h2c 6 KiB header",
         h2c_client().request(
             Request::get(gw.url("/"))
@@ -1023,7 +1022,7 @@ async fn plugins_see_the_client_authority_over_http1_and_h2c() {
     let req = Request::get(format!("http://{}/x", gw.addr))
         .body(Full::new(Bytes::new()))
         .expect("request");
-    let resp = within(10, "h2c request", h2c_client().request(req))
+    let resp = within(60, "h2c request", h2c_client().request(req))
         .await
         .expect("h2c request");
     assert_eq!(resp.version(), Version::HTTP_2);

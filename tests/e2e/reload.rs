@@ -5,10 +5,12 @@
 use crate::support::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A gateway whose config references a private copy of the probe plugin, so tests may replace
-/// it. `{tag}` is the behaviour under test; `extra` is appended (e.g. an `[admin]` table).
+/// it. `{tag}` is the behaviour under test; `extra` is appended (e.g. an `[admin]` table). The
+/// hook timeout is generous: it is wall-clock time, and on a busy machine the default 100 ms can
+/// refuse a swap (its `init` runs under it) or fail a request, which these tests are not about.
 fn config(
     backend: &Backend,
     plugin: &std::path::Path,
@@ -26,6 +28,7 @@ endpoints = ["{}"]
 [plugins.probe]
 path = {:?}
 instances = "pooled"
+hook_timeout = "30s"
 [[routes]]
 name = "r"
 upstream = "a"
@@ -50,6 +53,33 @@ fn start(backend: &Backend, tag: &str, extra: &str) -> (Gateway, std::path::Path
         format!("127.0.0.1:{port}").parse().expect("addr"),
     );
     (gw, plugin_copy, port)
+}
+
+/// Returns once the gateway's file watcher is known to be running.
+///
+/// The watcher takes its baseline from the files as they are when it first runs, not as the
+/// gateway loaded them (`watch_files` in host/src/reload.rs), so on a busy machine a change
+/// written right after the gateway starts listening can be missed for good. Until that is fixed,
+/// tests that change files first add a comment to the config (changing nothing else), again
+/// each second, until a reload shows that the watcher saw one.
+async fn prime_watcher(gw: &Gateway) {
+    let original = std::fs::read_to_string(&gw.config).expect("read config");
+    let mut changes = 0u32;
+    let mut last_change: Option<tokio::time::Instant> = None;
+    eventually("the file watcher to notice a change", async || {
+        if gw.log().contains("configuration reloaded") {
+            return Ok(());
+        }
+        if last_change.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            changes += 1;
+            gw.write_config(&format!(
+                "{original}\n# priming the file watcher ({changes})\n"
+            ));
+            last_change = Some(tokio::time::Instant::now());
+        }
+        Err(format!("no reload after {changes} changes"))
+    })
+    .await;
 }
 
 /// The tag a request saw, checking that request and response phase agree.
@@ -81,40 +111,54 @@ async fn tag_and_variant(url: &str) -> Result<(String, String), String> {
     Ok((request_tag, request_variant))
 }
 
-async fn wait_for(url: &str, want: (&str, &str), within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if let Ok((tag, variant)) = tag_and_variant(url).await
-            && (tag.as_str(), variant.as_str()) == want
-        {
-            return start.elapsed();
+/// Waits until a request sees config tag and plugin variant `want`. Every request on the way
+/// must succeed and must not mix versions.
+async fn wait_for(url: &str, want: (&str, &str)) {
+    eventually(&format!("requests to see {want:?}"), async || {
+        let (tag, variant) = tag_and_variant(url)
+            .await
+            .unwrap_or_else(|e| panic!("while waiting for {want:?}: {e}"));
+        if (tag.as_str(), variant.as_str()) == want {
+            Ok(())
+        } else {
+            Err(format!("{:?}", (tag, variant)))
         }
-        assert!(
-            start.elapsed() < within,
-            "{want:?} not observed within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
-async fn wait_for_tag(url: &str, want: &str, within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if tag_of(url).await.as_deref() == Ok(want) {
-            return start.elapsed();
+/// Waits until a request sees config tag `want`.
+async fn wait_for_tag(url: &str, want: &str) {
+    eventually(
+        &format!("requests to see tag {want:?}"),
+        async || match tag_of(url).await {
+            Ok(tag) if tag == want => Ok(()),
+            Ok(tag) => Err(format!("tag {tag:?}")),
+            Err(e) => Err(e),
+        },
+    )
+    .await
+}
+
+/// Waits until the gateway's log contains `needle` at least `n` times (a line may be written
+/// just after the change it reports is visible to requests).
+async fn wait_for_log(gw: &Gateway, needle: &str, n: usize) {
+    eventually(&format!("{n} × {needle:?} in the log"), async || {
+        let log = gw.log();
+        if log.matches(needle).count() >= n {
+            Ok(())
+        } else {
+            Err(log)
         }
-        assert!(
-            start.elapsed() < within,
-            "{want} not observed within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_and_plugin_swaps_under_load_lose_nothing_and_never_mix() {
     let backend = Backend::start("a").await;
     let (gw, plugin_copy, port) = start(&backend, "A", "");
+    prime_watcher(&gw).await;
     let builds = [
         std::fs::read(plugin("probe")).expect("read probe"),
         std::fs::read(plugin("probe-b")).expect("read probe-b"),
@@ -126,9 +170,8 @@ async fn config_and_plugin_swaps_under_load_lose_nothing_and_never_mix() {
     for _ in 0..8 {
         let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
         clients.push(tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
             let mut errors = Vec::new();
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) {
                 match tag_and_variant(&url).await {
                     Ok(_) => {
                         served.fetch_add(1, Ordering::Relaxed);
@@ -139,10 +182,12 @@ async fn config_and_plugin_swaps_under_load_lose_nothing_and_never_mix() {
             errors
         }));
     }
-    // 100 swaps, alternating: the config's tag (A/B), then the plugin file (variant a/b).
+    // 100 swaps, alternating: the config's tag (A/B), then the plugin file (variant a/b). Each
+    // is waited for (how long swaps take is `cargo xtask bench-swaps`' business), and the
+    // clients complete requests after each one before the next, so every swap is under load.
     let (mut tag, mut variant) = ("A", "a");
-    let mut slowest = Duration::ZERO;
     for i in 0..100 {
+        let before = served.load(Ordering::Relaxed);
         if i % 2 == 0 {
             tag = if tag == "A" { "B" } else { "A" };
             gw.write_config(&config(&backend, &plugin_copy, tag, port, ""));
@@ -150,12 +195,25 @@ async fn config_and_plugin_swaps_under_load_lose_nothing_and_never_mix() {
             variant = if variant == "a" { "b" } else { "a" };
             write_atomically(&plugin_copy, &builds[usize::from(variant == "b")]);
         }
-        slowest = slowest.max(wait_for(&url, (tag, variant), Duration::from_secs(1)).await);
+        wait_for(&url, (tag, variant)).await;
+        eventually("the clients to go on after a swap", async || {
+            let since = served.load(Ordering::Relaxed) - before;
+            if since >= 8 {
+                Ok(())
+            } else {
+                Err(format!("{since} requests served since swap {i}"))
+            }
+        })
+        .await;
     }
     stop.store(true, Ordering::Relaxed);
     let mut errors = Vec::new();
     for c in clients {
-        errors.extend(c.await.expect("client task"));
+        errors.extend(
+            hang_guard("a client to stop", c)
+                .await
+                .expect("client task"),
+        );
     }
     assert!(
         errors.is_empty(),
@@ -163,13 +221,8 @@ async fn config_and_plugin_swaps_under_load_lose_nothing_and_never_mix() {
         errors.len(),
         errors.first()
     );
-    assert!(served.load(Ordering::Relaxed) > 200, "load was applied");
-    assert!(slowest < Duration::from_secs(1), "slowest swap {slowest:?}");
-    assert!(
-        gw.log().matches("configuration reloaded").count() >= 100,
-        "{}",
-        gw.log()
-    );
+    // The 100 swaps and the priming change.
+    wait_for_log(&gw, "configuration reloaded", 101).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,6 +231,7 @@ async fn invalid_changes_are_refused_and_a_later_valid_one_applies() {
     let admin = free_port();
     let admin_table = format!("[admin]\naddress = \"127.0.0.1:{admin}\"\n");
     let (gw, plugin_copy, port) = start(&backend, "old", &admin_table);
+    prime_watcher(&gw).await;
     let url = gw.url("/");
     assert_eq!(tag_of(&url).await.as_deref(), Ok("old"));
 
@@ -187,7 +241,7 @@ async fn invalid_changes_are_refused_and_a_later_valid_one_applies() {
     gw.write_config(&broken);
     let status = wait_for_reload_error(admin, "unknown field `upstraem`").await;
     assert!(
-        status.contains("weir.toml:12:1: unknown field `upstraem`"),
+        status.contains("weir.toml:13:1: unknown field `upstraem`"),
         "{status}"
     );
     assert_eq!(tag_of(&url).await.as_deref(), Ok("old"));
@@ -210,7 +264,7 @@ async fn invalid_changes_are_refused_and_a_later_valid_one_applies() {
     // Restore the plugin and change the behaviour: picked up, no stuck state.
     write_atomically(&plugin_copy, &good_plugin);
     gw.write_config(&config(&backend, &plugin_copy, "new", port, &admin_table));
-    wait_for_tag(&url, "new", Duration::from_secs(2)).await;
+    wait_for_tag(&url, "new").await;
     let cfg = admin_get(admin, "/config", None).await;
     assert_eq!(
         cfg.json()["last_reload_error"],
@@ -227,97 +281,121 @@ async fn admin_get(port: u16, path: &str, token: Option<&str>) -> Reply {
 }
 
 async fn wait_for_reload_error(admin: u16, needle: &str) -> String {
-    let start = Instant::now();
-    loop {
+    eventually(&format!("the reload error {needle:?}"), async || {
         let text = admin_get(admin, "/config", None).await.text();
         if text.contains(needle) {
-            return text;
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no reload error {needle:?}: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 async fn wait_for_reload_ok(admin: u16) {
-    let start = Instant::now();
-    loop {
+    eventually("a reload without error", async || {
         let cfg = admin_get(admin, "/config", None).await.json();
         if cfg["last_reload_error"].is_null() {
-            return;
+            Ok(())
+        } else {
+            Err(cfg.to_string())
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "reload did not recover: {cfg}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_started_before_a_swap_finishes_on_the_old_snapshot() {
+    use http_body_util::BodyExt;
     let backend = Backend::start("a").await;
     let (gw, plugin_copy, port) = start(&backend, "old", "");
-    let url = gw.url("/sse/5");
-    let stream = tokio::spawn(async move {
-        let started = Instant::now();
-        let r = get(&url).await;
-        (r, started.elapsed())
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    gw.write_config(&config(&backend, &plugin_copy, "new", port, ""));
-    wait_for_tag(&gw.url("/"), "new", Duration::from_secs(2)).await;
-    let (r, took) = stream.await.expect("stream task");
-    assert_eq!(r.status, 200);
+    prime_watcher(&gw).await;
+    // The backend sends one event, then holds the other four until the swap has been seen.
+    let resp = hang_guard(
+        "the stream's head",
+        http1_client().request(
+            http::Request::get(gw.url("/gated-events/5/1"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request"),
+        ),
+    )
+    .await
+    .expect("stream request");
+    assert_eq!(resp.status(), 200);
     assert_eq!(
-        r.header("x-chain").as_deref(),
+        resp.headers().get("x-chain").and_then(|v| v.to_str().ok()),
         Some("old"),
         "old snapshot's response hook"
     );
-    let text = r.text();
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    while !String::from_utf8_lossy(&text).contains("data: event 0\n\n") {
+        let frame = hang_guard("the stream's first event", body.frame())
+            .await
+            .expect("the stream ended before its first event")
+            .expect("stream frame");
+        text.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..]));
+    }
+
+    gw.write_config(&config(&backend, &plugin_copy, "new", port, ""));
+    wait_for_tag(&gw.url("/"), "new").await;
+    backend.open_gate();
+    let rest = hang_guard("the rest of the stream", body.collect())
+        .await
+        .expect("the stream finished after the swap")
+        .to_bytes();
+    text.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&text);
     for i in 0..5 {
         assert!(text.contains(&format!("data: event {i}\n\n")), "{text}");
     }
-    assert!(
-        took >= Duration::from_secs(4),
-        "the stream really spanned the swap ({took:?})"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
     let backend = Backend::start("a").await;
+    // A drain timeout longer than the hang guard: the requests in flight end when the test
+    // lets the backend answer them, never because draining gave up.
     let mut gw = Gateway::start(&format!(
-        "[limits]\ndrain_timeout = \"10s\"\n[upstreams.a]\nendpoints = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\n",
+        "[limits]\ndrain_timeout = \"300s\"\n[upstreams.a]\nendpoints = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\n",
         backend.endpoint()
     ));
     let mut in_flight = Vec::new();
     for _ in 0..8 {
-        let url = gw.url("/slow/1500");
+        let url = gw.url("/gated/x");
         in_flight.push(tokio::spawn(async move { get(&url).await.status }));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let signalled = Instant::now();
+    backend
+        .wait_for_hits(8, "the 8 requests to reach the backend")
+        .await;
     gw.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        "the gateway to refuse new connections after SIGTERM",
+        async || match std::net::TcpStream::connect(gw.addr) {
+            Err(_) => Ok(()),
+            Ok(_) => Err("a new connection was accepted".into()),
+        },
+    )
+    .await;
     assert!(
-        std::net::TcpStream::connect(gw.addr).is_err(),
-        "new connections are refused after SIGTERM"
+        gw.is_running(),
+        "still running (draining 8 requests) when it refused new connections:\n{}",
+        gw.log()
     );
+    backend.open_gate();
     for f in in_flight {
         assert_eq!(
-            f.await.expect("request task"),
+            hang_guard("a request in flight to complete", f)
+                .await
+                .expect("request task"),
             200,
             "in-flight request completed"
         );
     }
     let status = gw
-        .wait_exit(Duration::from_secs(11))
-        .expect("exited within the drain timeout");
+        .wait_exit(HANG_GUARD)
+        .unwrap_or_else(|| panic!("timed out waiting for the gateway to exit once drained"));
     assert!(status.success(), "exit status {status}");
-    assert!(signalled.elapsed() < Duration::from_secs(11));
     assert!(
         gw.log().contains("draining requests in flight"),
         "{}",
@@ -512,6 +590,6 @@ async fn sighup_reloads_when_the_file_watcher_is_off() {
         "no watcher"
     );
     gw.signal("HUP");
-    wait_for_tag(&gw.url("/"), "after", Duration::from_secs(2)).await;
-    assert!(gw.log().contains("trigger=\"SIGHUP\""), "{}", gw.log());
+    wait_for_tag(&gw.url("/"), "after").await;
+    wait_for_log(&gw, "trigger=\"SIGHUP\"", 1).await;
 }

@@ -24,6 +24,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Builds the first-party plugins (once per test binary) and returns the directory of `.wasm`s.
+/// The target directory is given explicitly: a `CARGO_TARGET_DIR` meant for the host build
+/// would otherwise send the plugins elsewhere and leave the tests running stale ones.
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -38,6 +40,8 @@ pub fn plugin_dir() -> &'static Path {
                 "--manifest-path",
             ])
             .arg(root.join("plugins/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(root.join("plugins/target"))
             .status()
             .expect("run cargo to build plugins");
         assert!(
@@ -81,6 +85,37 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// How long a test waits for something it expects before failing: a guard against hangs only,
+/// generous enough for a busy machine, never a performance bound (timings belong in
+/// `cargo xtask bench*`).
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Runs `fut` to completion; fails with "timed out waiting for WHAT" if it hangs (see
+/// [`HANG_GUARD`]).
+pub async fn hang_guard<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what} ({HANG_GUARD:?})"))
+}
+
+/// Checks every 20 ms until `check` returns `Ok`; fails with "timed out waiting for WHAT" and
+/// the last `Err` it returned (what it saw instead) if that takes longer than [`HANG_GUARD`].
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    loop {
+        let last = match tokio::time::timeout_at(deadline, check()).await {
+            Ok(Ok(done)) => return done,
+            Ok(Err(seen)) => seen,
+            Err(_) => "the last check did not finish".into(),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} ({HANG_GUARD:?}); last seen: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A running `weir` process; killed on drop.
@@ -160,7 +195,7 @@ impl Gateway {
             }
             assert!(
                 Instant::now() < deadline,
-                "weir did not listen in time:\n{}",
+                "timed out waiting for weir to listen (90 s):\n{}",
                 gw.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -221,7 +256,18 @@ impl Gateway {
 }
 
 impl Drop for Gateway {
+    /// Kills the process; when the test is failing, prints the end of its log first (a "timed
+    /// out waiting for" message says what did not happen, the log may say why).
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- last lines of the log of weir on {} ---\n{}\n---",
+                self.addr,
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -256,12 +302,16 @@ pub fn check(config: &str) -> (bool, String) {
 /// An echo backend on 127.0.0.1. It answers with JSON describing the request and honours:
 /// `/slow/MS` (wait before answering), `/bytes/N` (stream N bytes), `/upload` (count the body
 /// without keeping it), `/status/N`, `/sse/N` (N events, one per second), `/events/N/MS` (N
-/// events spread over MS milliseconds).
+/// events spread over MS milliseconds), and, for tests that order events instead of timing
+/// them, any path with a `/gated/` segment (answered once the test calls
+/// [`Backend::open_gate`]) and `/gated-events/N/K` (K events at once, the other N − K once the
+/// gate is open).
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: &'static str,
     task: tokio::task::JoinHandle<()>,
     hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Backend {
@@ -272,16 +322,18 @@ impl Backend {
         let addr = listener.local_addr().expect("addr");
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = hits.clone();
+        let (gate, opened) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let opened = opened.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        echo(name, req)
+                        echo(name, req, opened.clone())
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -294,6 +346,7 @@ impl Backend {
             name,
             task,
             hits,
+            gate,
         }
     }
 
@@ -301,9 +354,27 @@ impl Backend {
         format!("http://{}", self.addr)
     }
 
-    /// Requests this backend has received.
+    /// Requests this backend has received (counted as each arrives, before it is answered).
     pub fn hits(&self) -> u64 {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets `/gated/...` requests be answered and `/gated-events` streams finish (for good).
+    pub fn open_gate(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Waits until this backend has received `n` requests in all.
+    pub async fn wait_for_hits(&self, n: u64, what: &str) {
+        eventually(what, async || {
+            let hits = self.hits();
+            if hits >= n {
+                Ok(())
+            } else {
+                Err(format!("{hits} of {n} requests received"))
+            }
+        })
+        .await;
     }
 }
 
@@ -322,11 +393,37 @@ fn full(b: impl Into<Bytes>) -> BoxBody {
 async fn echo(
     name: &'static str,
     req: Request<Incoming>,
+    mut gate: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Response<BoxBody>, std::convert::Infallible> {
     let path = req.uri().path().to_string();
     let mut status = StatusCode::OK;
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path.contains("/gated/") {
+        let _ = gate.wait_for(|open| *open).await;
+    }
+    if let Some((n, k)) = path.strip_prefix("/gated-events/").and_then(|s| {
+        let (n, k) = s.split_once('/')?;
+        Some((n.parse::<u64>().ok()?, k.parse::<u64>().ok()?))
+    }) {
+        // `k` events at once, then the other `n - k` once the gate is open.
+        let stream = futures_util::stream::unfold((0u64, gate), move |(i, mut gate)| async move {
+            if i == n {
+                return None;
+            }
+            if i == k {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            let frame =
+                hyper::body::Frame::data(Bytes::from(format!("id: {i}\ndata: event {i}\n\n")));
+            Some((Ok::<_, std::io::Error>(frame), (i + 1, gate)))
+        });
+        return Ok(Response::builder()
+            .header("x-backend", name)
+            .header("content-type", "text/event-stream")
+            .body(http_body_util::StreamBody::new(stream).boxed())
+            .expect("response"));
     }
     if let Some(n) = path
         .strip_prefix("/sse/")
@@ -479,13 +576,17 @@ pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
         .build_http()
 }
 
-fn client() -> Client<HttpConnector, Full<Bytes>> {
+/// A plain-HTTP/1.1 client, for tests that read a response as it streams (see [`send`]).
+pub fn http1_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// Sends a request over HTTP/1.1 and reads the whole response.
 pub async fn send(req: Request<Full<Bytes>>) -> Reply {
-    let resp = client().request(req).await.expect("request through weir");
+    let resp = http1_client()
+        .request(req)
+        .await
+        .expect("request through weir");
     read(resp).await
 }
 
@@ -547,9 +648,12 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (installed by `cargo xtask test`)");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + HANG_GUARD;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for redis-server to listen"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Redis { child, port }
@@ -621,9 +725,12 @@ impl Registry {
             .spawn()
             .expect("start docker-registry (installed by cargo xtask test)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + HANG_GUARD;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for docker-registry to listen"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -650,11 +757,14 @@ impl Drop for Registry {
 // ---------------------------------------------------------------------------------------------
 // Peers: test servers written in Python or Node (tests/peers)
 
-/// Waits (up to 30 s) until something listens on `port`.
+/// Waits until something listens on `port` (failing only if that hangs, see [`HANG_GUARD`]).
 pub fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + HANG_GUARD;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} to listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use weir_sdk::{
     BodyAccess, BodyEnd, Decision, Direction, Info, LocalResponse, Plugin, ResponseDecision,
-    context, request, response,
+    context, log, request, response,
 };
 
 #[derive(Deserialize, Default)]
@@ -23,10 +23,16 @@ struct Config {
     #[serde(default)]
     set_context: BTreeMap<String, String>,
     set_principal: Option<String>,
-    /// Context attributes (or `principal`) to copy into request headers `x-ctx-<key>`.
+    /// Apply `set_context` and `set_principal` only to requests that carry this request header;
+    /// other requests only read (`echo_context`). So one chain entry, one instance pool, can set
+    /// the context on some requests and check on the next ones that it did not stay behind.
+    set_when_header: Option<String>,
+    /// Context attributes (or `principal`) to copy into request headers `x-ctx-<key>`, after
+    /// this entry's own `set_context`/`set_principal`.
     #[serde(default)]
     echo_context: Vec<String>,
-    /// Misbehave: `trap`, `loop`, `grow`, or `bad-status`.
+    /// Misbehave: `trap`, `loop` (logging "probe is looping until its hook timeout" first),
+    /// `grow`, or `bad-status`.
     fail: Option<String>,
     /// Where to misbehave: `request` (default), `response`, or `chunk` (in the response body
     /// stream).
@@ -76,6 +82,8 @@ fn misbehave(how: &str) -> Decision {
     match how {
         "trap" => panic!("probe was asked to trap"),
         "loop" => {
+            // Logged as it happens (not after the hook), so a test can wait for the loop to run.
+            log::info("probe is looping until its hook timeout");
             let mut n = 0u64;
             loop {
                 n = black_box(n.wrapping_add(1));
@@ -160,11 +168,17 @@ impl Plugin for Probe {
             };
             let _ = request::set_header("x-chain", &chain);
         }
-        for (k, v) in &c.set_context {
-            context::set(k, v);
-        }
-        if let Some(p) = &c.set_principal {
-            context::set_principal(p);
+        let set = c
+            .set_when_header
+            .as_deref()
+            .is_none_or(|name| request::header(name).is_some());
+        if set {
+            for (k, v) in &c.set_context {
+                context::set(k, v);
+            }
+            if let Some(p) = &c.set_principal {
+                context::set_principal(p);
+            }
         }
         for key in &c.echo_context {
             let value = if key == "principal" {
