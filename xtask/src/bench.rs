@@ -456,6 +456,8 @@ pub fn bench(args: &[String]) -> Result<()> {
 }
 
 /// Builds the plugins and the release gateway; returns the binary and the plugins' directory.
+/// Both builds follow `CARGO_TARGET_DIR` when it is set (the plugins then land in its
+/// `wasm32-wasip2/release`), so the benchmarks never run stale binaries from elsewhere.
 fn build_release() -> Result<(PathBuf, PathBuf)> {
     plugins()?;
     sh(
@@ -467,10 +469,19 @@ fn build_release() -> Result<(PathBuf, PathBuf)> {
         ]),
     )?;
     let root = std::env::current_dir()?;
-    Ok((
-        root.join("target/release/weir"),
-        root.join("plugins/target/wasm32-wasip2/release"),
-    ))
+    Ok(match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(target) => {
+            let target = root.join(target);
+            (
+                target.join("release/weir"),
+                target.join("wasm32-wasip2/release"),
+            )
+        }
+        None => (
+            root.join("target/release/weir"),
+            root.join("plugins/target/wasm32-wasip2/release"),
+        ),
+    })
 }
 
 fn tempdir() -> Result<PathBuf> {
@@ -479,8 +490,9 @@ fn tempdir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A raw HTTP/1.1 GET (the xtask has no HTTP client dependency): returns the body.
-fn http_get(port: u16, path: &str) -> Result<String> {
+/// A raw HTTP/1.1 GET (the xtask has no HTTP client dependency): returns the head (status line
+/// and headers) and the body.
+fn http_get(port: u16, path: &str) -> Result<(String, String)> {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -490,18 +502,8 @@ fn http_get(port: u16, path: &str) -> Result<String> {
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    Ok(out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
-}
-
-fn generation(admin: u16) -> Result<u64> {
-    let body = http_get(admin, "/config")?;
-    body.lines()
-        .find_map(|l| l.trim().strip_prefix("\"generation\": "))
-        .and_then(|v| v.trim_end_matches(',').parse().ok())
-        .context("no generation in /config")
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    Ok((head.to_string(), body.to_string()))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -513,11 +515,89 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Config swaps measured after the plugin swaps.
+const CONFIG_SWAPS: usize = 100;
+
+/// The swaps benchmark's gateway: one pooled `probe` answering every request itself, marking
+/// the response with its config's `tag` (`x-chain`) and its build (`x-probe-variant`).
+fn swaps_config(port: u16, plugin: &Path, tag: &str) -> String {
+    format!(
+        "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n\
+         [reload]\npoll_interval = \"20ms\"\n[upstreams.a]\nendpoints = [\"http://127.0.0.1:9\"]\n\
+         [plugins.probe]\npath = {:?}\ninstances = \"pooled\"\n\
+         [[routes]]\nname = \"r\"\nupstream = \"a\"\n\
+         chain = [{{ plugin = \"probe\", config = {{ respond = 200, variant = true, tag = \"{tag}\" }} }}]\n",
+        plugin.display().to_string()
+    )
+}
+
+/// The config tag and plugin build one response shows.
+fn version(port: u16) -> Result<(String, String)> {
+    let (head, _) = http_get(port, "/")?;
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    Ok((header("x-chain"), header("x-probe-variant")))
+}
+
+/// Replaces `path` atomically (write beside, then rename), as an operator would.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Time from `change` (writing a file) to the first response showing `want`, polling every
+/// millisecond.
+fn swap_latency(
+    port: u16,
+    want: (&str, &str),
+    change: impl FnOnce() -> Result<()>,
+) -> Result<Duration> {
+    let written = Instant::now();
+    change()?;
+    loop {
+        let (tag, variant) = version(port)?;
+        if (tag.as_str(), variant.as_str()) == want {
+            return Ok(written.elapsed());
+        }
+        if written.elapsed() > Duration::from_secs(60) {
+            bail!("{want:?} not served 60 s after the change (still {tag:?}, {variant:?})");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `| what | swaps | p50 | p95 | max |` for a set of swap latencies.
+fn latency_row(what: &str, mut took: Vec<Duration>) -> String {
+    took.sort();
+    if took.is_empty() {
+        return format!("| {what} | 0 | | | |");
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let at = |pct: usize| took[(took.len() * pct / 100).min(took.len() - 1)];
+    format!(
+        "| {what} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+        took.len(),
+        ms(at(50)),
+        ms(at(95)),
+        ms(took[took.len() - 1])
+    )
+}
+
 /// `cargo xtask bench-swaps [N]`: swaps a plugin file N times (default 1000) between two builds,
-/// waiting for each reload, and prints the gateway's RSS after 10 swaps and after N. Old
-/// compiled code must be dropped once unused, so the two should be close.
+/// then the config 100 times (a tag), each time polling until a response shows the new version.
+/// Prints the gateway's RSS after 10 plugin swaps and after N (old compiled code must be dropped
+/// once unused, so the two should be close) and the swap latency: from writing the file to the
+/// first response that shows the change.
 pub fn swaps(args: &[String]) -> Result<()> {
-    let n: u64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(1000);
+    let n: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let (weir, built) = build_release()?;
     let builds = [
         std::fs::read(built.join("probe.wasm"))?,
@@ -526,30 +606,24 @@ pub fn swaps(args: &[String]) -> Result<()> {
     let dir = tempdir()?;
     let plugin = dir.join("probe.wasm");
     std::fs::write(&plugin, &builds[0])?;
-    let (port, admin) = (free_port()?, free_port()?);
-    let config = format!(
-        "[[listeners]]\naddress = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
-         [reload]\npoll_interval = \"20ms\"\n[upstreams.a]\nendpoints = [\"http://127.0.0.1:9\"]\n\
-         [plugins.probe]\npath = {:?}\ninstances = \"pooled\"\n\
-         [[routes]]\nname = \"r\"\nupstream = \"a\"\nchain = [{{ plugin = \"probe\", config = {{ respond = 200 }} }}]\n",
-        plugin.display().to_string()
-    );
-    let guard = start_weir(&weir, &dir, "swaps", &config, port)?;
+    let port = free_port()?;
+    let guard = start_weir(
+        &weir,
+        &dir,
+        "swaps",
+        &swaps_config(port, &plugin, "A"),
+        port,
+    )?;
+    let config = dir.join("swaps.toml");
     let pid = guard.0.id();
     let started = Instant::now();
     let mut after_10 = 0;
+    let mut plugin_swaps = Vec::with_capacity(n);
     for i in 1..=n {
-        let before = generation(admin)?;
-        let tmp = dir.join("probe.wasm.tmp");
-        std::fs::write(&tmp, &builds[usize::try_from(i % 2)?])?;
-        std::fs::rename(&tmp, &plugin)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while generation(admin)? == before {
-            if Instant::now() > deadline {
-                bail!("swap {i} was not picked up within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let variant = if i % 2 == 1 { "b" } else { "a" };
+        plugin_swaps.push(swap_latency(port, ("A", variant), || {
+            replace_file(&plugin, &builds[i % 2])
+        })?);
         if i == 10 {
             after_10 = rss_kib(pid);
         }
@@ -558,11 +632,17 @@ pub fn swaps(args: &[String]) -> Result<()> {
         }
     }
     let after_n = rss_kib(pid);
+    let plugin_secs = started.elapsed().as_secs_f64();
+    let variant = if n % 2 == 1 { "b" } else { "a" };
+    let mut config_swaps = Vec::with_capacity(CONFIG_SWAPS);
+    for i in 1..=CONFIG_SWAPS {
+        let tag = if i % 2 == 1 { "B" } else { "A" };
+        config_swaps.push(swap_latency(port, (tag, variant), || {
+            replace_file(&config, swaps_config(port, &plugin, tag).as_bytes())
+        })?);
+    }
     let ratio = after_n as f64 / after_10.max(1) as f64;
-    println!(
-        "\n## Plugin swaps ({n}, {:.1} s)\n",
-        started.elapsed().as_secs_f64()
-    );
+    println!("\n## Plugin swaps ({n}, {plugin_secs:.1} s)\n");
     println!("| after | RSS |\n|---|---:|");
     println!("| 10 swaps | {} MiB |", after_10 / 1024);
     println!("| {n} swaps | {} MiB |", after_n / 1024);
@@ -570,6 +650,12 @@ pub fn swaps(args: &[String]) -> Result<()> {
         "\nRSS after {n} / after 10: {ratio:.2} (target ≤ 1.20: {})",
         if ratio <= 1.2 { "met" } else { "NOT met" }
     );
+    println!(
+        "\n## Swap latency (file written → first response showing it; watcher polls every 20 ms)\n"
+    );
+    println!("| swap | swaps | p50 | p95 | max |\n|---|---:|---:|---:|---:|");
+    println!("{}", latency_row("plugin file", plugin_swaps));
+    println!("{}", latency_row("config (tag)", config_swaps));
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
