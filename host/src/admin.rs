@@ -140,9 +140,8 @@ async fn handle(
 fn config(gateway: &Control) -> Response<Body> {
     let status = gateway.status();
     let snap = gateway.current();
-    let config_digest = std::fs::read(&gateway.config_path)
-        .map(|b| crate::plugin::digest(&b))
-        .unwrap_or_default();
+    // The digest of the text the active snapshot was built from, not of the file now.
+    let config_digest = &snap.config_digest;
     let mut plugins: Vec<Value> = snap
         .plugins
         .values()

@@ -1,10 +1,15 @@
 //! Reload triggers: a change to the config file or to any plugin file of the active snapshot
-//! (polled by `stat`, compared by content when that moved, then debounced), and SIGHUP. The admin API is the third
-//! trigger (`admin.rs`). All go through [`Control::reload`], which validates before activating.
+//! (polled by `stat`, compared by content when that moved, then debounced), and SIGHUP. The
+//! admin API is the third trigger (`admin.rs`). All go through [`Control::reload`], which
+//! validates before activating.
+//!
+//! The watcher's first baseline is what the snapshot was built from (the config text's and the
+//! components' digests), not the files as they are when the watcher first looks: a change
+//! written between loading and the first poll is a change.
 
 use crate::control::Control;
+use crate::snapshot::Snapshot;
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,15 +47,15 @@ impl Stamp {
 /// (a Python component is tens of MiB).
 #[derive(Default)]
 struct Fingerprints {
-    known: HashMap<PathBuf, (Stamp, u64)>,
+    known: HashMap<PathBuf, (Stamp, String)>,
     /// Files read and hashed so far (for tests).
     reads: u64,
 }
 
 impl Fingerprints {
-    /// Each file with a hash of its content (`None` when it cannot be read, e.g. in the middle
-    /// of being replaced).
-    fn of(&mut self, files: Vec<PathBuf>) -> Vec<(PathBuf, Option<u64>)> {
+    /// Each file with the digest of its content (`None` when it cannot be read, e.g. in the
+    /// middle of being replaced, or an `oci://` reference).
+    fn of(&mut self, files: Vec<PathBuf>) -> Vec<(PathBuf, Option<String>)> {
         self.known.retain(|path, _| files.contains(path));
         files
             .into_iter()
@@ -61,19 +66,16 @@ impl Fingerprints {
             .collect()
     }
 
-    fn hash(&mut self, file: &PathBuf) -> Option<u64> {
+    fn hash(&mut self, file: &PathBuf) -> Option<String> {
         let stamp = Stamp::of(&std::fs::metadata(file).ok()?);
         if let Some((known, hash)) = self.known.get(file)
             && *known == stamp
         {
-            return Some(*hash);
+            return Some(hash.clone());
         }
         self.reads += 1;
-        let bytes = std::fs::read(file).ok()?;
-        let mut h = DefaultHasher::new();
-        bytes.hash(&mut h);
-        let hash = h.finish();
-        self.known.insert(file.clone(), (stamp, hash));
+        let hash = crate::plugin::digest(&std::fs::read(file).ok()?);
+        self.known.insert(file.clone(), (stamp, hash.clone()));
         Some(hash)
     }
 }
@@ -81,14 +83,25 @@ impl Fingerprints {
 /// Files that make up the running configuration: the config file and every plugin file of the
 /// active snapshot.
 fn watched(gateway: &Control) -> Vec<PathBuf> {
-    let mut files = vec![gateway.config_path.clone()];
-    let mut plugins: Vec<PathBuf> = gateway
-        .current()
+    loaded(&gateway.current(), &gateway.config_path)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// The watched files with the digests `snap` was built from, in [`watched`]'s order (`None` for
+/// an `oci://` plugin, which is no file).
+fn loaded(snap: &Snapshot, config_path: &std::path::Path) -> Vec<(PathBuf, Option<String>)> {
+    let mut plugins: Vec<(PathBuf, Option<String>)> = snap
         .plugins
         .values()
-        .map(|p| p.path.clone())
+        .map(|p| {
+            let file = !crate::oci::OciRef::is_oci(&p.path.to_string_lossy());
+            (p.path.clone(), file.then(|| p.digest.clone()))
+        })
         .collect();
     plugins.sort();
+    let mut files = vec![(config_path.to_path_buf(), Some(snap.config_digest.clone()))];
     files.extend(plugins);
     files
 }
@@ -97,7 +110,8 @@ fn watched(gateway: &Control) -> Vec<PathBuf> {
 /// interval (an editor or `cp` may write in several steps), then reloads.
 pub(crate) async fn watch_files(gateway: Arc<Control>, interval: Duration) {
     let mut prints = Fingerprints::default();
-    let mut last = prints.of(watched(&gateway));
+    // What was loaded, not what the files are now: a change made since counts.
+    let mut last = loaded(&gateway.current(), &gateway.config_path);
     loop {
         tokio::time::sleep(interval).await;
         if gateway.is_shutting_down() {
@@ -175,7 +189,44 @@ pub(crate) async fn on_sighup(gateway: Arc<Control>) {
 
 #[cfg(test)]
 mod tests {
-    use super::Fingerprints;
+    use super::{Fingerprints, loaded};
+    use crate::snapshot::Snapshot;
+    use std::sync::Arc;
+
+    /// A snapshot with no routes or plugins, built from `config_text`.
+    fn built_from(config_text: &str) -> Snapshot {
+        Snapshot {
+            routes: Vec::new(),
+            upstreams: Default::default(),
+            plugins: Default::default(),
+            limits: Default::default(),
+            stdio_bridges: Vec::new(),
+            config_digest: crate::plugin::digest(config_text.as_bytes()),
+            observer: Arc::new(crate::observe::Observer::new(Arc::default())),
+        }
+    }
+
+    /// The race the baseline closes: the config changed after it was read but before the
+    /// watcher first looked. Compared with what was loaded, that is a change.
+    #[test]
+    fn a_change_before_the_first_poll_is_a_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "# A\n").expect("write");
+        let snap = built_from("# A\n");
+        let mut prints = Fingerprints::default();
+        assert_eq!(
+            prints.of(vec![path.clone()]),
+            loaded(&snap, &path),
+            "unchanged: no reload"
+        );
+        std::fs::write(&path, "# B\n").expect("write");
+        assert_ne!(
+            prints.of(vec![path.clone()]),
+            loaded(&snap, &path),
+            "changed since loading: reload"
+        );
+    }
 
     #[test]
     fn unchanged_files_are_not_read_again_and_changes_are_seen() {

@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Never read: owning them is the point.
     #[allow(dead_code)]
     pub stdio_bridges: Vec<Arc<weir_stdio_bridge::Bridge>>,
+    /// The digest of the configuration text this snapshot was built from (the file watcher's
+    /// baseline).
+    pub config_digest: String,
     /// Where the request path reports (metrics, access log, traces).
     pub observer: Arc<crate::observe::Observer>,
 }
@@ -96,6 +99,7 @@ impl Snapshot {
             plugins,
             limits: file.limits.clone(),
             stdio_bridges,
+            config_digest: crate::plugin::digest(config.source.as_bytes()),
             observer: Arc::new(crate::observe::Observer::new(
                 runtime.services.requests.clone(),
             )),
