@@ -240,6 +240,12 @@ fn clients_share_one_process_and_get_their_own_progress_and_logs() {
          [[routes]]\nname = \"mcp\"\nmatch = { path_prefix = \"/mcp\" }\nupstream = \"everything\"\n",
     );
     let url = gw.url("/mcp");
+    // The script `exec`s node: until it has, the child's command line is the shell's.
+    eventually(
+        "the one stdio server to run node",
+        Duration::from_secs(60),
+        || servers(&gw).len() == 1,
+    );
     let started = servers(&gw);
     assert_eq!(started.len(), 1, "{started:?}");
 
