@@ -1,13 +1,14 @@
 //! Micro-benchmark of the plugin runtime, without networking: what one hook call costs on a
 //! reused (pooled) instance, and what a fresh instance per request costs (store + instantiate +
-//! `init` + one hook + drop). Prints medians and p99 in microseconds.
+//! `init` + one hook + drop). Prints medians and p99 in microseconds. Then the cost of metering:
+//! the pooled hook with no interruption, with CPU-time budgets (the default) and with fuel.
 //!
 //! Run: `cargo bench -p weir --bench hooks` (needs the plugins built: `cargo xtask plugins`).
 
 mod common;
 
 use std::time::{Duration, Instant};
-use weir::config::{InstancePolicy, RuntimeConfig};
+use weir::config::{InstancePolicy, Metering, RuntimeConfig};
 use weir::exchange::Exchange;
 use weir::plugin::{PluginInstance, Runtime};
 
@@ -49,6 +50,64 @@ async fn fresh_samples(
     Ok(samples)
 }
 
+/// Times one on-request hook on a reused instance, per iteration.
+async fn pooled_samples(
+    plugin: &weir::plugin::LoadedPlugin,
+    config: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut instance = PluginInstance::new(plugin, config).await?;
+    let mut ex = exchange();
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        let t = Instant::now();
+        let (back, result) = instance.on_request(ex).await;
+        samples.push(t.elapsed());
+        anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
+        ex = back;
+        // api-key strips the key; put it back so every call does the same work.
+        ex.request
+            .headers
+            .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+    }
+    Ok(samples)
+}
+
+/// The pooled hook under each metering, rounds interleaved so drift hits all alike.
+async fn metering_costs(wasm: &std::path::Path, config: &str) -> anyhow::Result<()> {
+    let kinds = [
+        ("off", Metering::Off),
+        ("cpu-time", Metering::CpuTime),
+        ("fuel", Metering::Fuel),
+    ];
+    let mut plugins = Vec::new();
+    for (_, metering) in kinds {
+        let runtime = Runtime::new(&RuntimeConfig {
+            metering,
+            ..RuntimeConfig::default()
+        })?;
+        let settings = common::settings(InstancePolicy::Pooled, Duration::from_millis(100));
+        plugins.push((
+            runtime.load("api-key", wasm, settings, Default::default())?,
+            runtime,
+        ));
+    }
+    let mut all: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    for _round in 0..3 {
+        for (i, (plugin, _)) in plugins.iter().enumerate() {
+            all[i].extend(pooled_samples(plugin, config).await?);
+        }
+    }
+    let mut base = 0.0;
+    for ((name, _), samples) in kinds.iter().zip(all) {
+        let p50 = summary(&format!("pooled hook, metering = {name}"), samples);
+        if base == 0.0 {
+            base = p50;
+        }
+        println!("    metering {name}: +{:.2} µs per hook vs off", p50 - base);
+    }
+    Ok(())
+}
+
 fn summary(name: &str, mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
@@ -75,21 +134,7 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     rt.block_on(async {
-        // Reused instance: one hook call.
-        let mut instance = PluginInstance::new(&plugin, config).await?;
-        let mut ex = exchange();
-        let mut samples = Vec::with_capacity(ITERATIONS);
-        for _ in 0..ITERATIONS {
-            let t = Instant::now();
-            let (back, result) = instance.on_request(ex).await;
-            samples.push(t.elapsed());
-            anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
-            ex = back;
-            // api-key strips the key; put it back so every call does the same work.
-            ex.request
-                .headers
-                .insert("x-api-key", http::HeaderValue::from_static("k-1"));
-        }
+        let samples = pooled_samples(&plugin, config).await?;
         let pooled = summary("pooled: one on-request hook", samples);
 
         // Fresh instance per request: store + instantiate + init + hook + drop.
@@ -104,6 +149,6 @@ fn main() -> anyhow::Result<()> {
             fresh / pooled,
             if fresh <= 20.0 { "met" } else { "NOT met" }
         );
-        Ok(())
+        metering_costs(&wasm, config).await
     })
 }

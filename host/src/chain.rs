@@ -55,7 +55,7 @@ impl ChainEntry {
         config: Arc<str>,
         on_error: OnError,
     ) -> Result<ChainEntry, HookFailure> {
-        let first = PluginInstance::new(&plugin, &config).await?;
+        let first = PluginInstance::at_load(&plugin, &config).await?;
         let info = first.info;
         let pool = (plugin.settings.policy == InstancePolicy::Pooled).then(|| {
             let pool = InstancePool::new(plugin.clone(), config.clone());

@@ -16,26 +16,25 @@ fn probe(cfg: &str, on_error: &str) -> String {
     format!("{{ plugin = \"probe\", config = {{ {cfg} }}, on_error = \"{on_error}\" }}")
 }
 
-/// How long the loop that other requests must get past runs before its deadline ends it: long
-/// enough for several requests to pass it while it runs, if it lets them.
-const LONG_LOOP: &str = "5s";
+/// How much CPU time the loop that other requests must get past may use before its budget ends
+/// it: long enough for several requests to pass it while it runs, if it lets them.
+const LONG_LOOP: &str = "2s";
 
 /// The line the probe logs when it starts looping.
 const LOOPING: &str = "probe is looping until its hook timeout";
 
 /// A gateway on ONE worker thread (so a hook that never yields would hold up every other
 /// request) with a route per kind of misbehaviour. Three plugins, the same component: `probe`
-/// with a 16 MiB memory limit and a generous hook timeout (a guard only: the hook timeout is
-/// wall-clock time, and the other misbehaviours and healthy hooks must not meet it on a busy
-/// machine), `hasty` (50 ms) for a quick loop, `patient` ([`LONG_LOOP`]) for a long one.
+/// with a 16 MiB memory limit and the default budgets, `hasty` (a 50 ms execution budget) for a
+/// quick loop, `patient` ([`LONG_LOOP`]) for a long one.
 async fn gateway_with_misbehaving_routes(policy: &str) -> (Backend, Gateway) {
     let a = Backend::start("a").await;
     let path = plugin("probe").display().to_string();
     let gw = Gateway::start(&format!(
         "[runtime]\nworkers = 1\n[upstreams.a]\nendpoints = [\"{}\"]\n\
-         [plugins.probe]\npath = {path:?}\ninstances = \"{policy}\"\nmemory_limit = \"16MiB\"\nhook_timeout = \"30s\"\n\
-         [plugins.hasty]\npath = {path:?}\ninstances = \"{policy}\"\nhook_timeout = \"50ms\"\n\
-         [plugins.patient]\npath = {path:?}\ninstances = \"{policy}\"\nhook_timeout = \"{LONG_LOOP}\"\n\
+         [plugins.probe]\npath = {path:?}\ninstances = \"{policy}\"\nmemory_limit = \"16MiB\"\n\
+         [plugins.hasty]\npath = {path:?}\ninstances = \"{policy}\"\nhook_budget = \"50ms\"\n\
+         [plugins.patient]\npath = {path:?}\ninstances = \"{policy}\"\nhook_budget = \"{LONG_LOOP}\"\n\
          {}{}{}{}{}{}{}{}{}",
         a.endpoint(),
         route("trap", "/trap", &probe("fail = \"trap\"", "fail-closed")),
@@ -104,7 +103,8 @@ async fn misbehaviour_is_contained(policy: &str) {
     // Twice each: a pooled plugin must recover from its own failure too.
     for _ in 0..2 {
         assert_plugin_error(&gw, "/trap", "probe", "trap", "trapped").await;
-        assert_plugin_error(&gw, "/loop", "hasty", "loop", "exceeded its hook timeout").await;
+        let used_up = "used up its execution budget";
+        assert_plugin_error(&gw, "/loop", "hasty", "loop", used_up).await;
         assert_plugin_error(&gw, "/grow", "probe", "grow", "memory limit").await;
         assert_plugin_error(&gw, "/bad", "probe", "bad", "invalid status 1000").await;
         let unknown = "unknown upstream \"nowhere\"";
@@ -123,7 +123,7 @@ async fn misbehaviour_is_contained(policy: &str) {
         );
     }
     // A loop on one request does not hold up others: on the one worker thread, healthy requests
-    // from 8 clients are served while the looping hook runs, until its deadline ends it. A hook
+    // from 8 clients are served while the looping hook runs, until its budget ends it. A hook
     // that did not yield at the epoch ticks would keep them all waiting until then: at most
     // the 8 in flight when the loop started could then complete, and only after it ended.
     let loops_before = gw.log().matches(LOOPING).count();
@@ -174,14 +174,14 @@ async fn misbehaviour_is_contained(policy: &str) {
     assert!(
         r.text()
             .contains("plugin \"patient\" on route \"long-loop\"")
-            && r.text().contains("exceeded its hook timeout"),
+            && r.text().contains("used up its execution budget"),
         "{}",
         r.text()
     );
     assert!(
         served_meanwhile >= 3,
         "only {served_meanwhile} healthy requests were served while a hook looped for \
-         {LONG_LOOP} on the gateway's one worker thread: the loop held them up"
+         {LONG_LOOP} of CPU time on the gateway's one worker thread: the loop held them up"
     );
     let log = gw.log();
     assert!(

@@ -4,6 +4,7 @@
 mod support;
 
 mod a2a;
+mod budgets;
 mod capabilities;
 mod chain;
 mod config_errors;

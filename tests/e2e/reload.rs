@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A gateway whose config references a private copy of the probe plugin, so tests may replace
-/// it. `{tag}` is the behaviour under test; `extra` is appended (e.g. an `[admin]` table). The
-/// hook timeout is generous: it is wall-clock time, and on a busy machine the default 100 ms can
-/// refuse a swap (its `init` runs under it) or fail a request, which these tests are not about.
+/// it. `{tag}` is the behaviour under test; `extra` is appended (e.g. an `[admin]` table).
 fn config(
     backend: &Backend,
     plugin: &std::path::Path,
@@ -28,7 +26,6 @@ endpoints = ["{}"]
 [plugins.probe]
 path = {:?}
 instances = "pooled"
-hook_timeout = "30s"
 [[routes]]
 name = "r"
 upstream = "a"
@@ -213,7 +210,7 @@ async fn invalid_changes_are_refused_and_a_later_valid_one_applies() {
     gw.write_config(&broken);
     let status = wait_for_reload_error(admin, "unknown field `upstraem`").await;
     assert!(
-        status.contains("weir.toml:13:1: unknown field `upstraem`"),
+        status.contains("weir.toml:12:1: unknown field `upstraem`"),
         "{status}"
     );
     assert_eq!(tag_of(&url).await.as_deref(), Ok("old"));

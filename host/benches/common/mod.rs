@@ -23,11 +23,11 @@ pub fn built_plugin(file: &str) -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
-/// Plugin settings for measuring: no pool recycling, the given policy and hook timeout.
-pub fn settings(policy: InstancePolicy, hook_timeout: Duration) -> PluginSettings {
+/// Plugin settings for measuring: no pool recycling, the given policy and execution budget.
+pub fn settings(policy: InstancePolicy, hook_budget: Duration) -> PluginSettings {
     PluginSettings {
         policy,
-        hook_timeout,
+        hook_budget,
         pool_max_requests: u64::MAX,
         pool_max_memory: usize::MAX,
         ..PluginSettings::default()

@@ -288,6 +288,25 @@ pub struct RuntimeConfig {
     /// Where compiled plugins are kept between restarts (`""` disables the cache). Default:
     /// `$XDG_CACHE_HOME/weir/compiled` or `~/.cache/weir/compiled`.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// How plugin calls are bounded: `cpu-time` (execution budgets and backstops) or `off`.
+    pub metering: Metering,
+}
+
+/// How plugin calls are bounded, for the whole runtime (`[runtime] metering`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metering {
+    /// Each call's execution budget (the CPU time it uses) and wall-clock backstop, checked at
+    /// every epoch tick, where a long call also yields to other requests.
+    #[default]
+    CpuTime,
+    /// wasmtime fuel instead of CPU time: a call may execute `hook_budget` × 1,000,000 units
+    /// (about one per Wasm instruction), host calls not counted. Deterministic, but costs more
+    /// per call (measured by `cargo bench -p weir --bench hooks`); kept for comparison.
+    Fuel,
+    /// No interruption at all: a plugin that loops holds its worker for ever. For measuring
+    /// what metering costs, never for serving.
+    Off,
 }
 
 impl Default for RuntimeConfig {
@@ -296,6 +315,7 @@ impl Default for RuntimeConfig {
             max_instances: 1000,
             workers: None,
             cache_dir: None,
+            metering: Metering::default(),
         }
     }
 }
@@ -392,8 +412,16 @@ pub struct PluginConfig {
     /// Linear memory an instance may grow to; past it the hook traps.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: ByteSize,
-    /// Time one hook call may run (wall clock, checked every 5 ms); past it the hook is
-    /// interrupted. A running hook yields to other requests at every check.
+    /// CPU time one call into the plugin may use (its own execution, measured on the worker
+    /// thread, checked every 5 ms); past it the call is interrupted. A running call yields to
+    /// other requests at every check.
+    #[serde(default = "default_hook_budget")]
+    pub hook_budget: Millis,
+    /// CPU time instantiation plus `init` may use while a configuration loads or reloads.
+    #[serde(default = "default_init_budget")]
+    pub init_budget: Millis,
+    /// The wall-clock backstop of one call (network waits in `kv`/`outbound` excluded): catches
+    /// a call that keeps waiting rather than running.
     #[serde(default = "default_hook_timeout")]
     pub hook_timeout: Millis,
     /// Pooled instances: recycle an instance after this many requests.
@@ -425,6 +453,8 @@ impl PluginConfig {
             verify: None,
             instances: InstancePolicy::default(),
             memory_limit: default_memory_limit(),
+            hook_budget: default_hook_budget(),
+            init_budget: default_init_budget(),
             hook_timeout: default_hook_timeout(),
             pool_max_requests: default_pool_max_requests(),
             pool_max_memory: default_pool_max_memory(),
@@ -446,8 +476,14 @@ fn default_unhealthy_window() -> Millis {
 fn default_memory_limit() -> ByteSize {
     ByteSize::mib(64)
 }
-fn default_hook_timeout() -> Millis {
+fn default_hook_budget() -> Millis {
     Millis(std::time::Duration::from_millis(100))
+}
+fn default_init_budget() -> Millis {
+    Millis(std::time::Duration::from_secs(2))
+}
+fn default_hook_timeout() -> Millis {
+    Millis(std::time::Duration::from_secs(10))
 }
 fn default_pool_max_requests() -> u64 {
     10_000

@@ -1,6 +1,6 @@
 //! The host side of the capability interfaces (`kv`, `outbound`, `metrics`, `secrets`): adapts
 //! the WIT types to `crate::capability`, enforces the plugin's grant on every call, and keeps
-//! time spent waiting on the network out of the plugin's hook deadline.
+//! time spent waiting on the network out of the plugin's wall-clock backstop.
 
 use super::bindings::weir::plugin::{kv, metrics, outbound, secrets};
 use super::host::HostState;
@@ -41,10 +41,10 @@ impl HostState {
         })
     }
 
-    /// Moves the hook deadline by the time spent waiting since `since`: waiting on the network
-    /// is not the plugin burning CPU.
+    /// Moves the call's wall-clock backstop by the time spent waiting since `since`: waiting on
+    /// the network is bounded by the capability call's own timeout instead.
     fn waited(&mut self, since: Instant) {
-        self.deadline += since.elapsed();
+        self.call.waited(since);
     }
 
     /// Logs a failed backend call, which the plugin also sees as an error value.

@@ -22,11 +22,6 @@ pub(crate) struct MemoryLimitExceeded {
     pub(crate) desired: usize,
 }
 
-/// Raised at an epoch tick once a hook has run past its plugin's `hook_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("hook timeout exceeded")]
-pub(crate) struct DeadlineExceeded;
-
 /// Tracks and bounds linear memory growth of one instance.
 pub(crate) struct MemoryLimiter {
     pub(crate) limit: usize,
@@ -74,8 +69,8 @@ pub(crate) struct HostState {
     /// Whether this plugin asked to see the request/response body.
     pub(crate) body_access: (bool, bool),
     pub(crate) plugin: Arc<str>,
-    /// When the running hook must end; checked at every epoch tick.
-    pub(crate) deadline: std::time::Instant,
+    /// The running call's execution budget and backstop; checked at every epoch tick.
+    pub(crate) call: super::budget::CallLimits,
     /// What the plugin was granted (kv, outbound, metrics, secrets).
     pub(crate) caps: Arc<PluginCapabilities>,
     /// Outbound calls started and not yet dropped.
@@ -108,7 +103,7 @@ impl HostState {
             exchange: None,
             body_access: (false, false),
             plugin,
-            deadline: std::time::Instant::now(),
+            call: Default::default(),
             caps,
             calls_in_flight: 0,
             route: Arc::from(""),

@@ -1,14 +1,17 @@
 //! One live plugin instance: a store, its bindings, and the calls into it. Every call runs under
-//! the plugin's CPU deadline; failures are classified for the `on_error` policy and for logs.
+//! the plugin's execution budget and backstop (`budget.rs`); failures are classified for the
+//! `on_error` policy and for logs.
 
 use super::LoadedPlugin;
 use super::bindings::{
     BodyAccess, BodyEnd, Direction, Plugin, PluginInfo, RequestDecision, ResponseDecision,
 };
-use super::host::{DeadlineExceeded, HostState, MemoryLimitExceeded};
+use super::budget::{BackstopPassed, BudgetExceeded, Meter, metered};
+use super::host::{HostState, MemoryLimitExceeded};
+use crate::config::Metering;
 use crate::exchange::Exchange;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmtime::{Store, UpdateDeadline};
 
 /// Why a plugin call did not return a decision.
@@ -20,8 +23,10 @@ pub enum HookFailure {
     Rejected(String),
     /// The guest trapped (panic, unreachable, out-of-bounds...).
     Trap(String),
-    /// The hook ran past its CPU deadline and was interrupted.
-    Timeout,
+    /// The call used its execution budget (CPU time) and was interrupted.
+    Budget(Duration),
+    /// The call ran past its wall-clock backstop (`hook_timeout`) and was interrupted.
+    Timeout(Duration),
     /// The guest tried to grow its memory past the plugin's limit.
     MemoryLimit(String),
     /// The guest returned something the host cannot act on (e.g. an invalid status code).
@@ -35,7 +40,8 @@ impl HookFailure {
             HookFailure::Instantiate(_) => "instantiate",
             HookFailure::Rejected(_) => "rejected",
             HookFailure::Trap(_) => "trap",
-            HookFailure::Timeout => "timeout",
+            HookFailure::Budget(_) => "budget",
+            HookFailure::Timeout(_) => "timeout",
             HookFailure::MemoryLimit(_) => "memory",
             HookFailure::BadDecision(_) => "decision",
         }
@@ -48,7 +54,13 @@ impl fmt::Display for HookFailure {
             HookFailure::Instantiate(e) => write!(f, "instantiation failed: {e}"),
             HookFailure::Rejected(e) => write!(f, "rejected its config: {e}"),
             HookFailure::Trap(e) => write!(f, "trapped: {e}"),
-            HookFailure::Timeout => f.write_str("exceeded its hook timeout"),
+            HookFailure::Budget(b) if b.is_zero() => {
+                f.write_str("used up its execution budget (fuel)")
+            }
+            HookFailure::Budget(b) => {
+                write!(f, "used up its execution budget ({b:?} of CPU time)")
+            }
+            HookFailure::Timeout(t) => write!(f, "exceeded its hook timeout ({t:?}, wall clock)"),
             HookFailure::MemoryLimit(e) => write!(f, "{e}"),
             HookFailure::BadDecision(e) => write!(f, "returned an invalid decision: {e}"),
         }
@@ -75,32 +87,88 @@ fn classify(err: wasmtime::Error) -> HookFailure {
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
         return HookFailure::MemoryLimit(m.to_string());
     }
-    if err.downcast_ref::<DeadlineExceeded>().is_some() {
-        return HookFailure::Timeout;
+    if let Some(BudgetExceeded(b)) = err.downcast_ref() {
+        return HookFailure::Budget(*b);
+    }
+    if let Some(BackstopPassed(t)) = err.downcast_ref() {
+        return HookFailure::Timeout(*t);
     }
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => HookFailure::Timeout,
+        Some(wasmtime::Trap::OutOfFuel) => HookFailure::Budget(Duration::ZERO),
         Some(trap) => HookFailure::Trap(trap.to_string()),
         None => HookFailure::Trap(format!("{err:#}").lines().next().unwrap_or("").to_string()),
     }
 }
+
+/// An error from instantiation, as opposed to `init` (both run under one meter).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Instantiation(wasmtime::Error);
 
 /// A plugin instance, initialised with one chain entry's config.
 pub struct PluginInstance {
     store: Store<HostState>,
     bindings: Plugin,
     pub(crate) info: PluginInfo,
-    hook_timeout: Duration,
+    /// Each hook call's execution budget and wall-clock backstop.
+    hook: Bounds,
     /// Requests served (for pool recycling).
     pub(crate) uses: u64,
     /// Set after any failure: the instance must not be reused.
     pub(crate) poisoned: bool,
 }
 
+/// One call's execution budget and wall-clock backstop, as the runtime meters them.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    metering: Metering,
+    budget: Duration,
+    backstop: Duration,
+}
+
+/// Fuel units per millisecond of `hook_budget` under `metering = "fuel"` (a nominal rate).
+const FUEL_PER_MS: u64 = 1_000_000;
+
+impl Bounds {
+    fn of(plugin: &LoadedPlugin, budget: Duration, backstop: Duration) -> Bounds {
+        Bounds {
+            metering: plugin.metering,
+            budget,
+            backstop,
+        }
+    }
+
+    /// The store's meter and backstop, unless calls are unmetered.
+    fn meter(self, store: &Store<HostState>) -> Option<(std::sync::Arc<Meter>, Duration)> {
+        (self.metering != Metering::Off).then(|| store.data().call.meter())
+    }
+}
+
 impl PluginInstance {
-    /// Instantiates `plugin` and runs `init(config)`.
+    /// Instantiates `plugin` and runs `init(config)` on the request path: instantiation and
+    /// `init` together get one hook's budget (`hook_budget`) and backstop (`hook_timeout`).
     pub async fn new(plugin: &LoadedPlugin, config: &str) -> Result<PluginInstance, HookFailure> {
-        let hook_timeout = plugin.settings.hook_timeout;
+        let s = &plugin.settings;
+        let bounds = Bounds::of(plugin, s.hook_budget, s.hook_timeout);
+        Self::create(plugin, config, bounds).await
+    }
+
+    /// Instantiates `plugin` and runs `init(config)` while a configuration loads: with the
+    /// plugin's `init_budget` and a backstop no busy machine reaches ([`LOAD_BACKSTOP`]), so a
+    /// slow machine never makes a configuration fail; a plugin that loops is still stopped.
+    pub async fn at_load(
+        plugin: &LoadedPlugin,
+        config: &str,
+    ) -> Result<PluginInstance, HookFailure> {
+        let bounds = Bounds::of(plugin, plugin.settings.init_budget, LOAD_BACKSTOP);
+        Self::create(plugin, config, bounds).await
+    }
+
+    async fn create(
+        plugin: &LoadedPlugin,
+        config: &str,
+        bounds: Bounds,
+    ) -> Result<PluginInstance, HookFailure> {
         plugin
             .stats
             .instantiations
@@ -114,36 +182,36 @@ impl PluginInstance {
             ),
         );
         store.limiter(|s| &mut s.limiter);
-        // At every epoch tick: past the deadline, end the hook; otherwise let other tasks run.
+        // At every epoch tick: over budget or past the backstop, end the call; otherwise let
+        // other tasks run.
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
+            ctx.data().call.check()?;
+            Ok(UpdateDeadline::Yield(1))
         });
-        store.data_mut().deadline = Instant::now() + hook_timeout;
-        store.set_epoch_deadline(1);
-        let bindings =
-            plugin
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| match classify(e) {
-                    HookFailure::Trap(t) => HookFailure::Instantiate(t),
-                    other => other,
-                })?;
-        let info = bindings
-            .call_init(&mut store, config)
-            .await
-            .map_err(classify);
-        log_output(&store, !matches!(info, Ok(Ok(_))));
-        let info = info?.map_err(HookFailure::Rejected)?;
+        arm(&mut store, bounds);
+        let meter = bounds.meter(&store);
+        let started = async {
+            let bindings = plugin.pre.instantiate_async(&mut store).await;
+            let bindings = bindings.map_err(Instantiation)?;
+            let info = bindings.call_init(&mut store, config).await?;
+            Ok((bindings, info))
+        };
+        let started = metered(meter, started).await;
+        log_output(&store, !matches!(started, Ok((_, Ok(_)))));
+        let (bindings, info) = started.map_err(|e| match e.downcast::<Instantiation>() {
+            Ok(Instantiation(e)) => match classify(e) {
+                HookFailure::Trap(t) => HookFailure::Instantiate(t),
+                other => other,
+            },
+            Err(e) => classify(e),
+        })?;
+        let info = info.map_err(HookFailure::Rejected)?;
+        let s = &plugin.settings;
         Ok(PluginInstance {
             store,
             bindings,
             info,
-            hook_timeout,
+            hook: Bounds::of(plugin, s.hook_budget, s.hook_timeout),
             uses: 0,
             poisoned: false,
         })
@@ -164,8 +232,7 @@ impl PluginInstance {
         data.late_trace = Some(exchange.late_trace.clone());
         data.exchange = Some(exchange);
         data.body_access = body_access;
-        data.deadline = Instant::now() + self.hook_timeout;
-        self.store.set_epoch_deadline(1);
+        arm(&mut self.store, self.hook);
     }
 
     /// Runs `on-request` with the exchange lent to the instance; always gives the exchange back.
@@ -174,9 +241,8 @@ impl PluginInstance {
         exchange: Box<Exchange>,
     ) -> (Box<Exchange>, Result<RequestDecision, HookFailure>) {
         self.lend(exchange);
-        let result = self
-            .bindings
-            .call_on_request(&mut self.store)
+        let meter = self.hook.meter(&self.store);
+        let result = metered(meter, self.bindings.call_on_request(&mut self.store))
             .await
             .map_err(classify);
         self.finish(result)
@@ -188,9 +254,8 @@ impl PluginInstance {
         exchange: Box<Exchange>,
     ) -> (Box<Exchange>, Result<ResponseDecision, HookFailure>) {
         self.lend(exchange);
-        let result = self
-            .bindings
-            .call_on_response(&mut self.store)
+        let meter = self.hook.meter(&self.store);
+        let result = metered(meter, self.bindings.call_on_response(&mut self.store))
             .await
             .map_err(classify);
         self.finish(result)
@@ -204,11 +269,14 @@ impl PluginInstance {
         chunk: &[u8],
     ) -> Result<Vec<u8>, HookFailure> {
         self.arm();
-        let result = self
-            .bindings
-            .call_on_body_chunk(&mut self.store, direction, chunk)
-            .await
-            .map_err(classify);
+        let meter = self.hook.meter(&self.store);
+        let result = metered(
+            meter,
+            self.bindings
+                .call_on_body_chunk(&mut self.store, direction, chunk),
+        )
+        .await
+        .map_err(classify);
         self.settle(result)
     }
 
@@ -218,17 +286,18 @@ impl PluginInstance {
         direction: Direction,
     ) -> Result<BodyEnd, HookFailure> {
         self.arm();
-        let result = self
-            .bindings
-            .call_on_body_end(&mut self.store, direction)
-            .await
-            .map_err(classify);
+        let meter = self.hook.meter(&self.store);
+        let result = metered(
+            meter,
+            self.bindings.call_on_body_end(&mut self.store, direction),
+        )
+        .await
+        .map_err(classify);
         self.settle(result)
     }
 
     fn arm(&mut self) {
-        self.store.data_mut().deadline = Instant::now() + self.hook_timeout;
-        self.store.set_epoch_deadline(1);
+        arm(&mut self.store, self.hook);
     }
 
     fn settle<T>(&mut self, result: Result<T, HookFailure>) -> Result<T, HookFailure> {
@@ -256,4 +325,32 @@ impl PluginInstance {
             .expect("exchange lent to the plugin store");
         (exchange, result)
     }
+}
+
+/// How long a configuration's `init` may wait for its thread before it is called stuck; large
+/// enough that only a plugin blocked for good reaches it.
+const LOAD_BACKSTOP: Duration = Duration::from_secs(300);
+
+/// Starts a call's budget and backstop, and the epoch deadline that checks them every tick.
+fn arm(store: &mut Store<HostState>, bounds: Bounds) {
+    let Bounds {
+        metering,
+        budget,
+        backstop,
+    } = bounds;
+    match metering {
+        Metering::Off => return,
+        Metering::CpuTime => store.data_mut().call.start(Some(budget), backstop),
+        Metering::Fuel => {
+            // The backstop only: the budget is the fuel.
+            store.data_mut().call.start(None, backstop);
+            let units = u64::try_from(budget.as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(FUEL_PER_MS);
+            // Cannot fail: fuel is enabled on the engine whenever metering is `fuel`.
+            let _ = store.set_fuel(units);
+            let _ = store.fuel_async_yield_interval(Some(FUEL_PER_MS));
+        }
+    }
+    store.set_epoch_deadline(1);
 }

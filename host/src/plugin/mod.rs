@@ -3,6 +3,7 @@
 //! per-hook CPU deadline (epoch interruption).
 
 mod bindings;
+mod budget;
 mod capabilities;
 mod disk_cache;
 mod host;
@@ -18,7 +19,7 @@ pub use instance::{HookFailure, PluginInstance};
 pub(crate) use pool::InstancePool;
 
 use crate::capability::{PluginCapabilities, Services};
-use crate::config::{InstancePolicy, PluginConfig, RuntimeConfig};
+use crate::config::{InstancePolicy, Metering, PluginConfig, RuntimeConfig};
 use bindings::PluginPre;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,23 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the engine's epoch advances; hook deadlines are counted in these ticks.
+/// How often the engine's epoch advances: where a running call checks its budget and yields.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Advances the engine's epoch every tick, until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("weir-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(())
+}
 
 /// Errors loading a plugin; each becomes a diagnostic naming the plugin.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +72,7 @@ pub struct Runtime {
     compiled: Arc<Mutex<HashMap<String, Component>>>,
     stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
     disk: Option<Arc<disk_cache::DiskCache>>,
+    metering: Metering,
     /// Capability state that outlives reloads (key-value store, metrics).
     pub(crate) services: Arc<Services>,
 }
@@ -121,7 +138,9 @@ impl Runtime {
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
         let mut cfg = wasmtime::Config::new();
         cfg.wasm_component_model(true);
-        cfg.epoch_interruption(true);
+        let metered = config.metering != Metering::Off;
+        cfg.epoch_interruption(metered);
+        cfg.consume_fuel(config.metering == Metering::Fuel);
         // Guest code runs on fiber stacks; wasm's own stack limit stays at the default 512 KiB.
         cfg.async_stack_size(1 << 20);
         let n = config.max_instances.max(1);
@@ -151,17 +170,9 @@ impl Runtime {
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
-        // The epoch ticker ends when the engine is dropped.
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("weir-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
+        if metered {
+            start_epoch_ticker(&engine)?;
+        }
 
         let disk = match &config.cache_dir {
             Some(dir) if dir.as_os_str().is_empty() => None,
@@ -174,6 +185,7 @@ impl Runtime {
             compiled: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(Mutex::new(HashMap::new())),
             disk,
+            metering: config.metering,
             services: Arc::new(Services::default()),
         })
     }
@@ -263,6 +275,7 @@ impl Runtime {
             settings,
             caps,
             engine: self.engine.clone(),
+            metering: self.metering,
             stats: self
                 .stats
                 .lock()
@@ -292,6 +305,11 @@ pub struct PluginSettings {
     pub pull: crate::config::PullPolicy,
     pub health: HealthPolicy,
     pub memory_limit: usize,
+    /// CPU time per call on the request path (a hook, or instantiation plus `init`).
+    pub hook_budget: Duration,
+    /// CPU time for instantiation plus `init` while a configuration loads.
+    pub init_budget: Duration,
+    /// Wall-clock backstop per call on the request path.
     pub hook_timeout: Duration,
     pub pool_max_requests: u64,
     pub pool_max_memory: usize,
@@ -315,6 +333,8 @@ impl PluginSettings {
                 window: c.unhealthy_window.0,
             },
             memory_limit: c.memory_limit.as_usize(),
+            hook_budget: c.hook_budget.0,
+            init_budget: c.init_budget.0,
             hook_timeout: c.hook_timeout.0,
             pool_max_requests: c.pool_max_requests,
             pool_max_memory: c.pool_max_memory.as_usize(),
@@ -334,6 +354,7 @@ pub struct LoadedPlugin {
     /// What the operator granted this plugin, resolved against its snapshot.
     pub(crate) caps: Arc<PluginCapabilities>,
     engine: Engine,
+    metering: Metering,
     pub(crate) stats: Arc<PluginStats>,
 }
 

@@ -32,13 +32,20 @@ struct Config {
     #[serde(default)]
     echo_context: Vec<String>,
     /// Misbehave: `trap`, `loop` (logging "probe is looping until its hook timeout" first),
-    /// `grow`, or `bad-status`.
+    /// `sleep` (wait an hour without running: only a wall-clock limit sees it), `grow`, or
+    /// `bad-status`.
     fail: Option<String>,
     /// Where to misbehave: `request` (default), `response`, or `chunk` (in the response body
     /// stream).
     fail_in: Option<String>,
     /// Refuse the config with this message.
     reject: Option<String>,
+    /// A fixed amount of CPU work in the request hook: this many rounds of a counted loop, or
+    /// as many as request header `x-probe-rounds` says (the number done goes upstream in
+    /// `x-probe-work`).
+    work: Option<u64>,
+    /// The same in `init`, for every new instance.
+    init_work: Option<u64>,
     /// Buffer the request body and upper-case it.
     #[serde(default)]
     upper_body: bool,
@@ -95,9 +102,22 @@ fn misbehave(how: &str) -> Decision {
                 hoard.push(black_box(vec![1u8; 1 << 20]));
             }
         }
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Decision::Continue
+        }
         "bad-status" => Decision::Respond(LocalResponse::new(1000)),
         _ => Decision::Continue,
     }
+}
+
+/// `rounds` of work the optimiser cannot remove; returns a value that depends on all of them.
+fn work(rounds: u64) -> u64 {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..rounds {
+        x = black_box(x.rotate_left(7) ^ i).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    }
+    x
 }
 
 /// Tries one way out of the sandbox; says whether it worked.
@@ -130,6 +150,9 @@ impl Plugin for Probe {
         if config.upper_body && config.upper_stream {
             return Err("`upper_body` and `upper_stream` exclude each other".into());
         }
+        if let Some(rounds) = config.init_work {
+            black_box(work(rounds));
+        }
         Ok(Probe(config))
     }
 
@@ -160,6 +183,13 @@ impl Plugin for Probe {
         let c = &self.0;
         if let (Some(how), None | Some("request")) = (&c.fail, c.fail_in.as_deref()) {
             return misbehave(how);
+        }
+        if let Some(rounds) = c.work {
+            let rounds = request::header("x-probe-rounds")
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(rounds);
+            black_box(work(rounds));
+            let _ = request::set_header("x-probe-work", &rounds.to_string());
         }
         if let Some(tag) = &c.tag {
             let chain = match request::header("x-chain") {
