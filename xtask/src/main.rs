@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's tasks, so that a fresh machine needs only two commands.
 //!
 //! - `run`:     build the plugins and the gateway, start the demo backend and run the quickstart.
-//! - `test`:    everything CI runs (installs what the tests need first).
+//! - `test [--hogs N]`: everything CI runs (installs what the tests need first); with `--hogs`,
+//!   while N processes burn a CPU each alongside (the suite must pass on a busy machine).
 //! - `plugins`: build the first-party plugins for wasm32-wasip2.
 //! - `bench`:   the benchmark: backend, Weir with 0 and 3 plugins, nginx; prints ratios.
 //! - `bench-swaps [N]`: swap a plugin N times under the file watcher; prints RSS after 10 and N.
@@ -37,7 +38,8 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("run") => run(),
-        Some("test") => test(),
+        Some("test") => test(&args[1..]),
+        Some("hog") => hog(),
         Some("plugins") => plugins(),
         Some("modules") => modules::check(args.get(1).is_some_and(|a| a == "-v")),
         Some("fn-length") => {
@@ -52,7 +54,7 @@ fn main() -> Result<()> {
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|plugins|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
+                "usage: cargo xtask <run|test [--hogs N]|plugins|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
             );
             std::process::exit(2);
         }
@@ -257,7 +259,13 @@ pub(crate) fn ensure_python_packages() -> Result<()> {
     Ok(())
 }
 
-fn test() -> Result<()> {
+fn test(args: &[String]) -> Result<()> {
+    let hogs = match args {
+        [] => 0,
+        [flag, n] if flag == "--hogs" => n.parse().context("--hogs takes a number")?,
+        _ => bail!("usage: cargo xtask test [--hogs N]"),
+    };
+    let _hogs = Hogs::start(hogs)?;
     ensure_wasm_target()?;
     ensure_python_packages()?;
     // A real Redis for the shared key-value backend tests, a real OCI registry (and htpasswd
@@ -333,4 +341,45 @@ fn test() -> Result<()> {
     sh(cargo()
         .args(["test", "--workspace"])
         .env("WEIR_TOOLS", guest_tools_dir()?))
+}
+
+/// CPU-burning processes at normal priority, for as long as this value lives: the suite run
+/// beside them shows that a busy machine slows the gateway down without failing it.
+pub(crate) struct Hogs(Vec<Child>);
+
+impl Hogs {
+    pub(crate) fn start(n: usize) -> Result<Hogs> {
+        let exe = std::env::current_exe()?;
+        let children = (0..n)
+            .map(|_| Command::new(&exe).arg("hog").spawn())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        if n > 0 {
+            eprintln!("xtask: {n} CPU hog(s) running alongside the tests");
+        }
+        Ok(Hogs(children))
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `cargo xtask hog`: burns one CPU until its parent goes away (so a killed `xtask test` leaves
+/// no hog behind).
+fn hog() -> Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    let mut x = 1u64;
+    loop {
+        for i in 0..10_000_000u64 {
+            x = std::hint::black_box(x.rotate_left(5) ^ i);
+        }
+        if std::os::unix::process::parent_id() != parent {
+            return Ok(());
+        }
+    }
 }
