@@ -55,10 +55,18 @@ async fn pooled_samples(
     plugin: &weir::plugin::LoadedPlugin,
     config: &str,
 ) -> anyhow::Result<Vec<Duration>> {
+    pooled_n(plugin, config, ITERATIONS).await
+}
+
+async fn pooled_n(
+    plugin: &weir::plugin::LoadedPlugin,
+    config: &str,
+    iterations: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let mut instance = PluginInstance::new(plugin, config).await?;
     let mut ex = exchange();
-    let mut samples = Vec::with_capacity(ITERATIONS);
-    for _ in 0..ITERATIONS {
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
         let t = Instant::now();
         let (back, result) = instance.on_request(ex).await;
         samples.push(t.elapsed());
@@ -72,38 +80,47 @@ async fn pooled_samples(
     Ok(samples)
 }
 
-/// The pooled hook under each metering, rounds interleaved so drift hits all alike.
+/// The pooled hook under each metering, rounds interleaved so drift hits all alike: the small
+/// `api-key` hook (the per-call cost) and a `probe` hook doing 100,000 rounds of arithmetic
+/// (the cost that grows with the guest's work).
 async fn metering_costs(wasm: &std::path::Path, config: &str) -> anyhow::Result<()> {
     let kinds = [
         ("off", Metering::Off),
         ("cpu-time", Metering::CpuTime),
         ("fuel", Metering::Fuel),
     ];
+    let probe = common::built_plugin("probe")?;
+    let heavy = r#"{"work":100000}"#;
     let mut plugins = Vec::new();
     for (_, metering) in kinds {
         let runtime = Runtime::new(&RuntimeConfig {
             metering,
             ..RuntimeConfig::default()
         })?;
-        let settings = common::settings(InstancePolicy::Pooled, Duration::from_millis(100));
-        plugins.push((
-            runtime.load("api-key", wasm, settings, Default::default())?,
-            runtime,
-        ));
+        let settings = common::settings(InstancePolicy::Pooled, Duration::from_secs(1));
+        let small = runtime.load("api-key", wasm, settings.clone(), Default::default())?;
+        let big = runtime.load("probe", &probe, settings, Default::default())?;
+        plugins.push((small, big, runtime));
     }
-    let mut all: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    let mut all: Vec<(Vec<Duration>, Vec<Duration>)> = vec![Default::default(); kinds.len()];
     for _round in 0..3 {
-        for (i, (plugin, _)) in plugins.iter().enumerate() {
-            all[i].extend(pooled_samples(plugin, config).await?);
+        for (i, (small, big, _)) in plugins.iter().enumerate() {
+            all[i].0.extend(pooled_samples(small, config).await?);
+            all[i].1.extend(pooled_n(big, heavy, 300).await?);
         }
     }
-    let mut base = 0.0;
-    for ((name, _), samples) in kinds.iter().zip(all) {
-        let p50 = summary(&format!("pooled hook, metering = {name}"), samples);
-        if base == 0.0 {
-            base = p50;
+    let (mut base_small, mut base_big) = (0.0, 0.0);
+    for ((name, _), (small, big)) in kinds.iter().zip(all) {
+        let s = summary(&format!("pooled api-key hook, metering = {name}"), small);
+        let b = summary(&format!("pooled 100k-round hook, metering = {name}"), big);
+        if base_small == 0.0 {
+            (base_small, base_big) = (s, b);
         }
-        println!("    metering {name}: +{:.2} µs per hook vs off", p50 - base);
+        println!(
+            "    metering {name}: {:+.2} µs per small hook, {:+.1}% on the heavy hook, vs off",
+            s - base_small,
+            (b / base_big - 1.0) * 100.0
+        );
     }
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! What bounds one call into a plugin: its **execution budget**, the CPU time its own execution
 //! uses, and a generous wall-clock **backstop**.
 //!
-//! The budget is measured with the worker thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) around
+//! The budget is measured with the worker thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) within
 //! every poll of the call's future: a hook's fiber runs only inside those polls, so the sum is
 //! the time the plugin (and the host calls it made) actually ran, whatever else the machine or
-//! the worker was doing. Time the fiber waits for its thread, or for the network inside a `kv`
+//! the worker was doing. The clock is read from a poll's first epoch tick on (see
+//! [`Meter::resume`]), so a short call costs no clock read at all. Time the fiber waits for its thread, or for the network inside a `kv`
 //! or `outbound` call, is not counted. The engine's epoch tick (every 5 ms) is where the running
 //! call checks its budget and yields to other requests; the backstop catches what the budget
 //! cannot see: a call that keeps waiting, whether for its thread or in a host call (WASI
@@ -37,7 +38,7 @@ pub(crate) struct BackstopPassed(pub(crate) Duration);
 pub(crate) struct Meter {
     /// Nanoseconds used by the polls that have finished.
     used: AtomicU64,
-    /// The thread's CPU clock when the current poll started.
+    /// The thread's CPU clock when it was first read in the current poll ([`UNREAD`] before).
     resumed: AtomicU64,
     /// Whether CPU time is measured (`false` under fuel metering: the backstop only).
     cpu: AtomicBool,
@@ -45,26 +46,42 @@ pub(crate) struct Meter {
     deadline: AtomicU64,
 }
 
+/// `Meter::resumed` before the clock was read in the current poll.
+const UNREAD: u64 = 0;
+
 impl Meter {
+    /// A poll starts. The clock is read lazily, at the poll's first epoch tick: most hook calls
+    /// end within one poll and before any tick, and reading the thread CPU clock is a system
+    /// call (about half a microsecond, as much as a small hook). What a poll runs before its
+    /// first tick (at most one tick, 5 ms) is therefore not counted.
     fn resume(&self) {
-        if self.cpu.load(Ordering::Relaxed) {
-            self.resumed.store(thread_cpu_ns(), Ordering::Relaxed);
-        }
+        self.resumed.store(UNREAD, Ordering::Relaxed);
     }
 
+    /// A poll ends: adds what it ran since the clock was first read in it.
     fn pause(&self) {
-        if self.cpu.load(Ordering::Relaxed) {
-            let ran = thread_cpu_ns().saturating_sub(self.resumed.load(Ordering::Relaxed));
+        let resumed = self.resumed.load(Ordering::Relaxed);
+        if resumed != UNREAD && self.cpu.load(Ordering::Relaxed) {
+            let ran = thread_cpu_ns().saturating_sub(resumed);
             self.used.fetch_add(ran, Ordering::Relaxed);
         }
     }
 
-    /// CPU time used so far, including the poll running now (call only from inside a poll).
+    /// CPU time used so far, including the poll running now (call only from inside a poll, at
+    /// an epoch tick).
     fn used_now(&self) -> u64 {
         if !self.cpu.load(Ordering::Relaxed) {
             return 0;
         }
-        let running = thread_cpu_ns().saturating_sub(self.resumed.load(Ordering::Relaxed));
+        let now = thread_cpu_ns().max(UNREAD + 1);
+        let resumed = match self.resumed.load(Ordering::Relaxed) {
+            UNREAD => {
+                self.resumed.store(now, Ordering::Relaxed);
+                now
+            }
+            at => at,
+        };
+        let running = now.saturating_sub(resumed);
         self.used.load(Ordering::Relaxed).saturating_add(running)
     }
 
@@ -233,6 +250,7 @@ mod tests {
         let mut limits = CallLimits::default();
         limits.start(Some(Duration::from_millis(5)), Duration::from_secs(3600));
         limits.meter.resume();
+        // The first tick of the poll reads the clock; the next counts from there.
         assert!(limits.check().is_ok());
         spin(Duration::from_millis(6));
         let err = limits.check().expect_err("over budget");
@@ -244,11 +262,21 @@ mod tests {
         let mut limits = CallLimits::default();
         limits.start(Some(Duration::from_millis(20)), Duration::from_secs(3600));
         limits.meter.resume();
+        assert!(limits.check().is_ok());
+        spin(Duration::from_millis(10));
         limits.meter.pause();
+        assert!(
+            limits.used() >= Duration::from_millis(10),
+            "{:?}",
+            limits.used()
+        );
         // CPU spent between polls (another request on the same thread) is not the call's.
         spin(Duration::from_millis(30));
         limits.meter.resume();
         assert!(limits.check().is_ok(), "used {:?}", limits.used());
+        spin(Duration::from_millis(15));
+        let err = limits.check().expect_err("10 + 15 ms used of 20");
+        assert!(err.downcast_ref::<BudgetExceeded>().is_some());
     }
 
     #[test]
