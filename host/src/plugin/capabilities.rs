@@ -44,7 +44,7 @@ impl HostState {
     /// Moves the hook deadline by the time spent waiting since `since`: waiting on the network
     /// is not the plugin burning CPU.
     fn waited(&mut self, since: Instant) {
-        self.deadline += since.elapsed();
+        self.deadline = crate::deadline::after(self.deadline, since.elapsed());
     }
 
     /// Logs a failed backend call, which the plugin also sees as an error value.

@@ -122,7 +122,7 @@ impl PluginInstance {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        store.data_mut().deadline = Instant::now() + hook_timeout;
+        store.data_mut().deadline = crate::deadline::after(Instant::now(), hook_timeout);
         store.set_epoch_deadline(1);
         let bindings =
             plugin
@@ -164,7 +164,7 @@ impl PluginInstance {
         data.late_trace = Some(exchange.late_trace.clone());
         data.exchange = Some(exchange);
         data.body_access = body_access;
-        data.deadline = Instant::now() + self.hook_timeout;
+        data.deadline = crate::deadline::after(Instant::now(), self.hook_timeout);
         self.store.set_epoch_deadline(1);
     }
 
@@ -227,7 +227,7 @@ impl PluginInstance {
     }
 
     fn arm(&mut self) {
-        self.store.data_mut().deadline = Instant::now() + self.hook_timeout;
+        self.store.data_mut().deadline = crate::deadline::after(Instant::now(), self.hook_timeout);
         self.store.set_epoch_deadline(1);
     }
 
