@@ -7,6 +7,7 @@ mod a2a;
 mod capabilities;
 mod chain;
 mod config_errors;
+mod connections;
 mod failures;
 mod jwt;
 mod kv_backends;
