@@ -263,11 +263,15 @@ async fn serve_connection<H>(
         Some(acceptor) => {
             // The handshake counts against the first head's deadline.
             let limit = timeouts.header_read.min(TLS_HANDSHAKE);
-            let Some(tls_stream) = handshake(&acceptor, stream, client, limit).await else {
-                shared
-                    .metrics
-                    .connection_timeout(&conn.listener, "header_read");
-                return;
+            let tls_stream = match handshake(&acceptor, stream, client, limit).await {
+                Ok(s) => s,
+                Err(Handshake::TimedOut) => {
+                    shared
+                        .metrics
+                        .connection_timeout(&conn.listener, "header_read");
+                    return;
+                }
+                Err(Handshake::Failed) => return,
             };
             // A certificate here has been verified against the listener's `client_ca` by the
             // handshake.
@@ -337,22 +341,28 @@ where
 /// The longest a TLS handshake may take (less when `header_read_timeout` is shorter).
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// Why a TLS handshake gave no stream.
+enum Handshake {
+    Failed,
+    TimedOut,
+}
+
 /// The TLS handshake, at most `limit`; a failure is the client's problem and only logged.
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: tokio::net::TcpStream,
     client: SocketAddr,
     limit: Duration,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Handshake> {
     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => Some(s),
+        Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
             tracing::debug!(%client, error = %e, "TLS handshake failed");
-            None
+            Err(Handshake::Failed)
         }
         Err(_) => {
             tracing::debug!(%client, "TLS handshake timed out");
-            None
+            Err(Handshake::TimedOut)
         }
     }
 }
