@@ -59,11 +59,10 @@ pub async fn serve(
         let Some(slot) = slots.take(max_connections) else {
             continue;
         };
-        let activity = Arc::new(Activity::default());
+        let activity = Activity::new(tokio::time::Instant::now());
         let mut supervisor = Supervisor::new(
             activity.clone(),
             timeouts,
-            tokio::time::Instant::now(),
             gateway.shutdown_signal(),
             metrics.clone(),
             name.clone(),

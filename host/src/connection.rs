@@ -29,38 +29,67 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What a connection's socket, its requests and its supervisor share. All on one worker
-/// thread; atomics only because hyper requires `Send` services.
-#[derive(Default)]
+/// thread; atomics only because hyper requires `Send` services. Requests record times instead
+/// of waking the supervisor: it looks when its next deadline comes, so a request costs it no
+/// wake-up, and only the first bytes of a keep-alive head (which start an earlier deadline)
+/// wake it.
 pub(crate) struct Activity {
+    /// When the connection was accepted; the times below count from it, in microseconds, plus
+    /// one (zero means never).
+    origin: Instant,
     /// Requests in flight, until their response body has gone.
     active: AtomicUsize,
-    /// Requests started and ended, so the supervisor sees activity it slept through.
+    /// Requests started so far.
     started: AtomicU64,
-    ended: AtomicU64,
-    /// Bytes arrived while no request was in flight: a head has begun.
-    head_started: AtomicBool,
+    /// When the last request ended (its response body gone).
+    ended_at: AtomicU64,
+    /// When bytes arrived while no request was in flight: a head began.
+    head_at: AtomicU64,
     /// The connection speaks HTTP/2 (known from its first request).
     h2: AtomicBool,
-    changed: Notify,
+    head_began: Notify,
 }
 
 impl Activity {
+    pub(crate) fn new(accepted: Instant) -> Arc<Activity> {
+        Arc::new(Activity {
+            origin: accepted,
+            active: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            ended_at: AtomicU64::new(0),
+            head_at: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
+            head_began: Notify::new(),
+        })
+    }
+
     /// A request arrived (its head is read): counted in flight until the returned guard,
     /// moved into the response body, is dropped.
     pub(crate) fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
         self.active.fetch_add(1, Relaxed);
         self.started.fetch_add(1, Relaxed);
-        self.head_started.store(false, Relaxed);
+        self.head_at.store(0, Relaxed);
         if version == http::Version::HTTP_2 {
             self.h2.store(true, Relaxed);
         }
-        self.changed.notify_one();
         InFlight(self.clone())
     }
 
+    /// Now, as stored in `ended_at` and `head_at`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// A stored time as an instant (`None` for never).
+    fn at(&self, stored: u64) -> Option<Instant> {
+        let micros = stored.checked_sub(1)?;
+        self.origin.checked_add(Duration::from_micros(micros))
+    }
+
     fn bytes_arrived(&self) {
-        if self.active.load(Relaxed) == 0 && !self.head_started.swap(true, Relaxed) {
-            self.changed.notify_one();
+        if self.active.load(Relaxed) == 0 && self.head_at.load(Relaxed) == 0 {
+            self.head_at.store(self.now(), Relaxed);
+            self.head_began.notify_one();
         }
     }
 }
@@ -82,9 +111,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        // The time first: a supervisor that sees nothing in flight sees when it ended.
+        self.0.ended_at.store(self.0.now(), Relaxed);
         self.0.active.fetch_sub(1, Relaxed);
-        self.0.ended.fetch_add(1, Relaxed);
-        self.0.changed.notify_one();
     }
 }
 
@@ -197,16 +226,14 @@ pub(crate) enum Step {
 enum Expiry {
     Head,
     Idle,
+    /// Requests are in flight: look again later.
+    Recheck,
 }
 
 /// Keeps one connection's deadlines; see the module's documentation.
 pub(crate) struct Supervisor {
     activity: Arc<Activity>,
     timeouts: Timeouts,
-    accepted: Instant,
-    idle_since: Instant,
-    head_since: Option<Instant>,
-    ended_seen: u64,
     graceful_sent: bool,
     shutdown: tokio::sync::watch::Receiver<bool>,
     metrics: Arc<RequestMetrics>,
@@ -217,7 +244,6 @@ impl Supervisor {
     pub(crate) fn new(
         activity: Arc<Activity>,
         timeouts: Timeouts,
-        accepted: Instant,
         shutdown: tokio::sync::watch::Receiver<bool>,
         metrics: Arc<RequestMetrics>,
         listener: Arc<str>,
@@ -225,10 +251,6 @@ impl Supervisor {
         Supervisor {
             activity,
             timeouts,
-            accepted,
-            idle_since: accepted,
-            head_since: None,
-            ended_seen: 0,
             graceful_sent: false,
             shutdown,
             metrics,
@@ -236,93 +258,62 @@ impl Supervisor {
         }
     }
 
-    /// Brings the idle and head clocks up to date with what happened since the last look.
-    fn observe(&mut self) {
-        let a = &self.activity;
-        let now = Instant::now();
-        let ended = a.ended.load(Relaxed);
-        if a.active.load(Relaxed) > 0 {
-            self.head_since = None;
-            return;
-        }
-        if ended != self.ended_seen {
-            self.ended_seen = ended;
-            self.idle_since = now;
-            self.head_since = None;
-        }
-        if a.head_started.load(Relaxed) && self.head_since.is_none() {
-            self.head_since = Some(now);
-        }
-    }
-
-    /// The next deadline, if any: none while a request is in flight (its own timeouts apply).
+    /// The next deadline, and what it is for.
     fn deadline(&self) -> Option<(Instant, Expiry)> {
         let a = &self.activity;
-        // Config durations are at most a day, so this never saturates; it cannot panic either.
+        // Config durations are at most a day: this never saturates, and it cannot panic.
         let after = |t: Instant, d: Duration| t.checked_add(d).unwrap_or(t);
         if a.active.load(Relaxed) > 0 {
-            return None;
+            // Its own timeouts bound a request; the connection is looked at again later.
+            return Some((after(Instant::now(), self.timeouts.idle), Expiry::Recheck));
         }
         if a.started.load(Relaxed) == 0 {
-            return Some((
-                after(self.accepted, self.timeouts.header_read),
-                Expiry::Head,
-            ));
+            return Some((after(a.origin, self.timeouts.header_read), Expiry::Head));
         }
         if !a.h2.load(Relaxed)
-            && let Some(since) = self.head_since
+            && let Some(began) = a.at(a.head_at.load(Relaxed))
         {
-            return Some((after(since, self.timeouts.header_read), Expiry::Head));
+            return Some((after(began, self.timeouts.header_read), Expiry::Head));
         }
-        (!self.graceful_sent).then(|| (after(self.idle_since, self.timeouts.idle), Expiry::Idle))
+        let idle_since = a.at(a.ended_at.load(Relaxed)).unwrap_or(a.origin);
+        (!self.graceful_sent).then(|| (after(idle_since, self.timeouts.idle), Expiry::Idle))
     }
 
     /// Waits until the owner must act on the connection. The owner polls the connection next
     /// to this (`tokio::select!`) and stops when it ends by itself.
     pub(crate) async fn next(&mut self) -> Step {
         loop {
-            self.observe();
             let deadline = self.deadline();
             let activity = self.activity.clone();
             let expired = async {
                 match deadline {
-                    Some((at, expiry)) => {
-                        tokio::time::sleep_until(at).await;
-                        expiry
-                    }
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
             let draining = self.graceful_sent;
-            let woken = tokio::select! {
-                _ = activity.changed.notified() => None,
-                expiry = expired => Some(expiry),
+            tokio::select! {
+                // A head began: its deadline may be earlier than the one slept for.
+                _ = activity.head_began.notified() => continue,
+                _ = expired => {}
                 _ = self.shutdown.wait_for(|stop| *stop), if !draining => {
                     self.graceful_sent = true;
                     return Step::Graceful;
                 }
-            };
-            if let Some(expiry) = woken {
-                // Something may have happened at the same moment: look again first.
-                self.observe();
-                if self.deadline().is_some_and(|(at, _)| at <= Instant::now()) {
-                    return self.expired(expiry);
+            }
+            // The state may have moved while sleeping: act only on a deadline still due.
+            match self.deadline() {
+                Some((at, Expiry::Head)) if at <= Instant::now() => {
+                    self.metrics
+                        .connection_timeout(&self.listener, "header_read");
+                    return Step::Close;
                 }
-            }
-        }
-    }
-
-    fn expired(&mut self, expiry: Expiry) -> Step {
-        match expiry {
-            Expiry::Head => {
-                self.metrics
-                    .connection_timeout(&self.listener, "header_read");
-                Step::Close
-            }
-            Expiry::Idle => {
-                self.metrics.connection_timeout(&self.listener, "idle");
-                self.graceful_sent = true;
-                Step::Graceful
+                Some((at, Expiry::Idle)) if at <= Instant::now() => {
+                    self.metrics.connection_timeout(&self.listener, "idle");
+                    self.graceful_sent = true;
+                    return Step::Graceful;
+                }
+                _ => {}
             }
         }
     }

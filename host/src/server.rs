@@ -240,11 +240,10 @@ async fn serve_connection<H>(
 ) {
     let accepted = tokio::time::Instant::now();
     let client = conn.client;
-    let activity = Arc::new(Activity::default());
+    let activity = Activity::new(accepted);
     let supervisor = Supervisor::new(
         activity.clone(),
         timeouts,
-        accepted,
         shared.gateway.shutdown_signal(),
         shared.metrics.clone(),
         conn.listener.clone(),
