@@ -318,3 +318,75 @@ impl Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supervisor(activity: &Arc<Activity>) -> Supervisor {
+        let (_, shutdown) = tokio::sync::watch::channel(false);
+        let timeouts = Timeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        };
+        Supervisor::new(
+            activity.clone(),
+            timeouts,
+            shutdown,
+            Arc::default(),
+            "l".into(),
+        )
+    }
+
+    fn kind(s: &Supervisor) -> Option<(Duration, &'static str)> {
+        let origin = s.activity.origin;
+        s.deadline().map(|(at, expiry)| {
+            let name = match expiry {
+                Expiry::Head => "head",
+                Expiry::Idle => "idle",
+                Expiry::Recheck => "recheck",
+            };
+            (at.saturating_duration_since(origin), name)
+        })
+    }
+
+    #[test]
+    fn deadlines_follow_the_connection() {
+        let accepted = Instant::now();
+        let activity = Activity::new(accepted);
+        let s = supervisor(&activity);
+        // Nothing yet: the first head is due header_read after the accept, bytes or not.
+        assert_eq!(kind(&s), Some((Duration::from_secs(10), "head")));
+        activity.bytes_arrived();
+        assert_eq!(kind(&s), Some((Duration::from_secs(10), "head")));
+        // A request in flight: no connection deadline, only a later look.
+        let request = activity.begin(http::Version::HTTP_11);
+        assert_eq!(kind(&s).map(|k| k.1), Some("recheck"));
+        activity.bytes_arrived();
+        assert_eq!(
+            kind(&s).map(|k| k.1),
+            Some("recheck"),
+            "body bytes are not a head"
+        );
+        drop(request);
+        // Idle: idle_timeout after the request ended.
+        let (at, what) = kind(&s).expect("a deadline");
+        assert_eq!(what, "idle");
+        assert!(at >= Duration::from_secs(60), "{at:?}");
+        // A keep-alive head began: header_read after its first bytes, before the idle one.
+        activity.bytes_arrived();
+        let (head, what) = kind(&s).expect("a deadline");
+        assert_eq!(what, "head");
+        assert!(head >= Duration::from_secs(10) && head < at, "{head:?}");
+    }
+
+    #[test]
+    fn http2_connections_only_idle_out() {
+        let activity = Activity::new(Instant::now());
+        let s = supervisor(&activity);
+        drop(activity.begin(http::Version::HTTP_2));
+        // Pings and other frames between streams are not a head.
+        activity.bytes_arrived();
+        assert_eq!(kind(&s).map(|k| k.1), Some("idle"));
+    }
+}

@@ -60,13 +60,14 @@ pub(crate) async fn handle(
         observer.request_finished(start, resp.status().as_u16(), &Answered::default());
         return resp;
     };
+    let http1 = req.version() < http::Version::HTTP_2;
     let (resp, answered) = match admit(snap, &conn, req).await {
         Ok((flight, ex)) => flight.run(ex).await,
         Err(Refused(status, msg)) => {
             let mut resp = error(status, &msg);
-            if status == StatusCode::REQUEST_TIMEOUT {
+            if status == StatusCode::REQUEST_TIMEOUT && http1 {
                 // The rest of the body is still on its way: this connection cannot carry
-                // another request.
+                // another request. (HTTP/2 resets just the stream.)
                 resp.headers_mut()
                     .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
