@@ -376,7 +376,7 @@ async fn requests_past_the_worker_limit_are_shed_with_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_costs_little_once_the_breaker_is_open() {
-    const KV_TIMEOUT_MS: u64 = 1000;
+    const KV_TIMEOUT_MS: u64 = 2000;
     let redis = Redis::start();
     let backend = Backend::start("app").await;
     let admin = free_port();
@@ -414,7 +414,7 @@ async fn an_unreachable_redis_costs_little_once_the_breaker_is_open() {
     let median = took[took.len() / 2];
     // Against the configured kv timeout, with a wide margin: an open breaker does not wait.
     assert!(
-        median < Duration::from_millis(KV_TIMEOUT_MS / 5),
+        median < Duration::from_millis(KV_TIMEOUT_MS / 4),
         "median {median:?} with the breaker open; kv timeout {KV_TIMEOUT_MS} ms"
     );
     assert!(gw.log().contains("circuit breaker open"), "{}", gw.log());
