@@ -12,14 +12,16 @@
 //!
 //! With `token` set, every request needs `Authorization: Bearer <token>` (else 401).
 
+use crate::accept::{Backoff, Slots};
 use crate::body::{self, Body};
+use crate::connection::{Activity, Step, Supervisor, Watched};
 use crate::control::Control;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,27 +30,69 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Largest component accepted by `PUT /plugins/{name}`.
 const MAX_UPLOAD: usize = 256 << 20;
 
+/// Serves the admin API until the task is aborted, with the listeners' defences: at most
+/// `max_connections` open, accept backoff, and the head and idle timeouts of `[limits]`
+/// (read at start, like the rest of `[admin]`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Control>,
     token: Option<String>,
+    max_connections: usize,
 ) {
     let token: Arc<Option<String>> = Arc::new(token);
+    let name: Arc<str> = Arc::from("admin");
+    let metrics = gateway.runtime.services.requests.clone();
+    let slots = Slots::new(name.clone(), metrics.clone());
+    let mut backoff = Backoff::new(name.clone(), metrics.clone());
+    let limits = gateway.current().limits.clone();
+    let builder = Arc::new(crate::server::connection_builder(&limits));
+    let timeouts = crate::server::timeouts(&limits);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tokio::time::sleep(backoff.failed(&e)).await;
+                continue;
+            }
+        };
+        backoff.accepted();
+        let Some(slot) = slots.take(max_connections) else {
             continue;
         };
-        let gateway = gateway.clone();
-        let token = token.clone();
+        let activity = Activity::new(tokio::time::Instant::now());
+        let mut supervisor = Supervisor::new(
+            activity.clone(),
+            timeouts,
+            gateway.shutdown_signal(),
+            metrics.clone(),
+            name.clone(),
+        );
+        let (gateway, token, builder) = (gateway.clone(), token.clone(), builder.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let in_flight = activity.begin(req.version());
                 let gateway = gateway.clone();
                 let token = token.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&gateway, &token, req).await) }
+                async move {
+                    let resp = handle(&gateway, &token, req).await;
+                    Ok::<_, std::convert::Infallible>(in_flight.until_sent(resp))
+                }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            // Owned: a connection borrowing the builder trips the compiler's `Send` inference.
+            let http = builder.serve_connection_with_upgrades(io, svc).into_owned();
+            tokio::pin!(http);
+            loop {
+                let step = tokio::select! {
+                    _ = http.as_mut() => break,
+                    step = supervisor.next() => step,
+                };
+                match step {
+                    Step::Graceful => http.as_mut().graceful_shutdown(),
+                    Step::Close => break,
+                }
+            }
+            drop(slot);
         });
     }
 }
@@ -219,6 +263,7 @@ fn metrics(gateway: &Control) -> Response<Body> {
         spans_exported: crate::telemetry::exported(),
         spans_dropped: crate::telemetry::dropped(),
         log_lines_dropped: crate::access_log::dropped(),
+        kv_breaker: gateway.runtime.services.kv_breaker(),
     };
     let services = &gateway.runtime.services;
     match scrape(

@@ -74,6 +74,7 @@ pub async fn check(config: &Config) -> Result<(), Diagnostics> {
 /// to stop. Nothing is served unless all of that succeeded. On SIGTERM/SIGINT new connections
 /// are refused at once and requests in flight get `limits.drain_timeout` to finish.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    crate::accept::raise_fd_limit();
     open_sinks(&config)?;
     let runtime = Runtime::new(&config.file.runtime)?;
     // Only a serving gateway runs stdio MCP servers (`weir check` does not).
@@ -84,7 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let gateway = Arc::new(Control::new(snapshot, runtime, bridges, &config));
-    let per_worker = bind_listeners(&config, tls)?;
+    let per_worker = bind_listeners(&config, tls, &gateway.runtime.services.requests)?;
     let admin = start_admin(&config, &gateway).await?;
 
     let drain = config.file.limits.drain_timeout.0;
@@ -118,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = t.join();
         }
     });
-    let _ = tokio::time::timeout(drain + Duration::from_secs(1), joined).await;
+    let _ = tokio::time::timeout(drain.saturating_add(Duration::from_secs(1)), joined).await;
     crate::telemetry::shutdown();
     tracing::info!("stopped");
     Ok(())
@@ -148,6 +149,7 @@ fn open_sinks(config: &Config) -> anyhow::Result<()> {
 fn bind_listeners(
     config: &Config,
     tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    metrics: &Arc<crate::request_metrics::RequestMetrics>,
 ) -> anyhow::Result<Vec<Vec<WorkerListener>>> {
     let workers = config.file.runtime.worker_count();
     let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
@@ -165,7 +167,7 @@ fn bind_listeners(
             )
         })?;
         tracing::info!(listener = %name, address = %listener.addr, workers, "listening");
-        for (i, part) in listener.per_worker().into_iter().enumerate() {
+        for (i, part) in listener.per_worker(metrics.clone()).into_iter().enumerate() {
             per_worker[i].push(part);
         }
     }
@@ -192,6 +194,7 @@ async fn start_admin(
         listener,
         gateway.clone(),
         a.get_ref().token.clone(),
+        a.get_ref().max_connections,
     ))))
 }
 

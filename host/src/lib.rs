@@ -15,13 +15,17 @@ pub use weir_oci as oci;
 pub mod plugin;
 
 // The gateway's insides.
+pub(crate) mod accept;
 pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
 pub(crate) mod chain;
+pub(crate) mod connection;
 pub(crate) mod control;
+pub(crate) mod deadline;
 pub(crate) mod headers;
 pub(crate) mod observe;
+pub(crate) mod overload;
 pub(crate) mod peer;
 pub(crate) mod proxy;
 pub(crate) mod reload;

@@ -108,6 +108,16 @@ impl Observer {
         crate::telemetry::end_with_body(body, trace, late)
     }
 
+    /// A request answered 503 before routing because the gateway is overloaded.
+    pub(crate) fn shed(&self, reason: &'static str) {
+        self.metrics.shed(reason);
+    }
+
+    /// A request on `listener` ended by a timeout of `kind` (e.g. `request_body`).
+    pub(crate) fn timed_out(&self, listener: &str, kind: &'static str) {
+        self.metrics.connection_timeout(listener, kind);
+    }
+
     /// The one exit: the request's series and its access-log line.
     pub(crate) fn request_finished(&self, start: RequestStart, status: u16, by: &Answered) {
         let elapsed = start.started.elapsed();

@@ -4,11 +4,12 @@
 //!
 //! | phase | runs | an error there becomes |
 //! |---|---|---|
+//! | (shedding) | first: the worker is at `max_requests_per_worker` (`overload.rs`) | 503 with `retry-after: 1` |
 //! | [`check_head`] | first, on the head as received | 431 |
 //! | [`route`] | after the head check | 404 (no route) |
 //! | [`check_length`] | once the route (and its body limit) is known | 413 (declared length) |
 //! | [`normalise`] | before any plugin sees the head | — (hop-by-hop dropped, rewrite, `x-forwarded-*`, origin-form) |
-//! | [`buffer`] | only when a plugin asked for the whole request body | 413 / 400 |
+//! | [`buffer`] | only when a plugin asked for the whole request body | 413 / 400, 408 past `request_body_timeout` |
 //! | [`Flight::request_chain`] | plugins' `on-request`, in chain order | a plugin's answer, or 500 naming it (fail-closed) |
 //! | [`Flight::forward`] | unless a plugin answered; the body streams up through `streamed` plugins | 502/504 naming the upstream, 413 |
 //! | [`Flight::response_chain`] | plugins' `on-response`, in reverse, when any is left | 502 (response body not bufferable), a plugin's replacement, 500 |
@@ -41,6 +42,8 @@ pub(crate) struct ConnInfo {
     pub(crate) scheme: &'static str,
     /// The verified client certificate's identity (mTLS listeners).
     pub(crate) peer: Option<Arc<crate::peer::PeerIdentity>>,
+    /// The requests in flight on this connection's worker.
+    pub(crate) in_flight: crate::overload::InFlight,
 }
 
 /// Handles one request with the snapshot that was current when it arrived. The one exit.
@@ -51,9 +54,25 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let observer = snap.observer.clone();
     let start = observer.request_started(&req, conn.client);
+    let Some(_admitted) = conn.in_flight.admit(snap.limits.max_requests_per_worker) else {
+        observer.shed("max_requests_per_worker");
+        let resp = overloaded();
+        observer.request_finished(start, resp.status().as_u16(), &Answered::default());
+        return resp;
+    };
+    let http1 = req.version() < http::Version::HTTP_2;
     let (resp, answered) = match admit(snap, &conn, req).await {
         Ok((flight, ex)) => flight.run(ex).await,
-        Err(Refused(status, msg)) => (error(status, &msg), Answered::default()),
+        Err(Refused(status, msg)) => {
+            let mut resp = error(status, &msg);
+            if status == StatusCode::REQUEST_TIMEOUT && http1 {
+                // The rest of the body is still on its way: this connection cannot carry
+                // another request. (HTTP/2 resets just the stream.)
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            (resp, Answered::default())
+        }
     };
     observer.request_finished(start, resp.status().as_u16(), &answered);
     resp
@@ -73,7 +92,14 @@ async fn admit(
     check_length(&route, &parts)?;
     let (limited, too_large) = Limited::new(incoming, route.max_body_size);
     let authority = normalise(&route, conn, &mut parts, client_upgrade.is_some());
-    let (request_body, streaming) = buffer(&route, limited, &too_large).await?;
+    let body_timeout = snap.limits.request_body_timeout.0;
+    let (request_body, streaming) = buffer(&route, limited, &too_large, body_timeout)
+        .await
+        .inspect_err(|Refused(status, _)| {
+            if *status == StatusCode::REQUEST_TIMEOUT {
+                snap.observer.timed_out(&conn.listener, "request_body");
+            }
+        })?;
     let observer = snap.observer.clone();
     let head_request = parts.method == http::Method::HEAD;
     let ex = Box::new(Exchange {
@@ -187,17 +213,27 @@ fn normalise(
 type Streaming = Option<Limited<Incoming>>;
 
 /// Phase: buffers the request body, only if a plugin asked for it (up to the largest size any
-/// plugin declared, within the route's limit).
+/// plugin declared, within the route's limit), within `limits.request_body_timeout` in all: a
+/// client trickling a body would otherwise hold the request (and its worker slot) forever.
 async fn buffer(
     route: &Route,
     limited: Limited<Incoming>,
     too_large: &AtomicBool,
+    timeout: std::time::Duration,
 ) -> Result<(Option<Bytes>, Streaming), Refused> {
     let Some(limit) = route.chain.request_body_limit else {
         return Ok((None, Some(limited)));
     };
     let limit = limit.min(route.max_body_size);
-    match body::collect_limited(Box::pin(limited), limit).await {
+    let Ok(collected) =
+        tokio::time::timeout(timeout, body::collect_limited(Box::pin(limited), limit)).await
+    else {
+        return Err(Refused(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time".into(),
+        ));
+    };
+    match collected {
         Ok(bytes) => Ok((Some(bytes), None)),
         Err(CollectError::TooLarge(_)) => Err(Refused(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -419,6 +455,17 @@ impl Flight {
 fn set_length(headers: &mut http::HeaderMap, len: usize) {
     headers.remove(http::header::TRANSFER_ENCODING);
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// The answer to a request shed because its worker is at `max_requests_per_worker`.
+fn overloaded() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded: too many requests in flight, retry shortly",
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// A short plain-text error from the gateway itself.

@@ -20,6 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 use std::sync::Arc;
@@ -46,6 +47,14 @@ const fn counter(name: &'static str, help: &'static str) -> Desc {
         name,
         help,
         kind: MetricType::Counter,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        kind: MetricType::Gauge,
     }
 }
 
@@ -108,9 +117,38 @@ const LOG_LINES_DROPPED: Desc = counter(
     "Access and audit log lines dropped because the writer fell behind",
 );
 
+const REQUESTS_SHED: Desc = counter(
+    "weir_requests_shed",
+    "Requests answered 503 without running plugins because the gateway was overloaded, by reason",
+);
+const CONNECTIONS_OPEN: Desc = gauge(
+    "weir_connections_open",
+    "Client connections open, by listener (`admin` for the admin API)",
+);
+const CONNECTIONS_REFUSED: Desc = counter(
+    "weir_connections_refused",
+    "Client connections closed at once because the listener had `max_connections` open",
+);
+const ACCEPT_ERRORS: Desc = counter(
+    "weir_accept_errors",
+    "Failed accepts by kind (fd_limit: EMFILE/ENFILE, no_memory: ENOBUFS/ENOMEM, other)",
+);
+const CONNECTION_TIMEOUTS: Desc = counter(
+    "weir_connection_timeouts",
+    "Connections closed or requests answered 408 by a timeout (header_read, idle, request_body)",
+);
+const KV_BREAKER_STATE: Desc = gauge(
+    "weir_kv_breaker_state",
+    "The Redis kv circuit breaker: 0 closed, 1 open (calls fail at once), 2 half-open (probing)",
+);
+const KV_BREAKER_TRANSITIONS: Desc = counter(
+    "weir_kv_breaker_transitions",
+    "Times the Redis kv circuit breaker entered each state",
+);
+
 /// Every family the gateway registers. The plugins' series (`weir_plugin_<name>`) must not take
 /// these names nor the sample names derived from them.
-pub(crate) const FAMILIES: [&Desc; 14] = [
+pub(crate) const FAMILIES: [&Desc; 21] = [
     &REQUESTS,
     &REQUEST_DURATION,
     &UPSTREAM,
@@ -125,6 +163,13 @@ pub(crate) const FAMILIES: [&Desc; 14] = [
     &SPANS_EXPORTED,
     &SPANS_DROPPED,
     &LOG_LINES_DROPPED,
+    &REQUESTS_SHED,
+    &CONNECTIONS_OPEN,
+    &CONNECTIONS_REFUSED,
+    &ACCEPT_ERRORS,
+    &CONNECTION_TIMEOUTS,
+    &KV_BREAKER_STATE,
+    &KV_BREAKER_TRANSITIONS,
 ];
 
 fn register(registry: &mut Registry, desc: &Desc, metric: impl Metric) {
@@ -169,6 +214,33 @@ struct PluginCall {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Listener {
+    listener: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerKind {
+    listener: Arc<str>,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReason {
+    listener: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct To {
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Plugin {
     plugin: Arc<str>,
 }
@@ -192,6 +264,11 @@ pub struct RequestMetrics {
     hook_failures: Family<PluginKind, Counter>,
     kv_calls: Family<PluginCall, Counter>,
     outbound_calls: Family<PluginCall, Counter>,
+    shed: Family<Reason, Counter>,
+    connections_open: Family<Listener, Gauge>,
+    connections_refused: Family<ListenerReason, Counter>,
+    accept_errors: Family<ListenerKind, Counter>,
+    connection_timeouts: Family<ListenerKind, Counter>,
 }
 
 impl Default for RequestMetrics {
@@ -205,6 +282,11 @@ impl Default for RequestMetrics {
             hook_failures: Family::default(),
             kv_calls: Family::default(),
             outbound_calls: Family::default(),
+            shed: Family::default(),
+            connections_open: Family::default(),
+            connections_refused: Family::default(),
+            accept_errors: Family::default(),
+            connection_timeouts: Family::default(),
         }
     }
 }
@@ -286,6 +368,43 @@ impl RequestMetrics {
             .inc();
     }
 
+    /// A request answered 503 before any plugin ran, because of `reason` (a fixed word).
+    pub(crate) fn shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// A connection opened (`+1`) or closed (`-1`) on `listener`.
+    pub(crate) fn connection_open(&self, listener: &str, delta: i64) {
+        let listener = self.name(listener);
+        self.connections_open
+            .get_or_create(&Listener { listener })
+            .inc_by(delta);
+    }
+
+    /// A connection closed at once on `listener`, because of `reason`.
+    pub(crate) fn connection_refused(&self, listener: &str, reason: &'static str) {
+        let listener = self.name(listener);
+        self.connections_refused
+            .get_or_create(&ListenerReason { listener, reason })
+            .inc();
+    }
+
+    /// A failed `accept` on `listener`, of `kind`.
+    pub(crate) fn accept_error(&self, listener: &str, kind: &'static str) {
+        let listener = self.name(listener);
+        self.accept_errors
+            .get_or_create(&ListenerKind { listener, kind })
+            .inc();
+    }
+
+    /// A connection or request on `listener` ended by the timeout `kind`.
+    pub(crate) fn connection_timeout(&self, listener: &str, kind: &'static str) {
+        let listener = self.name(listener);
+        self.connection_timeouts
+            .get_or_create(&ListenerKind { listener, kind })
+            .inc();
+    }
+
     /// Registers every family (the registry shares the series, it does not copy them).
     fn register(&self, registry: &mut Registry) {
         register(registry, &REQUESTS, self.requests.clone());
@@ -295,6 +414,19 @@ impl RequestMetrics {
         register(registry, &HOOK_FAILURES, self.hook_failures.clone());
         register(registry, &KV_CALLS, self.kv_calls.clone());
         register(registry, &OUTBOUND_CALLS, self.outbound_calls.clone());
+        register(registry, &REQUESTS_SHED, self.shed.clone());
+        register(registry, &CONNECTIONS_OPEN, self.connections_open.clone());
+        register(
+            registry,
+            &CONNECTIONS_REFUSED,
+            self.connections_refused.clone(),
+        );
+        register(registry, &ACCEPT_ERRORS, self.accept_errors.clone());
+        register(
+            registry,
+            &CONNECTION_TIMEOUTS,
+            self.connection_timeouts.clone(),
+        );
     }
 }
 
@@ -309,6 +441,9 @@ pub(crate) struct Elsewhere {
     pub(crate) spans_exported: u64,
     pub(crate) spans_dropped: u64,
     pub(crate) log_lines_dropped: u64,
+    /// The Redis kv circuit breaker: its state (0 closed, 1 open, 2 half-open) and how many
+    /// times it entered each (closed, open, half-open). All zero without Redis.
+    pub(crate) kv_breaker: (i64, [u64; 3]),
 }
 
 impl Elsewhere {
@@ -337,6 +472,15 @@ impl Elsewhere {
             c.inc_by(value);
             register(registry, desc, c);
         }
+        let (state, entered) = self.kv_breaker;
+        let g = Gauge::<i64>::default();
+        g.set(state);
+        register(registry, &KV_BREAKER_STATE, g);
+        let transitions = Family::<To, Counter>::default();
+        for (to, n) in ["closed", "open", "half_open"].into_iter().zip(entered) {
+            transitions.get_or_create(&To { to }).inc_by(n);
+        }
+        register(registry, &KV_BREAKER_TRANSITIONS, transitions);
     }
 }
 
@@ -402,9 +546,15 @@ mod tests {
         m.capability_call("kv", "p", "get", "ok");
         m.capability_call("outbound", "p", "call", "timeout");
         m.capability_call("other", "p", "x", "ok");
+        m.shed("max_requests_per_worker");
+        m.connection_open("main", 1);
+        m.connection_refused("main", "max_connections");
+        m.accept_error("main", "fd_limit");
+        m.connection_timeout("main", "idle");
         let elsewhere = Elsewhere {
             plugins: vec![(Arc::from("p"), 3, 1)],
             reloads: 2,
+            kv_breaker: (1, [0, 2, 1]),
             ..Elsewhere::default()
         };
         let text = scrape(&m, &elsewhere, Box::new(NoSeries)).expect("renders");
@@ -430,6 +580,14 @@ mod tests {
             "weir_plugin_failures_total{plugin=\"p\"} 1\n",
             "weir_config_reloads_total 2\n",
             "weir_telemetry_spans_dropped_total 0\n",
+            "weir_requests_shed_total{reason=\"max_requests_per_worker\"} 1\n",
+            "weir_connections_open{listener=\"main\"} 1\n",
+            "weir_connections_refused_total{listener=\"main\",reason=\"max_connections\"} 1\n",
+            "weir_accept_errors_total{listener=\"main\",kind=\"fd_limit\"} 1\n",
+            "weir_connection_timeouts_total{listener=\"main\",kind=\"idle\"} 1\n",
+            "weir_kv_breaker_state 1\n",
+            "weir_kv_breaker_transitions_total{to=\"open\"} 2\n",
+            "weir_kv_breaker_transitions_total{to=\"half_open\"} 1\n",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

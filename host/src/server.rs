@@ -1,13 +1,15 @@
 //! Listeners: bind, accept, optional TLS (ALPN h2/http1.1), and serve each connection with hyper
 //! (HTTP/1.1 with upgrades, HTTP/2 over TLS and h2c prior knowledge on the same port).
 
+use crate::accept::{Backoff, Slots};
+use crate::connection::{Activity, Step, Supervisor, Timeouts, Watched};
 use crate::control::Control;
 use crate::peer::PeerIdentity;
 use crate::proxy::{self, ConnInfo};
+use crate::request_metrics::RequestMetrics;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,15 +60,17 @@ impl Listener {
         })
     }
 
-    /// Splits into one part per worker.
-    pub(crate) fn per_worker(self) -> Vec<WorkerListener> {
+    /// Splits into one part per worker; the parts share one count of open connections.
+    pub(crate) fn per_worker(self, metrics: Arc<RequestMetrics>) -> Vec<WorkerListener> {
         let (name, tls) = (self.name, self.tls);
+        let slots = Slots::new(name.clone(), metrics);
         self.sockets
             .into_iter()
             .map(|socket| WorkerListener {
                 name: name.clone(),
                 socket,
                 tls: tls.clone(),
+                slots: slots.clone(),
             })
             .collect()
     }
@@ -77,6 +81,7 @@ pub(crate) struct WorkerListener {
     name: Arc<str>,
     socket: std::net::TcpListener,
     tls: Option<TlsAcceptor>,
+    slots: Slots,
 }
 
 /// Runs one worker: serves its sockets until shutdown begins, then stops accepting (closing
@@ -87,23 +92,22 @@ pub(crate) async fn serve_worker(
     gateway: Arc<Control>,
     drain: Duration,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Each connection holds a sender; when the last is gone, `all_closed` yields `None`.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let in_flight = crate::overload::InFlight::default();
     let mut accept_loops = Vec::new();
     for l in listeners {
         accept_loops.push(tokio::spawn(l.serve(
             gateway.clone(),
-            gateway.shutdown_signal(),
-            graceful.clone(),
+            in_flight.clone(),
+            open.clone(),
         )));
     }
+    drop(open);
     for a in accept_loops {
         let _ = a.await;
     }
-    // The accept loops have ended, so this is the last reference.
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        return;
-    };
-    if tokio::time::timeout(drain, graceful.shutdown())
+    if tokio::time::timeout(drain, all_closed.recv())
         .await
         .is_err()
     {
@@ -114,20 +118,42 @@ pub(crate) async fn serve_worker(
     }
 }
 
-/// hyper's connection builder with the gateway's header limits: hyper needs at least 8 KiB of
-/// read buffer; smaller limits are enforced per request (`proxy::check_head`).
-fn connection_builder(max_header: usize) -> auto::Builder<TokioExecutor> {
+/// hyper's connection builder with the gateway's header limits (hyper needs at least 8 KiB of
+/// read buffer; smaller limits are enforced per request, `proxy::check_head`) and HTTP/2
+/// keep-alive pings. hyper's own HTTP/1.1 header timer is off: it would start as soon as a
+/// keep-alive connection waits, which `connection::Supervisor` tells apart from a slow head.
+pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
+    let max_header = limits.max_header_size.as_usize();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_buf_size(max_header.max(8192))
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(None);
     builder
         .http2()
         .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-        .timer(TokioTimer::new());
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive_interval.0)
+        .keep_alive_timeout(limits.http2_keepalive_timeout.0);
     builder
+}
+
+/// The connection timeouts of `limits`.
+pub(crate) fn timeouts(limits: &crate::config::Limits) -> Timeouts {
+    Timeouts {
+        header_read: limits.header_read_timeout.0,
+        idle: limits.idle_timeout.0,
+    }
+}
+
+/// What every connection of one worker's listener shares.
+struct Shared {
+    gateway: Arc<Control>,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    in_flight: crate::overload::InFlight,
+    metrics: Arc<RequestMetrics>,
 }
 
 impl WorkerListener {
@@ -135,8 +161,8 @@ impl WorkerListener {
     pub(crate) async fn serve(
         self,
         gateway: Arc<Control>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-        graceful: Arc<GracefulShutdown>,
+        in_flight: crate::overload::InFlight,
+        open: tokio::sync::mpsc::Sender<()>,
     ) {
         let tcp = match TcpListener::from_std(self.socket) {
             Ok(l) => l,
@@ -145,9 +171,21 @@ impl WorkerListener {
                 return;
             }
         };
-        let max_header = gateway.current().limits.max_header_size.as_usize();
-        let builder = Arc::new(connection_builder(max_header));
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut shutdown = gateway.shutdown_signal();
+        let metrics = gateway.runtime.services.requests.clone();
+        let mut backoff = Backoff::new(self.name.clone(), metrics.clone());
+        let shared = Arc::new(Shared {
+            builder: connection_builder(&gateway.current().limits),
+            gateway,
+            tls: self.tls,
+            in_flight,
+            metrics,
+        });
+        let scheme = if shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         loop {
             let accepted = tokio::select! {
                 a = tcp.accept() => a,
@@ -156,11 +194,18 @@ impl WorkerListener {
             let (stream, client) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // E.g. EMFILE: back off instead of spinning.
-                    tracing::warn!(listener = &*self.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let pause = backoff.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => continue,
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
                 }
+            };
+            backoff.accepted();
+            let limits = &shared.gateway.current().limits;
+            // Past the cap the stream is dropped here: accepted and closed at once.
+            let Some(slot) = self.slots.take(limits.max_connections) else {
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let conn = ConnInfo {
@@ -168,47 +213,64 @@ impl WorkerListener {
                 client,
                 scheme,
                 peer: None,
+                in_flight: shared.in_flight.clone(),
             };
+            let held = (slot, open.clone());
             tokio::spawn(serve_connection(
                 stream,
                 conn,
-                gateway.clone(),
-                builder.clone(),
-                self.tls.clone(),
-                graceful.watcher(),
+                shared.clone(),
+                timeouts(limits),
+                held,
             ));
         }
         // Dropping `tcp` closes this worker's socket: new connections are refused.
     }
 }
 
-/// Serves one client connection (after its TLS handshake, if any) until it closes or the
-/// worker drains. Each request gets the snapshot current when it arrives.
-async fn serve_connection(
+/// Serves one client connection (after its TLS handshake, if any) until it closes, times out
+/// or the worker drains. Each request gets the snapshot current when it arrives. `held` (the
+/// listener's connection slot, the worker's drain count) is released when it ends.
+async fn serve_connection<H>(
     stream: tokio::net::TcpStream,
     conn: ConnInfo,
-    gateway: Arc<Control>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    tls: Option<TlsAcceptor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    shared: Arc<Shared>,
+    timeouts: Timeouts,
+    held: H,
 ) {
+    let accepted = tokio::time::Instant::now();
     let client = conn.client;
-    // The connection's service, made once the peer (if any) is known.
-    let service = |conn: ConnInfo| {
-        service_fn(move |req| {
-            let snap = gateway.current();
-            let conn = conn.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy::handle(snap, conn, req).await) }
-        })
-    };
-    let result = match tls {
+    let activity = Activity::new(accepted);
+    let supervisor = Supervisor::new(
+        activity.clone(),
+        timeouts,
+        shared.gateway.shutdown_signal(),
+        shared.metrics.clone(),
+        conn.listener.clone(),
+    );
+    let result = match shared.tls.clone() {
         None => {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(conn));
-            watcher.watch(conn.into_owned()).await
+            serve_http(
+                Watched::new(stream, activity.clone()),
+                conn,
+                &shared,
+                activity,
+                supervisor,
+            )
+            .await
         }
         Some(acceptor) => {
-            let Some(tls_stream) = handshake(&acceptor, stream, client).await else {
-                return;
+            // The handshake counts against the first head's deadline.
+            let limit = timeouts.header_read.min(TLS_HANDSHAKE);
+            let tls_stream = match handshake(&acceptor, stream, client, limit).await {
+                Ok(s) => s,
+                Err(Handshake::TimedOut) => {
+                    shared
+                        .metrics
+                        .connection_timeout(&conn.listener, "header_read");
+                    return;
+                }
+                Err(Handshake::Failed) => return,
             };
             // A certificate here has been verified against the listener's `client_ca` by the
             // handshake.
@@ -220,31 +282,86 @@ async fn serve_connection(
                 .and_then(|der| PeerIdentity::from_der(der.as_ref()))
                 .map(Arc::new);
             let conn = ConnInfo { peer, ..conn };
-            let conn =
-                builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service(conn));
-            watcher.watch(conn.into_owned()).await
+            serve_http(
+                Watched::new(tls_stream, activity.clone()),
+                conn,
+                &shared,
+                activity,
+                supervisor,
+            )
+            .await
         }
     };
     if let Err(e) = result {
         tracing::debug!(%client, error = %e, "connection ended with error");
     }
+    drop(held);
 }
 
-/// The TLS handshake, at most 10 s; a failure is the client's problem and only logged.
+/// hyper on one (TLS or plain) stream, with the supervisor's deadlines and the drain.
+async fn serve_http<T>(
+    io: Watched<T>,
+    conn: ConnInfo,
+    shared: &Shared,
+    activity: Arc<Activity>,
+    mut supervisor: Supervisor,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let gateway = shared.gateway.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let in_flight = activity.begin(req.version());
+        let snap = gateway.current();
+        let conn = conn.clone();
+        async move {
+            let resp = proxy::handle(snap, conn, req).await;
+            Ok::<_, std::convert::Infallible>(in_flight.until_sent(resp))
+        }
+    });
+    // Owned: a connection borrowing the builder trips the compiler's `Send` inference.
+    let http = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    tokio::pin!(http);
+    loop {
+        let step = tokio::select! {
+            result = http.as_mut() => return result,
+            step = supervisor.next() => step,
+        };
+        match step {
+            Step::Graceful => http.as_mut().graceful_shutdown(),
+            Step::Close => return Ok(()),
+        }
+    }
+}
+
+/// The longest a TLS handshake may take (less when `header_read_timeout` is shorter).
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Why a TLS handshake gave no stream.
+enum Handshake {
+    Failed,
+    TimedOut,
+}
+
+/// The TLS handshake, at most `limit`; a failure is the client's problem and only logged.
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: tokio::net::TcpStream,
     client: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-        Ok(Ok(s)) => Some(s),
+    limit: Duration,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Handshake> {
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
             tracing::debug!(%client, error = %e, "TLS handshake failed");
-            None
+            Err(Handshake::Failed)
         }
         Err(_) => {
             tracing::debug!(%client, "TLS handshake timed out");
-            None
+            Err(Handshake::TimedOut)
         }
     }
 }

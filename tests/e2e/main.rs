@@ -8,6 +8,7 @@ mod budgets;
 mod capabilities;
 mod chain;
 mod config_errors;
+mod connections;
 mod failures;
 mod jwt;
 mod kv_backends;

@@ -662,6 +662,15 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Stops the server process (SIGSTOP): its connections stay open and nothing answers.
+    pub fn pause(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP redis-server failed");
+    }
 }
 
 impl Drop for Redis {

@@ -35,6 +35,12 @@ pub struct KvConfig {
     pub url: Option<Spanned<String>>,
     /// Longest a single Redis command may take before the plugin gets `kv-error::backend`.
     pub timeout: Millis,
+    /// Redis: after this many calls in a row failed to reach Redis (refused, timed out, cut),
+    /// the circuit breaker opens and calls fail at once...
+    pub breaker_failures: u32,
+    /// ...for this long; then one call probes Redis: success closes the breaker, failure
+    /// opens it again.
+    pub breaker_cooldown: Millis,
     /// Memory backend: most keys kept per gateway; a `set` past it evicts expired keys first,
     /// then fails with `kv-error::backend`.
     pub max_keys: usize,
@@ -46,6 +52,8 @@ impl Default for KvConfig {
             backend: KvBackendKind::Memory,
             url: None,
             timeout: Millis(std::time::Duration::from_millis(500)),
+            breaker_failures: 5,
+            breaker_cooldown: Millis(std::time::Duration::from_secs(5)),
             max_keys: 1_000_000,
         }
     }

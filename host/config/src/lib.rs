@@ -185,6 +185,14 @@ pub struct AdminConfig {
     pub address: Spanned<String>,
     /// If set, every admin request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Open connections to the admin API; past it a new one is accepted and closed at once.
+    /// (Head and idle timeouts are `[limits]`' `header_read_timeout` and `idle_timeout`.)
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_admin_max_connections() -> usize {
+    64
 }
 
 fn default_admin_address() -> Spanned<String> {
@@ -263,16 +271,43 @@ pub struct Limits {
     /// On SIGTERM/SIGINT: how long requests in flight may take to finish before the process
     /// exits anyway.
     pub drain_timeout: Millis,
+    /// Requests one worker serves at once (from the head received to the response head sent);
+    /// past it a request gets 503 with `retry-after` without running plugins.
+    pub max_requests_per_worker: usize,
+    /// Open client connections per listener, across all workers; past it a new connection is
+    /// accepted and closed at once.
+    pub max_connections: usize,
+    /// Time a client has for a request head: the first from the moment the connection was
+    /// accepted (TLS handshake included), later ones (HTTP/1.1 keep-alive) from their first
+    /// byte. Past it the connection is closed.
+    pub header_read_timeout: Millis,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1) or sent
+    /// GOAWAY (HTTP/2).
+    pub idle_timeout: Millis,
+    /// HTTP/2: how often the gateway pings an HTTP/2 client...
+    pub http2_keepalive_interval: Millis,
+    /// ...and how long it waits for the answer before closing the connection.
+    pub http2_keepalive_timeout: Millis,
+    /// Time to read a request body that plugins asked for whole (buffered); past it 408.
+    pub request_body_timeout: Millis,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        use std::time::Duration;
         Limits {
             max_header_size: ByteSize::kib(64),
             max_body_size: ByteSize::gib(1),
-            connect_timeout: Millis(std::time::Duration::from_secs(5)),
-            request_timeout: Millis(std::time::Duration::from_secs(60)),
-            drain_timeout: Millis(std::time::Duration::from_secs(30)),
+            connect_timeout: Millis(Duration::from_secs(5)),
+            request_timeout: Millis(Duration::from_secs(60)),
+            drain_timeout: Millis(Duration::from_secs(30)),
+            max_requests_per_worker: 4096,
+            max_connections: 10_000,
+            header_read_timeout: Millis(Duration::from_secs(10)),
+            idle_timeout: Millis(Duration::from_secs(60)),
+            http2_keepalive_interval: Millis(Duration::from_secs(30)),
+            http2_keepalive_timeout: Millis(Duration::from_secs(20)),
+            request_body_timeout: Millis(Duration::from_secs(30)),
         }
     }
 }

@@ -6,11 +6,15 @@ use std::fmt;
 use std::time::Duration;
 
 /// A size in bytes. In TOML: an integer (bytes) or a string with a unit: `B`, `KiB`, `MiB`,
-/// `GiB` (and `KB`, `MB`, `GB` as powers of ten).
+/// `GiB` (and `KB`, `MB`, `GB` as powers of ten). At most [`ByteSize::MAX`]: no limit the gateway
+/// has needs more, and a bound keeps sums and conversions far from overflowing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
+    /// The largest size a config may give: 1 TiB.
+    pub const MAX: ByteSize = ByteSize(1 << 40);
+
     pub const fn kib(n: u64) -> Self {
         ByteSize(n * 1024)
     }
@@ -47,7 +51,22 @@ impl ByteSize {
         };
         n.checked_mul(factor)
             .map(ByteSize)
-            .ok_or_else(|| format!("size {s:?} is too large"))
+            .ok_or(())
+            .and_then(|size| size.bounded().map_err(|_| ()))
+            .map_err(|()| format!("size {s:?} is too large: at most {}", ByteSize::MAX))
+    }
+
+    /// `self`, if it is at most [`ByteSize::MAX`].
+    fn bounded(self) -> Result<Self, String> {
+        if self <= ByteSize::MAX {
+            Ok(self)
+        } else {
+            Err(format!(
+                "size of {} bytes is too large: at most {}",
+                self.0,
+                ByteSize::MAX
+            ))
+        }
     }
 }
 
@@ -76,11 +95,11 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
                 u64::try_from(v)
-                    .map(ByteSize)
                     .map_err(|_| E::custom("a size cannot be negative"))
+                    .and_then(|v| self.visit_u64(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
+                ByteSize(v).bounded().map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 ByteSize::parse(v).map_err(E::custom)
@@ -90,11 +109,16 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A duration. In TOML: a string with a unit: `ms`, `s`, `m` (e.g. `"250ms"`, `"5s"`).
+/// A duration. In TOML: a string with a unit: `ms`, `s`, `m` (e.g. `"250ms"`, `"5s"`). At most
+/// [`Millis::MAX`] (24 hours): every duration the gateway takes is a timeout or an interval, and
+/// the bound keeps `Instant + duration` from overflowing at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Millis(pub Duration);
 
 impl Millis {
+    /// The longest duration a config may give: 24 hours.
+    pub const MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -112,6 +136,11 @@ impl Millis {
                 ));
             }
         };
+        if d > Millis::MAX {
+            return Err(format!(
+                "duration {s:?} is too long: at most 24h (\"1440m\")"
+            ));
+        }
         Ok(Millis(d))
     }
 }
@@ -136,6 +165,31 @@ mod tests {
         assert!(ByteSize::parse("12 parsecs").unwrap_err().contains("unit"));
         assert!(ByteSize::parse("MiB").is_err());
         assert_eq!(ByteSize::mib(64).to_string(), "64MiB");
+        assert_eq!(ByteSize::parse("1024GiB"), Ok(ByteSize::MAX));
+        assert!(
+            ByteSize::parse("1025GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            ByteSize::parse("18446744073709551615GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn integer_sizes_are_bounded_too() {
+        #[derive(Debug, Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            s: ByteSize,
+        }
+        assert!(toml::from_str::<T>("s = 1099511627776").is_ok());
+        let e = toml::from_str::<T>("s = 1099511627777").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+        let e = toml::from_str::<T>("s = -1").unwrap_err();
+        assert!(e.to_string().contains("negative"), "{e}");
     }
 
     #[test]
@@ -148,5 +202,20 @@ mod tests {
         assert_eq!(Millis::parse("2m"), Ok(Millis(Duration::from_secs(120))));
         assert!(Millis::parse("5").is_err());
         assert!(Millis::parse("5h").is_err());
+        assert_eq!(Millis::parse("1440m"), Ok(Millis(Millis::MAX)));
+        assert_eq!(Millis::parse("86400s"), Ok(Millis(Millis::MAX)));
+        assert!(Millis::parse("86401s").unwrap_err().contains("too long"));
+        assert!(
+            Millis::parse("18446744073709551615s")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(
+            Millis::parse("18446744073709551615m")
+                .unwrap_err()
+                .contains("too long")
+        );
+        // More digits than a u64 holds is not a number at all.
+        assert!(Millis::parse("99999999999999999999999s").is_err());
     }
 }

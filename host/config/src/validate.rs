@@ -13,6 +13,7 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
         errors: Vec::new(),
     };
     let listener_names = c.listeners();
+    c.limits();
     c.admin();
     c.upstreams();
     c.telemetry();
@@ -71,6 +72,44 @@ impl Checker<'_> {
             }
         }
         names
+    }
+
+    /// `[limits]` (and the admin and kv counts): zero would refuse everything or never wait,
+    /// which is never what was meant. (Upper bounds are the units' own, at parse time.)
+    fn limits(&mut self) {
+        let file = &self.config.file;
+        let l = &file.limits;
+        let counts = [
+            (
+                "[limits] max_requests_per_worker",
+                l.max_requests_per_worker,
+            ),
+            ("[limits] max_connections", l.max_connections),
+            (
+                "[admin] max_connections",
+                file.admin
+                    .as_ref()
+                    .map_or(1, |a| a.get_ref().max_connections),
+            ),
+            ("[kv] breaker_failures", file.kv.breaker_failures as usize),
+        ];
+        for (key, n) in counts {
+            if n == 0 {
+                self.file_err(&format!("{key} must be at least 1"));
+            }
+        }
+        let timeouts = [
+            ("header_read_timeout", l.header_read_timeout),
+            ("idle_timeout", l.idle_timeout),
+            ("http2_keepalive_interval", l.http2_keepalive_interval),
+            ("http2_keepalive_timeout", l.http2_keepalive_timeout),
+            ("request_body_timeout", l.request_body_timeout),
+        ];
+        for (key, t) in timeouts {
+            if t.0.is_zero() {
+                self.file_err(&format!("[limits] {key} must be longer than 0"));
+            }
+        }
     }
 
     fn admin(&mut self) {
@@ -524,6 +563,50 @@ mod tests {
             "weir.toml:5:1: plugin \"p\": memory_limit 2GiB is above the maximum of 1GiB"
         );
         assert!(e[1].contains("route \"r\": invalid header value"), "{e:?}");
+    }
+
+    #[test]
+    fn durations_and_sizes_are_bounded_with_their_place() {
+        let src = format!("{BASE}[limits]\ndrain_timeout = \"18446744073709551615s\"\n");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("weir.toml:6:17: "), "{e:?}");
+        assert!(e[0].contains("too long: at most 24h"), "{e:?}");
+        let src = format!("{BASE}[limits]\nmax_body_size = \"16777216TiB\"\n");
+        let e = errors(&src);
+        assert!(e[0].starts_with("weir.toml:6:17: "), "{e:?}");
+        let src = format!("{BASE}[limits]\nmax_body_size = 18446744073709551615\n");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("weir.toml:6:17: "), "{e:?}");
+        let src = format!("{BASE}[kv]\ntimeout = \"1441m\"\n");
+        let e = errors(&src);
+        assert!(e[0].starts_with("weir.toml:6:11: "), "{e:?}");
+        assert!(e[0].contains("too long"), "{e:?}");
+        let src = format!(
+            "{BASE}[[routes]]\nname = \"r\"\nupstream = \"app\"\n[limits]\ndrain_timeout = \"24h\"\n"
+        );
+        assert!(errors(&src)[0].contains("unit"), "hours are not a unit");
+        let src = format!(
+            "{BASE}[[routes]]\nname = \"r\"\nupstream = \"app\"\n[limits]\ndrain_timeout = \"1440m\"\nmax_body_size = \"1024GiB\"\n"
+        );
+        assert_eq!(errors(&src), Vec::<String>::new());
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let src = format!(
+            "{BASE}[[routes]]\nname = \"r\"\nupstream = \"app\"\n[limits]\nmax_connections = 0\nidle_timeout = \"0s\"\n[kv]\nbreaker_failures = 0\n"
+        );
+        let e = errors(&src);
+        assert_eq!(
+            e,
+            [
+                "weir.toml: [limits] max_connections must be at least 1",
+                "weir.toml: [kv] breaker_failures must be at least 1",
+                "weir.toml: [limits] idle_timeout must be longer than 0",
+            ]
+        );
     }
 
     #[test]

@@ -49,6 +49,15 @@ impl Services {
         *current = Some((config.clone(), store.clone()));
         Ok(store)
     }
+
+    /// The current kv store's circuit breaker state and transitions (for `/metrics`).
+    pub(crate) fn kv_breaker(&self) -> (i64, [u64; 3]) {
+        self.kv
+            .lock()
+            .ok()
+            .and_then(|current| current.as_ref().map(|(_, store)| store.breaker_stats()))
+            .unwrap_or_default()
+    }
 }
 
 /// What one plugin was granted, resolved against the snapshot it belongs to.

@@ -87,9 +87,7 @@ impl Meter {
 
     fn deadline(&self) -> Instant {
         let ns = self.deadline.load(Ordering::Relaxed);
-        epoch()
-            .checked_add(Duration::from_nanos(ns))
-            .unwrap_or_else(Instant::now)
+        crate::deadline::after(epoch(), Duration::from_nanos(ns))
     }
 
     fn set_deadline(&self, at: Instant) {
@@ -139,17 +137,15 @@ impl CallLimits {
         self.meter.cpu.store(budget.is_some(), Ordering::Relaxed);
         self.budget = budget.unwrap_or(Duration::MAX);
         self.backstop = backstop;
-        let now = Instant::now();
         // Durations are bounded at validation; an absurd one still only means "never".
         self.meter
-            .set_deadline(now.checked_add(backstop).unwrap_or(now + YEAR));
+            .set_deadline(crate::deadline::after(Instant::now(), backstop));
     }
 
     /// Moves the backstop by time spent waiting on the network in a capability call (bounded by
     /// that call's own timeout).
     pub(crate) fn waited(&mut self, since: Instant) {
-        let deadline = self.meter.deadline();
-        let moved = deadline.checked_add(since.elapsed()).unwrap_or(deadline);
+        let moved = crate::deadline::after(self.meter.deadline(), since.elapsed());
         self.meter.set_deadline(moved);
     }
 
@@ -175,8 +171,6 @@ impl CallLimits {
         Duration::from_nanos(self.meter.used.load(Ordering::Relaxed))
     }
 }
-
-const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Wraps a call's future so that its polls are counted on the meter and, while it waits (a
 /// fiber suspended in a host call runs no Wasm, so no epoch check sees it), the backstop still

@@ -68,7 +68,7 @@ impl MemoryKv {
     ) -> Result<(), KvError> {
         let value = Value {
             bytes: value.to_vec(),
-            expires: ttl.map(|t| Instant::now() + t),
+            expires: ttl.and_then(|t| crate::deadline::expiry(Instant::now(), t)),
         };
         if let Some(mut existing) = self.map.get_mut(key) {
             *existing = value;
@@ -105,14 +105,14 @@ impl MemoryKv {
             Entry::Occupied(mut e) => {
                 *e.get_mut() = Value {
                     bytes: delta.to_string().into_bytes(),
-                    expires: ttl.map(|t| now + t),
+                    expires: ttl.and_then(|t| crate::deadline::expiry(now, t)),
                 };
                 Ok(delta)
             }
             Entry::Vacant(e) => {
                 e.insert(Value {
                     bytes: delta.to_string().into_bytes(),
-                    expires: ttl.map(|t| now + t),
+                    expires: ttl.and_then(|t| crate::deadline::expiry(now, t)),
                 });
                 Ok(delta)
             }
@@ -132,7 +132,7 @@ impl MemoryKv {
         }
         let value = Value {
             bytes: new.to_vec(),
-            expires: ttl.map(|t| now + t),
+            expires: ttl.and_then(|t| crate::deadline::expiry(now, t)),
         };
         match (self.map.entry(key.to_string()), expected) {
             (Entry::Occupied(mut e), Some(want)) if e.get().live(now) && e.get().bytes == want => {

@@ -6,6 +6,7 @@
 //! Keys reach the backend as `<namespace>:<key>`: the namespace comes from the plugin's grant,
 //! never from the plugin, so plugins cannot read each other's state.
 
+mod breaker;
 mod memory;
 mod redis;
 
@@ -46,12 +47,21 @@ impl KvStore {
             KvBackendKind::Redis => {
                 let url = config.url.as_ref().map(|u| u.get_ref().as_str());
                 KvStore::Redis(Box::new(redis::RedisKv::new(
+                    config,
                     url.unwrap_or(""),
-                    config.timeout.0,
                     workers,
                 )?))
             }
         }))
+    }
+
+    /// The Redis circuit breaker's state (0 closed, 1 open, 2 half-open) and the times it
+    /// entered each; all zero for the memory store.
+    pub(crate) fn breaker_stats(&self) -> (i64, [u64; 3]) {
+        match self {
+            KvStore::Memory(_) => (0, [0; 3]),
+            KvStore::Redis(r) => r.breaker_stats(),
+        }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {

@@ -3,8 +3,12 @@
 //! while Redis is down; calls fail with `kv-error::backend` until it is back). Increment with a
 //! first-write TTL and compare-and-swap run as Lua scripts, which Redis executes atomically.
 //! Keys are stored under `weir:` so the gateway's keys are easy to tell apart on a shared server.
+//! Every call passes the circuit breaker (`breaker.rs`), which fails calls at once while Redis
+//! is known to be unreachable.
 
 use super::KvError;
+use super::breaker::Breaker;
+use crate::config::KvConfig;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -37,12 +41,23 @@ pub struct RedisKv {
     client: redis::Client,
     connections: Vec<OnceCell<ConnectionManager>>,
     timeout: Duration,
+    breaker: Breaker,
     increment: redis::Script,
     compare_and_swap: redis::Script,
 }
 
 fn backend(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(e.to_string())
+}
+
+/// Whether an error means Redis could not be reached (what the breaker counts), as opposed to
+/// an answer Redis gave (a script error, a wrong type).
+fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
 }
 
 fn stored(key: &str) -> String {
@@ -55,15 +70,21 @@ fn ttl_arg(ttl: Option<Duration>) -> String {
 }
 
 impl RedisKv {
-    pub(crate) fn new(url: &str, timeout: Duration, workers: usize) -> Result<RedisKv, String> {
+    pub(crate) fn new(config: &KvConfig, url: &str, workers: usize) -> Result<RedisKv, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid redis url: {e}"))?;
         Ok(RedisKv {
             client,
             connections: (0..workers.max(1)).map(|_| OnceCell::new()).collect(),
-            timeout,
+            timeout: config.timeout.0,
+            breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown.0),
             increment: redis::Script::new(INCREMENT),
             compare_and_swap: redis::Script::new(COMPARE_AND_SWAP),
         })
+    }
+
+    /// The circuit breaker's state and transitions, for `/metrics`.
+    pub(crate) fn breaker_stats(&self) -> (i64, [u64; 3]) {
+        self.breaker.stats()
     }
 
     async fn connection(&self) -> Result<ConnectionManager, KvError> {
@@ -78,13 +99,51 @@ impl RedisKv {
         Ok(conn.clone())
     }
 
-    /// Runs one command under the configured timeout.
-    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, KvError> {
-        let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(backend),
-            Err(_) => Err(KvError::Backend("redis timed out".into())),
+    /// Runs one call (connecting first if needed) under the breaker and the configured
+    /// timeout; `error` turns an error Redis returned into the plugin's.
+    async fn guarded<T, Fut>(
+        &self,
+        call: impl FnOnce(ConnectionManager) -> Fut,
+        error: fn(redis::RedisError) -> KvError,
+    ) -> Result<T, KvError>
+    where
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let permit = self.breaker.admit()?;
+        let conn = match self.connection().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                permit.failed();
+                return Err(e);
+            }
+        };
+        match tokio::time::timeout(self.timeout, call(conn)).await {
+            Ok(Ok(value)) => {
+                permit.succeeded();
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                if unreachable(&e) {
+                    permit.failed();
+                } else {
+                    permit.succeeded();
+                }
+                Err(error(e))
+            }
+            Err(_) => {
+                permit.failed();
+                Err(KvError::Backend("redis timed out".into()))
+            }
         }
+    }
+
+    /// Runs one command.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, KvError> {
+        self.guarded(
+            |mut conn| async move { cmd.query_async(&mut conn).await },
+            backend,
+        )
+        .await
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -117,15 +176,19 @@ impl RedisKv {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, KvError> {
-        let mut conn = self.connection().await?;
         let mut call = self.increment.key(stored(key));
         call.arg(delta).arg(ttl_arg(ttl));
-        match tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn)).await {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) if e.to_string().contains("not an integer") => Err(KvError::NotANumber),
-            Ok(Err(e)) => Err(backend(e)),
-            Err(_) => Err(KvError::Backend("redis timed out".into())),
-        }
+        self.guarded(
+            |mut conn| async move { call.invoke_async::<i64>(&mut conn).await },
+            |e| {
+                if e.to_string().contains("not an integer") {
+                    KvError::NotANumber
+                } else {
+                    backend(e)
+                }
+            },
+        )
+        .await
     }
 
     pub(crate) async fn compare_and_swap(
@@ -135,15 +198,16 @@ impl RedisKv {
         new: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, KvError> {
-        let mut conn = self.connection().await?;
         let mut call = self.compare_and_swap.key(stored(key));
         call.arg(if expected.is_none() { "1" } else { "0" })
             .arg(expected.unwrap_or_default())
             .arg(new)
             .arg(ttl_arg(ttl));
-        match tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn)).await {
-            Ok(result) => result.map(|n| n == 1).map_err(backend),
-            Err(_) => Err(KvError::Backend("redis timed out".into())),
-        }
+        self.guarded(
+            |mut conn| async move { call.invoke_async::<i64>(&mut conn).await },
+            backend,
+        )
+        .await
+        .map(|n| n == 1)
     }
 }
