@@ -87,12 +87,9 @@ fn least_request(endpoints: &[Endpoint], ok: &dyn Fn(usize) -> bool) -> Option<u
     let Some(b) = weighted_draw(endpoints, &|i| i != a && ok(i)) else {
         return Some(a);
     };
-    let load = |i: usize| {
-        (
-            endpoints[i].state.in_flight() as u64 + 1,
-            endpoints[i].weight,
-        )
-    };
+    // Requests in flight per weight. An idle pair ties and the tie goes to the first drawn, so
+    // at low load the weights alone decide the shares.
+    let load = |i: usize| (endpoints[i].state.in_flight() as u64, endpoints[i].weight);
     let ((la, wa), (lb, wb)) = (load(a), load(b));
     // la/wa <= lb/wb, without division.
     Some(if la * u64::from(wb) <= lb * u64::from(wa) {
