@@ -374,6 +374,9 @@ attempts = 3
 budget_ratio = 0.0
 budget_min_per_second = 0
 
+[logging]
+access_log = "access.log"
+
 [[routes]]
 name = "busy"
 match = {{ path_prefix = "/busy" }}
@@ -397,6 +400,16 @@ upstream = "tight"
     )
     .await;
     assert_eq!(retried, 2.0);
+    let log = gw.config.with_file_name("access.log");
+    eventually("the access log line with the tries", async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains("\"/busy\""));
+        match line.map(|l| serde_json::from_str::<serde_json::Value>(l)) {
+            Some(Ok(v)) if v["upstream_attempts"] == 3 && v["upstream"] == "busy" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 
     // With an empty budget, nothing is retried, and that is counted.
     for _ in 0..5 {
@@ -634,4 +647,54 @@ fn bad_balancing_settings_are_config_errors_with_their_line() {
             "{section}: expected {expected:?} in:\n{stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_requests_the_gateway_answers_503_with_retry_after() {
+    let hang = Killable::start("hang", Mode::Hang).await;
+    let (gw, admin) = gateway_with_admin(&format!(
+        "[upstreams.small]\nendpoints = [\"{}\"]\nmax_requests = 1\nrequest_timeout = \"60s\"\n\n[[routes]]\nname = \"r\"\nupstream = \"small\"\n",
+        hang.endpoint()
+    ));
+    let c = client();
+    // One request holds the only place (the backend never answers it).
+    let url = gw.url("/");
+    let first = tokio::spawn({
+        let c = c.clone();
+        let url = url.clone();
+        async move { call(&c, "GET", &url, &[]).await }
+    });
+    eventually("the first request to reach the backend", async || {
+        if hang.hits() >= 1 {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    })
+    .await;
+    let req = Request::get(&url)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = hang_guard("the refusal", c.request(req))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let overflow = metric(
+        &admin,
+        "weir_upstream_overflow_total{upstream=\"small\",limit=\"max_requests\"}",
+    )
+    .await;
+    assert_eq!(overflow, 1.0);
+    assert_eq!(
+        hang.hits(),
+        1,
+        "the refused request never reached the backend"
+    );
+    first.abort();
 }

@@ -543,3 +543,58 @@ impl http_body::Body for UpstreamBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(toml_text: &str) -> Upstream {
+        let cfg: UpstreamConfig = toml::from_str(toml_text).expect("config");
+        let metrics = Arc::new(RequestMetrics::default());
+        Upstream::new("u", &cfg, &Limits::default(), (None, None), 1, metrics).expect("upstream")
+    }
+
+    #[tokio::test]
+    async fn dropping_an_upstream_stops_its_health_checks() {
+        let u =
+            upstream("endpoints = [\"http://127.0.0.1:9\"]\n[health_check]\ninterval = \"10ms\"\n");
+        assert!(u._checker.is_some(), "a checker runs");
+        let shared = Arc::downgrade(&u.shared);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(u);
+        // The aborted task drops its share of the state at its next poll.
+        for _ in 0..100 {
+            if shared.upgrade().is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the checker task outlived its upstream");
+    }
+
+    #[test]
+    fn hash_keys_come_from_the_header_cookie_or_principal() {
+        let head = |name: &str, value: &str| {
+            Request::builder()
+                .header(name, value)
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let by_cookie = upstream(
+            "endpoints = [\"http://127.0.0.1:9\"]\nbalance = \"hash\"\nhash_by = \"cookie:sid\"\n",
+        );
+        let key = by_cookie.header_key(&head("cookie", "a=1; sid=xyz"));
+        assert_eq!(key, Some(balance::hash(b"xyz")));
+        assert_eq!(by_cookie.header_key(&head("cookie", "a=1")), None);
+        let by_principal = upstream(
+            "endpoints = [\"http://127.0.0.1:9\"]\nbalance = \"hash\"\nhash_by = \"principal\"\n",
+        );
+        assert_eq!(
+            by_principal.hash_key_of(Some("alice")),
+            Some(balance::hash(b"alice"))
+        );
+        assert_eq!(by_principal.header_key(&head("x-user", "bob")), None);
+    }
+}
