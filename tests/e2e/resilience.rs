@@ -404,7 +404,7 @@ upstream = "tight"
     eventually("the access log line with the tries", async || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let line = text.lines().find(|l| l.contains("\"/busy\""));
-        match line.map(|l| serde_json::from_str::<serde_json::Value>(l)) {
+        match line.map(serde_json::from_str::<serde_json::Value>) {
             Some(Ok(v)) if v["upstream_attempts"] == 3 && v["upstream"] == "busy" => Ok(()),
             other => Err(format!("{other:?}")),
         }
