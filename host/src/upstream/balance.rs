@@ -143,9 +143,14 @@ fn smooth_schedule(weights: &[u32]) -> Vec<usize> {
 /// Virtual nodes for every endpoint, placed by hashing its URL: an endpoint's points do not
 /// depend on the others, so removing one moves only the keys that were on it.
 fn ring(endpoints: &[Endpoint]) -> Vec<(u64, usize)> {
+    // At most about `MAX_RING` points in all, however large the weights: fewer virtual nodes per
+    // unit of weight then (the shares stay proportional, only a little less even).
+    const MAX_RING: u32 = 100_000;
+    let total: u32 = endpoints.iter().map(|e| e.weight).sum::<u32>().max(1);
+    let per_weight = (MAX_RING / total).clamp(1, defaults::HASH_VNODES);
     let mut ring = Vec::new();
     for (i, ep) in endpoints.iter().enumerate() {
-        for v in 0..defaults::HASH_VNODES * ep.weight {
+        for v in 0..per_weight * ep.weight {
             ring.push((hash(format!("{}#{v}", ep.label).as_bytes()), i));
         }
     }

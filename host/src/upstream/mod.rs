@@ -296,11 +296,16 @@ impl Upstream {
             Ok(Err(e)) => Err(client::classify(&self.name, &ep.label, &e)),
         };
         ep.state.end_request();
-        let failed = match &result {
-            Ok(resp) => matches!(resp.status().as_u16(), 502..=504),
-            Err((_, kind)) => *kind != Failure::Other,
-        };
-        self.outlier.record(&self.shared, i, failed);
+        // A failure that says nothing about the endpoint's health (a protocol error, a request
+        // the client could not build) neither counts against it nor clears its record.
+        match &result {
+            Ok(resp) => {
+                let gateway_error = matches!(resp.status().as_u16(), 502..=504);
+                self.outlier.record(&self.shared, i, gateway_error);
+            }
+            Err((_, Failure::Other)) => {}
+            Err(_) => self.outlier.record(&self.shared, i, true),
+        }
         result
     }
 
@@ -337,7 +342,8 @@ impl Upstream {
         let Some(p) = policy else {
             return Step::Done(outcome.map_err(|(e, _)| e));
         };
-        let tries = run.tried.len() as u32;
+        // The free retry after a stale connection does not count against `attempts`.
+        let tries = run.tried.len() as u32 - u32::from(run.stale_retry_used);
         if !replayable || tries >= p.attempts || !p.allows(method, reason) {
             return Step::Done(outcome.map_err(|(e, _)| e));
         }
