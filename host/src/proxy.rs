@@ -394,6 +394,12 @@ impl Flight {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "weir: request body too large\n".into(),
             )),
+            Err(CollectError::Read(_)) if self.too_large.load(Ordering::Relaxed) => {
+                Err(Local::text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "weir: request body too large\n".into(),
+                ))
+            }
             Err(CollectError::Read(e)) => Err(Local::text(
                 StatusCode::BAD_REQUEST,
                 format!("weir: reading request body: {e}\n"),

@@ -1,7 +1,8 @@
 //! The gateway's own metrics and the one registry the admin `/metrics` renders.
 //!
 //! [`RequestMetrics`] holds the series recorded on the request path: requests by route and status
-//! with their latency, upstream attempts by outcome, plugin hooks by plugin and phase with their
+//! with their latency, upstream calls by outcome, retries by reason, spent retry budgets,
+//! ejections, health transitions and limit overflows by upstream (and endpoint URL), plugin hooks by plugin and phase with their
 //! latency and failures by kind, and plugins' `kv`/`outbound` calls. One lives in the runtime's
 //! `Services`, so series survive reloads; they are bounded by the configuration (routes,
 //! upstreams, plugins) and by status codes, never by what a client sends.
