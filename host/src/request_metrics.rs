@@ -65,7 +65,7 @@ const REQUEST_DURATION: Desc = histogram(
 );
 const UPSTREAM: Desc = counter(
     "weir_upstream_requests",
-    "Upstream attempts by outcome (ok: an HTTP answer of any status)",
+    "Upstream calls by final outcome (ok: an HTTP answer of any status), retries not counted",
 );
 const RETRIES: Desc = counter(
     "weir_upstream_retries",
