@@ -37,6 +37,8 @@ struct Killable {
     /// Close a keep-alive connection after it has been idle this long.
     idle_close: Option<Duration>,
     hits: Arc<AtomicU64>,
+    /// `/health` probes received.
+    probes: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -52,6 +54,7 @@ impl Killable {
             mode,
             idle_close,
             hits: Arc::new(AtomicU64::new(0)),
+            probes: Arc::new(AtomicU64::new(0)),
             task: None,
         };
         k.revive().await;
@@ -83,7 +86,8 @@ impl Killable {
         })
         .await;
         self.addr = listener.local_addr().expect("addr");
-        let (name, mode, idle, hits) = (self.name, self.mode, self.idle_close, self.hits.clone());
+        let (name, mode, idle) = (self.name, self.mode, self.idle_close);
+        let counters = (self.hits.clone(), self.probes.clone());
         self.task = Some(tokio::spawn(async move {
             // Dropped with this task when it is aborted: every connection closes with it.
             let mut conns = JoinSet::new();
@@ -91,7 +95,7 @@ impl Killable {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        conns.spawn(serve(stream, name, mode, idle, hits.clone()));
+                        conns.spawn(serve(stream, name, mode, idle, counters.clone()));
                     }
                     Some(_) = conns.join_next() => {}
                 }
@@ -112,7 +116,7 @@ async fn serve(
     name: &'static str,
     mode: Mode,
     idle: Option<Duration>,
-    hits: Arc<AtomicU64>,
+    (hits, probes): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) {
     if let Mode::Hang = mode {
         hits.fetch_add(1, Ordering::SeqCst);
@@ -125,7 +129,9 @@ async fn serve(
     let (b, l) = (busy.clone(), last.clone());
     let svc = service_fn(move |req: Request<Incoming>| {
         // Health-check probes are not traffic.
-        if req.uri().path() != "/health" {
+        if req.uri().path() == "/health" {
+            probes.fetch_add(1, Ordering::SeqCst);
+        } else {
             hits.fetch_add(1, Ordering::SeqCst);
         }
         b.fetch_add(1, Ordering::SeqCst);
@@ -697,4 +703,54 @@ async fn past_max_requests_the_gateway_answers_503_with_retry_after() {
         "the refused request never reached the backend"
     );
     first.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_stop_the_health_checks_of_the_replaced_configuration() {
+    let backend = Killable::start("b", Mode::Ok).await;
+    let section = |extra: &str| {
+        format!(
+            "[upstreams.u]\nendpoints = [\"{}\"]\n{extra}\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
+            backend.endpoint()
+        )
+    };
+    let checks = "[upstreams.u.health_check]\ninterval = \"50ms\"\n";
+    let (gw, admin) = gateway_with_admin(&section(checks));
+    let config = std::fs::read_to_string(&gw.config).expect("config");
+    let head = config[..config.find("[upstreams.u]").expect("upstream")].to_string();
+    // Five reloads that keep the checks, then one that drops them.
+    for i in 1..=5 {
+        gw.write_config(&format!("{head}# reload {i}\n{}", section(checks)));
+        eventually("the reload", async || {
+            let generation =
+                get(&format!("http://{admin}/config")).await.json()["generation"].clone();
+            if generation == i + 1 {
+                Ok(())
+            } else {
+                Err(format!("generation {generation}"))
+            }
+        })
+        .await;
+    }
+    gw.write_config(&format!("{head}{}", section("")));
+    eventually("the reload without health checks", async || {
+        let generation = get(&format!("http://{admin}/config")).await.json()["generation"].clone();
+        if generation == 7 {
+            Ok(())
+        } else {
+            Err(format!("generation {generation}"))
+        }
+    })
+    .await;
+    // Let a probe already on its way arrive, then watch 20 intervals: none may come.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = backend.probes.load(Ordering::SeqCst);
+    assert!(before > 0, "the checks ran before");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        backend.probes.load(Ordering::SeqCst),
+        before,
+        "no checker of a replaced configuration is left"
+    );
+    assert_eq!(get(&gw.url("/")).await.status, StatusCode::OK);
 }
