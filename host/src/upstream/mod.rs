@@ -244,7 +244,7 @@ impl Upstream {
             };
             let timeout = try_timeout(policy.as_ref(), deadline);
             let outcome = self.try_once(i, req, timeout, fresh).await;
-            let next = match self.next_step(outcome, policy.as_ref(), &mut run) {
+            let next = match self.next_step(outcome, policy.as_ref(), &mut run, deadline) {
                 Step::Done(result) => {
                     return Sent::done(result, admission, attempts, &self.shared, i);
                 }
@@ -315,7 +315,12 @@ impl Upstream {
         outcome: Result<Response<Incoming>, (UpstreamError, Failure)>,
         policy: Option<&Policy<'_>>,
         run: &mut Run,
+        deadline: Instant,
     ) -> Step {
+        // No time left for another try: this outcome is the answer.
+        if Instant::now() >= deadline {
+            return Step::Done(outcome.map_err(|(e, _)| e));
+        }
         let reason = match &outcome {
             Ok(resp) if policy.is_some_and(|p| p.statuses.contains(&resp.status().as_u16())) => {
                 Reason::Status
