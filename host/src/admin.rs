@@ -6,6 +6,7 @@
 //! | `GET /ready` | 200 while serving, 503 once shutdown began |
 //! | `GET /config` | active generation, activation time, config and plugin digests, last reload error |
 //! | `GET /plugins` | each plugin: path, digest, routes using it, instantiations, failures |
+//! | `GET /upstreams` | each upstream's endpoints: URL, weight, state (healthy, ejected, unhealthy), consecutive failures, requests in flight, ejections |
 //! | `GET /metrics` | the gateway's series and the plugins', Prometheus text format 0.0.4 |
 //! | `POST /reload` | reload now: 200 with the new generation, or 422 with every error |
 //! | `PUT /plugins/{name}` | upload a component: validated with every route using it, then written over the plugin's file and activated; 400 with the reason if invalid |
@@ -163,6 +164,7 @@ async fn handle(
         (Method::GET, "/config") => config(gateway),
         (Method::GET, "/plugins") => plugins(gateway),
         (Method::GET, "/metrics") => metrics(gateway),
+        (Method::GET, "/upstreams") => upstreams(gateway),
         (Method::POST, "/reload") => match gateway.reload("admin API", &HashMap::new()).await {
             Ok(generation) => reply(StatusCode::OK, json!({"generation": generation})),
             Err(d) => reply(
@@ -236,6 +238,13 @@ fn plugins(gateway: &Control) -> Response<Body> {
         .collect();
     out.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
     reply(StatusCode::OK, json!({"plugins": out}))
+}
+
+fn upstreams(gateway: &Control) -> Response<Body> {
+    let snap = gateway.current();
+    let mut out: Vec<Value> = snap.upstreams.values().map(|u| u.describe()).collect();
+    out.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
+    reply(StatusCode::OK, json!({"upstreams": out}))
 }
 
 /// The gateway's series and the plugins' (the `metrics` capability), rendered by one registry

@@ -43,6 +43,8 @@ pub(crate) struct Answered {
     pub route: Option<Arc<str>>,
     pub principal: Option<String>,
     pub upstream: Option<String>,
+    /// Tries the upstream call took (retries included).
+    pub upstream_attempts: Option<u32>,
     pub trace_id: Option<String>,
 }
 
@@ -81,12 +83,14 @@ impl Observer {
     }
 
     /// Records the finished exchange's identity for the metrics and the access log.
-    pub(crate) fn answered(&self, ex: &Exchange, upstream: Option<&str>) -> Answered {
+    pub(crate) fn answered(&self, ex: &Exchange, upstream: Option<&(String, u32)>) -> Answered {
         let logged = self.access_enabled();
+        let upstream = upstream.filter(|_| logged);
         Answered {
             route: Some(ex.route.clone()),
             principal: ex.context.principal.clone().filter(|_| logged),
-            upstream: upstream.filter(|_| logged).map(str::to_owned),
+            upstream: upstream.map(|u| u.0.clone()),
+            upstream_attempts: upstream.map(|u| u.1),
             trace_id: logged
                 .then(|| crate::telemetry::trace_id(&ex.trace))
                 .flatten(),
@@ -130,6 +134,7 @@ impl Observer {
                 "status": status,
                 "route": by.route.as_deref(),
                 "upstream": by.upstream.as_deref(),
+                "upstream_attempts": by.upstream_attempts,
                 "principal": by.principal.as_deref(),
                 "client": start.client.ip().to_string(),
                 "duration_ms": millis(elapsed),
@@ -188,16 +193,19 @@ impl Observer {
         call: UpstreamCall,
         name: &str,
         sent: &Result<http::Response<B>, UpstreamError>,
+        attempts: u32,
     ) {
         crate::telemetry::end_upstream(
             call.0,
             sent.as_ref()
                 .map(|r| r.status().as_u16())
                 .map_err(ToString::to_string),
+            attempts,
         );
         let outcome = match sent {
             Ok(_) => "ok",
             Err(UpstreamError::Timeout { .. }) => "timeout",
+            Err(UpstreamError::Overflow { .. }) => "overflow",
             Err(_) => "error",
         };
         self.metrics.upstream(name, outcome);

@@ -15,7 +15,8 @@
 //! | [`Flight::response_chain`] | plugins' `on-response`, in reverse, when any is left | 502 (response body not bufferable), a plugin's replacement, 500 |
 //! | [`Flight::into_response`] | last: framing, streamed response plugins, SSE error event, upgrade tunnel | — |
 //!
-//! Everything that can go wrong ends as a response to the client; nothing is retried here.
+//! Everything that can go wrong ends as a response to the client. Retries happen inside
+//! `Upstream::send`, only before any of the response reached the client.
 
 use crate::body::{self, Body, CollectError, Limited};
 use crate::chain::{ChainRun, Local, RequestOutcome, replace_response};
@@ -25,6 +26,7 @@ use crate::observe::Answered;
 use crate::plugin::Direction;
 use crate::snapshot::{Route, Snapshot};
 use crate::stream;
+use crate::upstream::{Payload, SendOptions, Upstream, UpstreamBody};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -273,9 +275,9 @@ struct Flight {
     streaming: Streaming,
     /// Raised when the streaming body passed the route's limit.
     too_large: Arc<AtomicBool>,
-    /// The upstream that answered, for the access log.
-    upstream: Option<String>,
-    upstream_body: Option<Incoming>,
+    /// The upstream that answered and the tries it took, for the access log.
+    upstream: Option<(String, u32)>,
+    upstream_body: Option<UpstreamBody>,
     upstream_upgrade: Option<OnUpgrade>,
 }
 
@@ -292,7 +294,7 @@ impl Flight {
             RequestOutcome::Forward { upstream } => self.forward(&mut ex, upstream).await,
         }
         let (ex, streamers) = self.response_chain(ex).await;
-        let answered = snap.observer.answered(&ex, self.upstream.as_deref());
+        let answered = snap.observer.answered(&ex, self.upstream.as_ref());
         (self.into_response(ex, streamers), answered)
     }
 
@@ -310,13 +312,22 @@ impl Flight {
             );
             return replace_response(ex, Local::text(StatusCode::BAD_GATEWAY, msg));
         };
-        let mut request = self.upstream_request(ex);
+        let (mut head, payload) = match self.upstream_request(ex, &target).await {
+            Ok(request) => request,
+            Err(local) => return replace_response(ex, local),
+        };
         let observer = &self.snap.observer;
-        let call = observer.upstream_started(&ex.trace, &target.name, request.headers_mut());
-        let sent = target.send(request).await;
-        observer.upstream_finished(call, &target.name, &sent);
-        self.upstream = observer.access_enabled().then(|| target.name.clone());
-        match sent {
+        let call = observer.upstream_started(&ex.trace, &target.name, &mut head.headers);
+        let opts = SendOptions {
+            principal: ex.context.principal.as_deref(),
+            retry: self.route.retry.as_ref(),
+        };
+        let sent = target.send(head, payload, opts).await;
+        observer.upstream_finished(call, &target.name, &sent.result, sent.attempts);
+        if observer.access_enabled() {
+            self.upstream = Some((target.name.clone(), sent.attempts));
+        }
+        match sent.result {
             Ok(mut resp) => {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     self.upstream_upgrade = Some(hyper::upgrade::on(&mut resp));
@@ -331,7 +342,13 @@ impl Flight {
                     let msg = "weir: request body too large\n".to_string();
                     Local::text(StatusCode::PAYLOAD_TOO_LARGE, msg)
                 } else {
-                    Local::text(e.status(), format!("weir: {e}\n"))
+                    let mut local = Local::text(e.status(), format!("weir: {e}\n"));
+                    if let Some(secs) = e.retry_after() {
+                        local
+                            .headers
+                            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+                    }
+                    local
                 };
                 replace_response(ex, local);
             }
@@ -339,32 +356,91 @@ impl Flight {
     }
 
     /// The request as the upstream gets it: the head (a copy, when response hooks will still
-    /// read it) with the buffered body, or the streaming body through `streamed` plugins.
-    fn upstream_request(&mut self, ex: &mut Exchange) -> Request<Body> {
+    /// read it) with the buffered body, or the streaming body through `streamed` plugins. A body
+    /// that a retry may need to replay is bytes: buffered by a plugin, absent, or small enough
+    /// to buffer now (see [`Flight::replayable`]).
+    async fn upstream_request(
+        &mut self,
+        ex: &mut Exchange,
+        target: &Upstream,
+    ) -> Result<(http::request::Parts, Payload), Local> {
         let mut head = if self.run.has_response_hooks() {
             Exchange::request_head_copy(&ex.request)
         } else {
             std::mem::replace(&mut ex.request, http::Request::new(()).into_parts().0)
         };
-        let mut body = match ex.request_body.clone() {
-            Some(bytes) => {
+        let streamers = self.run.request_streamers();
+        let body = match (ex.request_body.clone(), self.streaming.take()) {
+            (Some(bytes), _) => {
                 set_length(&mut head.headers, bytes.len());
+                if streamers.is_empty() {
+                    return Ok((head, Payload::Bytes(bytes)));
+                }
                 body::full(bytes)
             }
-            None => self.streaming.take().map_or_else(body::empty, body::boxed),
+            (None, Some(limited)) if streamers.is_empty() => {
+                return self.replayable(head, limited, target).await;
+            }
+            (None, Some(limited)) => body::boxed(limited),
+            (None, None) if streamers.is_empty() => {
+                return Ok((head, Payload::Bytes(Bytes::new())));
+            }
+            (None, None) => body::empty(),
         };
-        let streamers = self.run.request_streamers();
-        if !streamers.is_empty() {
-            head.headers.remove(http::header::CONTENT_LENGTH);
-            body = stream::filter(
-                body,
-                Direction::Request,
-                streamers,
-                self.route.name.clone(),
-                self.snap.observer.clone(),
-            );
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        let body = stream::filter(
+            body,
+            Direction::Request,
+            streamers,
+            self.route.name.clone(),
+            self.snap.observer.clone(),
+        );
+        Ok((head, Payload::Stream(body)))
+    }
+
+    /// A streaming request body as bytes when a retry could replay it: absent, or declared no
+    /// longer than the retry policy's `max_replay_body` on a request the policy may retry.
+    async fn replayable(
+        &self,
+        head: http::request::Parts,
+        limited: Limited<Incoming>,
+        target: &Upstream,
+    ) -> Result<(http::request::Parts, Payload), Local> {
+        use http_body::Body as _;
+        if limited.is_end_stream() {
+            return Ok((head, Payload::Bytes(Bytes::new())));
         }
-        Request::from_parts(head, body)
+        let declared = head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let limit = match (target.policy(self.route.retry.as_ref()), declared) {
+            (Some(p), Some(n))
+                if n <= p.max_replay_body
+                    && (p.non_idempotent || crate::upstream::retry::idempotent(&head.method)) =>
+            {
+                n.min(self.route.max_body_size)
+            }
+            _ => return Ok((head, Payload::Stream(body::boxed(limited)))),
+        };
+        match body::collect_limited(Box::pin(limited), limit).await {
+            Ok(bytes) => Ok((head, Payload::Bytes(bytes))),
+            Err(CollectError::TooLarge(_)) => Err(Local::text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "weir: request body too large\n".into(),
+            )),
+            Err(CollectError::Read(_)) if self.too_large.load(Ordering::Relaxed) => {
+                Err(Local::text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "weir: request body too large\n".into(),
+                ))
+            }
+            Err(CollectError::Read(e)) => Err(Local::text(
+                StatusCode::BAD_REQUEST,
+                format!("weir: reading request body: {e}\n"),
+            )),
+        }
     }
 
     /// Phase: the response hooks in reverse, on the upstream's response or a local one (the

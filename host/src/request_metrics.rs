@@ -1,7 +1,8 @@
 //! The gateway's own metrics and the one registry the admin `/metrics` renders.
 //!
 //! [`RequestMetrics`] holds the series recorded on the request path: requests by route and status
-//! with their latency, upstream attempts by outcome, plugin hooks by plugin and phase with their
+//! with their latency, upstream calls by outcome, retries by reason, spent retry budgets,
+//! ejections, health transitions and limit overflows by upstream (and endpoint URL), plugin hooks by plugin and phase with their
 //! latency and failures by kind, and plugins' `kv`/`outbound` calls. One lives in the runtime's
 //! `Services`, so series survive reloads; they are bounded by the configuration (routes,
 //! upstreams, plugins) and by status codes, never by what a client sends.
@@ -73,7 +74,27 @@ const REQUEST_DURATION: Desc = histogram(
 );
 const UPSTREAM: Desc = counter(
     "weir_upstream_requests",
-    "Upstream attempts by outcome (ok: an HTTP answer of any status)",
+    "Upstream calls by final outcome (ok: an HTTP answer of any status), retries not counted",
+);
+const RETRIES: Desc = counter(
+    "weir_upstream_retries",
+    "Upstream tries after the first, by reason (connect, reset, timeout, status, stale-connection)",
+);
+const RETRY_BUDGET_EXHAUSTED: Desc = counter(
+    "weir_upstream_retry_budget_exhausted",
+    "Retries not made because the upstream's retry budget was spent",
+);
+const EJECTIONS: Desc = counter(
+    "weir_upstream_ejections",
+    "Endpoints ejected by outlier detection",
+);
+const HEALTH_TRANSITIONS: Desc = counter(
+    "weir_upstream_health_transitions",
+    "Endpoints turning healthy or unhealthy by active health checks",
+);
+const OVERFLOW: Desc = counter(
+    "weir_upstream_overflow",
+    "Requests refused with 503 by an upstream's concurrency limit, by limit",
 );
 const HOOK_DURATION: Desc = histogram(
     "weir_plugin_hook_duration_seconds",
@@ -148,10 +169,15 @@ const KV_BREAKER_TRANSITIONS: Desc = counter(
 
 /// Every family the gateway registers. The plugins' series (`weir_plugin_<name>`) must not take
 /// these names nor the sample names derived from them.
-pub(crate) const FAMILIES: [&Desc; 21] = [
+pub(crate) const FAMILIES: [&Desc; 26] = [
     &REQUESTS,
     &REQUEST_DURATION,
     &UPSTREAM,
+    &RETRIES,
+    &RETRY_BUDGET_EXHAUSTED,
+    &EJECTIONS,
+    &HEALTH_TRANSITIONS,
+    &OVERFLOW,
     &HOOK_DURATION,
     &HOOK_FAILURES,
     &KV_CALLS,
@@ -192,6 +218,36 @@ struct Route {
 struct UpstreamOutcome {
     upstream: Arc<str>,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamReason {
+    upstream: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamOnly {
+    upstream: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamEndpoint {
+    upstream: Arc<str>,
+    endpoint: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamTransition {
+    upstream: Arc<str>,
+    endpoint: Arc<str>,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLimit {
+    upstream: Arc<str>,
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -260,6 +316,11 @@ pub struct RequestMetrics {
     requests: Family<RouteStatus, Counter>,
     request_latency: Histograms<Route>,
     upstream: Family<UpstreamOutcome, Counter>,
+    retries: Family<UpstreamReason, Counter>,
+    budget_exhausted: Family<UpstreamOnly, Counter>,
+    ejections: Family<UpstreamEndpoint, Counter>,
+    health_transitions: Family<UpstreamTransition, Counter>,
+    overflow: Family<UpstreamLimit, Counter>,
     hook_latency: Histograms<PluginPhase>,
     hook_failures: Family<PluginKind, Counter>,
     kv_calls: Family<PluginCall, Counter>,
@@ -278,6 +339,11 @@ impl Default for RequestMetrics {
             requests: Family::default(),
             request_latency: Family::new_with_constructor(latency),
             upstream: Family::default(),
+            retries: Family::default(),
+            budget_exhausted: Family::default(),
+            ejections: Family::default(),
+            health_transitions: Family::default(),
+            overflow: Family::default(),
             hook_latency: Family::new_with_constructor(latency),
             hook_failures: Family::default(),
             kv_calls: Family::default(),
@@ -321,6 +387,48 @@ impl RequestMetrics {
         let upstream = self.name(name);
         self.upstream
             .get_or_create(&UpstreamOutcome { upstream, outcome })
+            .inc();
+    }
+
+    /// A retry to `upstream` (its labels: names from the config and fixed reasons).
+    pub(crate) fn retry(&self, upstream: &str, reason: &'static str) {
+        let upstream = self.name(upstream);
+        self.retries
+            .get_or_create(&UpstreamReason { upstream, reason })
+            .inc();
+    }
+
+    pub(crate) fn retry_budget_exhausted(&self, upstream: &str) {
+        let upstream = self.name(upstream);
+        self.budget_exhausted
+            .get_or_create(&UpstreamOnly { upstream })
+            .inc();
+    }
+
+    /// An endpoint (its URL from the config) ejected by outlier detection.
+    pub(crate) fn ejection(&self, upstream: &str, endpoint: &str) {
+        let (upstream, endpoint) = (self.name(upstream), self.name(endpoint));
+        self.ejections
+            .get_or_create(&UpstreamEndpoint { upstream, endpoint })
+            .inc();
+    }
+
+    /// An endpoint turned `healthy` or `unhealthy` by active checks.
+    pub(crate) fn health_transition(&self, upstream: &str, endpoint: &str, to: &'static str) {
+        let (upstream, endpoint) = (self.name(upstream), self.name(endpoint));
+        let labels = UpstreamTransition {
+            upstream,
+            endpoint,
+            to,
+        };
+        self.health_transitions.get_or_create(&labels).inc();
+    }
+
+    /// A request refused by `limit` of `upstream`.
+    pub(crate) fn overflow(&self, upstream: &str, limit: &'static str) {
+        let upstream = self.name(upstream);
+        self.overflow
+            .get_or_create(&UpstreamLimit { upstream, limit })
             .inc();
     }
 
@@ -410,6 +518,19 @@ impl RequestMetrics {
         register(registry, &REQUESTS, self.requests.clone());
         register(registry, &REQUEST_DURATION, self.request_latency.clone());
         register(registry, &UPSTREAM, self.upstream.clone());
+        register(registry, &RETRIES, self.retries.clone());
+        register(
+            registry,
+            &RETRY_BUDGET_EXHAUSTED,
+            self.budget_exhausted.clone(),
+        );
+        register(registry, &EJECTIONS, self.ejections.clone());
+        register(
+            registry,
+            &HEALTH_TRANSITIONS,
+            self.health_transitions.clone(),
+        );
+        register(registry, &OVERFLOW, self.overflow.clone());
         register(registry, &HOOK_DURATION, self.hook_latency.clone());
         register(registry, &HOOK_FAILURES, self.hook_failures.clone());
         register(registry, &KV_CALLS, self.kv_calls.clone());
@@ -542,6 +663,11 @@ mod tests {
         m.request("api", 200, Duration::from_millis(30));
         m.request("a\"b", 404, Duration::from_millis(1));
         m.upstream("app", "ok");
+        m.retry("app", "status");
+        m.retry_budget_exhausted("app");
+        m.ejection("app", "http://127.0.0.1:1");
+        m.health_transition("app", "http://127.0.0.1:1", "unhealthy");
+        m.overflow("app", "max_requests");
         m.hook("p", "request", Duration::from_micros(200), Some("trap"));
         m.capability_call("kv", "p", "get", "ok");
         m.capability_call("outbound", "p", "call", "timeout");
@@ -573,6 +699,11 @@ mod tests {
             "weir_request_duration_seconds_count{route=\"api\"} 2\n",
             "weir_upstream_requests_total{upstream=\"app\",outcome=\"ok\"} 1\n",
             "weir_plugin_hook_failures_total{plugin=\"p\",kind=\"trap\"} 1\n",
+            "weir_upstream_retries_total{upstream=\"app\",reason=\"status\"} 1\n",
+            "weir_upstream_retry_budget_exhausted_total{upstream=\"app\"} 1\n",
+            "weir_upstream_ejections_total{upstream=\"app\",endpoint=\"http://127.0.0.1:1\"} 1\n",
+            "weir_upstream_health_transitions_total{upstream=\"app\",endpoint=\"http://127.0.0.1:1\",to=\"unhealthy\"} 1\n",
+            "weir_upstream_overflow_total{upstream=\"app\",limit=\"max_requests\"} 1\n",
             "weir_plugin_hook_duration_seconds_bucket{plugin=\"p\",phase=\"request\",le=\"0.0005\"} 1\n",
             "weir_plugin_kv_calls_total{plugin=\"p\",op=\"get\",outcome=\"ok\"} 1\n",
             "weir_plugin_outbound_calls_total{plugin=\"p\",op=\"call\",outcome=\"timeout\"} 1\n",

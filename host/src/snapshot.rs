@@ -23,6 +23,8 @@ pub struct Route {
     pub matcher: Matcher,
     pub rewrite: Option<Rewrite>,
     pub upstream: Option<Arc<Upstream>>,
+    /// The route's `retry` keys, over its upstream's.
+    pub retry: Option<crate::config::RetryConfig>,
     pub max_body_size: u64,
     pub chain: Arc<Chain>,
 }
@@ -64,7 +66,8 @@ impl Snapshot {
     ) -> Result<Snapshot, Diagnostics> {
         let mut errors = Vec::new();
         let file = &config.file;
-        let (upstreams, stdio_bridges) = build_upstreams(config, bridges, &mut errors);
+        let metrics = runtime.services.requests.clone();
+        let (upstreams, stdio_bridges) = build_upstreams(config, bridges, metrics, &mut errors);
         let secrets = crate::capability::secrets::resolve(config).unwrap_or_else(|e| {
             errors.extend(e);
             HashMap::new()
@@ -218,6 +221,7 @@ fn capabilities(
 fn build_upstreams(
     config: &Config,
     bridges: &Bridges,
+    metrics: Arc<crate::request_metrics::RequestMetrics>,
     errors: &mut Vec<Diagnostic>,
 ) -> (
     HashMap<String, Arc<Upstream>>,
@@ -263,7 +267,8 @@ fn build_upstreams(
             },
             None => u,
         };
-        match Upstream::new(name, u, &file.limits, ca.as_deref(), client, workers) {
+        let tls = (ca.as_deref(), client);
+        match Upstream::new(name, u, &file.limits, tls, workers, metrics.clone()) {
             Ok(u) => {
                 upstreams.insert(name.clone(), Arc::new(u));
             }
@@ -393,6 +398,7 @@ async fn build_route(
             .upstream
             .as_ref()
             .and_then(|u| upstreams.get(u.get_ref()).cloned()),
+        retry: rc.retry.as_ref().map(|r| r.get_ref().clone()),
         max_body_size: rc
             .max_body_size
             .unwrap_or(config.file.limits.max_body_size)

@@ -315,10 +315,11 @@ pub fn upstream(cx: &Context, name: &str, headers: &mut http::HeaderMap) -> Opti
     Some(child)
 }
 
-/// Ends an upstream span with the status it got, or the error.
-pub fn end_upstream(cx: Option<Context>, outcome: Result<u16, String>) {
+/// Ends an upstream span with the status it got, or the error, and the tries it took.
+pub fn end_upstream(cx: Option<Context>, outcome: Result<u16, String>, attempts: u32) {
     let Some(cx) = cx else { return };
     let span = cx.span();
+    span.set_attribute(KeyValue::new("weir.upstream.attempts", i64::from(attempts)));
     match outcome {
         Ok(status) => {
             span.set_attribute(KeyValue::new(

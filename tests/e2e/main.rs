@@ -20,6 +20,7 @@ mod mtls;
 mod oci;
 mod protocols;
 mod reload;
+mod resilience;
 mod routing;
 mod stdio_bridge;
 mod streaming;

@@ -128,7 +128,7 @@ async fn forwards_headers_and_strips_hop_by_hop() {
 async fn round_robin_over_endpoints() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
-        "[upstreams.pair]\nendpoints = [\"{}\", \"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"pair\"\n",
+        "[upstreams.pair]\nendpoints = [\"{}\", \"{}\"]\nbalance = \"round-robin\"\n[[routes]]\nname = \"r\"\nupstream = \"pair\"\n",
         a.endpoint(),
         b.endpoint()
     ));

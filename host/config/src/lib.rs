@@ -5,10 +5,15 @@
 mod capabilities;
 pub mod diagnostic;
 mod units;
+mod upstream;
 mod validate;
 
 pub use capabilities::{CapabilityGrants, KvBackendKind, KvConfig, SecretSource};
 pub use units::{ByteSize, Millis};
+pub use upstream::{
+    Balance, EndpointConfig, HashBy, HealthCheckConfig, OutlierConfig, RetryConfig,
+    WeightedEndpoint, defaults,
+};
 pub use validate::check_endpoint;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
@@ -367,9 +372,10 @@ impl RuntimeConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// One or more base URLs (`http://host:port` or `https://host:port`), used round-robin.
+    /// One or more base URLs (`http://host:port` or `https://host:port`), or tables
+    /// `{ url = "...", weight = N }`.
     #[serde(default)]
-    pub endpoints: Vec<Spanned<String>>,
+    pub endpoints: Vec<Spanned<EndpointConfig>>,
     /// Or a stdio MCP server the gateway runs and bridges to HTTP (see `stdio_bridge`).
     pub stdio: Option<Spanned<StdioSpec>>,
     /// Wire protocol towards the upstream.
@@ -383,14 +389,46 @@ pub struct UpstreamConfig {
     pub client_key: Option<Spanned<PathBuf>>,
     pub connect_timeout: Option<Millis>,
     pub request_timeout: Option<Millis>,
+    /// Idle pooled connections are closed after this (default 4 s, below common servers'
+    /// keep-alive timeouts).
+    pub pool_idle_timeout: Option<Millis>,
+    /// How requests are spread over the endpoints (default `least-request`).
+    pub balance: Option<Spanned<Balance>>,
+    /// With `balance = "hash"`: `header:NAME`, `cookie:NAME` or `principal`.
+    pub hash_by: Option<Spanned<String>>,
+    /// Concurrent requests per worker (for HTTP/1.1, the connections of a worker's pool);
+    /// unlimited when absent.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Requests that may wait for one of `max_connections` (default 0 with
+    /// `max_connections`: no waiting).
+    pub max_pending: Option<Spanned<usize>>,
+    /// Concurrent requests to this upstream over all workers; unlimited when absent.
+    pub max_requests: Option<Spanned<usize>>,
+    /// Retries (none unless this table, or a route's `retry`, is present).
+    pub retry: Option<Spanned<RetryConfig>>,
+    /// Passive ejection of failing endpoints (off unless present).
+    pub outlier: Option<Spanned<OutlierConfig>>,
+    /// Active health checks (off unless present).
+    pub health_check: Option<Spanned<HealthCheckConfig>>,
 }
 
 impl UpstreamConfig {
+    /// The balancing policy, `least-request` unless set.
+    pub fn balance(&self) -> Balance {
+        self.balance
+            .as_ref()
+            .map(|b| *b.get_ref())
+            .unwrap_or_default()
+    }
+
     /// This upstream with its stdio bridge's address as its one endpoint.
     pub fn bridged(&self, addr: std::net::SocketAddr) -> UpstreamConfig {
         let span = self.stdio.as_ref().map_or(0..0, |s| s.span());
         UpstreamConfig {
-            endpoints: vec![Spanned::new(span, format!("http://{addr}"))],
+            endpoints: vec![Spanned::new(
+                span,
+                EndpointConfig::Url(format!("http://{addr}")),
+            )],
             stdio: None,
             protocol: UpstreamProtocol::Http1,
             ca_file: None,
@@ -398,6 +436,15 @@ impl UpstreamConfig {
             client_key: None,
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            pool_idle_timeout: self.pool_idle_timeout,
+            balance: self.balance.clone(),
+            hash_by: self.hash_by.clone(),
+            max_connections: self.max_connections.clone(),
+            max_pending: self.max_pending.clone(),
+            max_requests: self.max_requests.clone(),
+            retry: self.retry.clone(),
+            outlier: self.outlier.clone(),
+            health_check: self.health_check.clone(),
         }
     }
 }
@@ -574,6 +621,8 @@ pub struct RouteConfig {
     /// The plugin chain, run in order.
     #[serde(default)]
     pub chain: Vec<Spanned<ChainEntryConfig>>,
+    /// Retry settings for this route's requests, key by key over the upstream's `retry`.
+    pub retry: Option<Spanned<RetryConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -147,10 +147,163 @@ impl Checker<'_> {
                 _ => {}
             }
             for ep in &up.get_ref().endpoints {
-                if let Err(msg) = check_endpoint(ep.get_ref()) {
+                if let Err(msg) = check_endpoint(ep.get_ref().url()) {
                     self.err(ep.span(), &subject, msg);
                 }
+                let weight = ep.get_ref().weight();
+                if !(1..=super::defaults::MAX_WEIGHT).contains(&weight) {
+                    self.err(
+                        ep.span(),
+                        &subject,
+                        format!(
+                            "endpoint weight {weight} is out of range: use 1 to {}",
+                            super::defaults::MAX_WEIGHT
+                        ),
+                    );
+                }
             }
+            self.resilience(up, &subject);
+        }
+    }
+
+    /// An upstream's balancing, limits, retry, outlier and health-check settings.
+    fn resilience(&mut self, up: &Spanned<super::UpstreamConfig>, subject: &str) {
+        let u = up.get_ref();
+        let hash = u.balance() == super::Balance::Hash;
+        match (&u.hash_by, hash) {
+            (None, true) => {
+                let span = u.balance.as_ref().map_or(up.span(), Spanned::span);
+                self.err(
+                    span,
+                    subject,
+                    "balance = \"hash\" needs `hash_by` (\"header:NAME\", \"cookie:NAME\" or \"principal\")".into(),
+                );
+            }
+            (Some(h), true) => {
+                if let Err(msg) = super::HashBy::parse(h.get_ref()) {
+                    self.err(h.span(), subject, msg);
+                }
+            }
+            (Some(h), false) => self.err(
+                h.span(),
+                subject,
+                "`hash_by` is only used with balance = \"hash\"".into(),
+            ),
+            (None, false) => {}
+        }
+        for limit in [&u.max_connections, &u.max_requests].into_iter().flatten() {
+            if *limit.get_ref() == 0 {
+                self.err(
+                    limit.span(),
+                    subject,
+                    "a limit of 0 would refuse every request".into(),
+                );
+            }
+        }
+        if let (Some(p), None) = (&u.max_pending, &u.max_connections) {
+            self.err(
+                p.span(),
+                subject,
+                "`max_pending` needs `max_connections`".into(),
+            );
+        }
+        for t in [u.connect_timeout, u.request_timeout, u.pool_idle_timeout]
+            .into_iter()
+            .flatten()
+        {
+            if t.0.is_zero() {
+                self.err(up.span(), subject, "timeouts must be above 0".into());
+            }
+        }
+        if let Some(r) = &u.retry {
+            self.retry(r, subject, true);
+        }
+        if let Some(o) = &u.outlier {
+            self.outlier(o, subject);
+        }
+        if let Some(h) = &u.health_check {
+            self.health_check(h, subject);
+        }
+    }
+
+    /// A `retry` table, of an upstream or (`upstream == false`) of a route.
+    fn retry(&mut self, r: &Spanned<super::RetryConfig>, subject: &str, upstream: bool) {
+        let rc = r.get_ref();
+        let mut bad = Vec::new();
+        if rc.attempts.is_some_and(|a| !(1..=10).contains(&a)) {
+            bad.push("`attempts` must be 1 to 10".to_string());
+        }
+        for s in rc.statuses.iter().flatten() {
+            if !(100..=599).contains(s) {
+                bad.push(format!("`statuses`: {s} is not an HTTP status"));
+            }
+        }
+        if rc.per_try_timeout.is_some_and(|t| t.0.is_zero()) {
+            bad.push("`per_try_timeout` must be above 0".into());
+        }
+        let base = rc
+            .backoff_base
+            .map_or(super::defaults::BACKOFF_BASE, |m| m.0);
+        let max = rc.backoff_max.map_or(super::defaults::BACKOFF_MAX, |m| m.0);
+        if base > max {
+            bad.push(format!(
+                "`backoff_base` ({base:?}) is above `backoff_max` ({max:?})"
+            ));
+        }
+        if max > std::time::Duration::from_secs(60) {
+            bad.push("`backoff_max` above 60s would hold requests far too long".into());
+        }
+        if rc.budget_ratio.is_some_and(|b| !(0.0..=10.0).contains(&b)) {
+            bad.push("`budget_ratio` must be between 0 and 10".into());
+        }
+        if !upstream && (rc.budget_ratio.is_some() || rc.budget_min_per_second.is_some()) {
+            bad.push("the retry budget (`budget_*`) is set on the upstream, not the route".into());
+        }
+        for msg in bad {
+            self.err(r.span(), subject, format!("retry: {msg}"));
+        }
+    }
+
+    fn outlier(&mut self, o: &Spanned<super::OutlierConfig>, subject: &str) {
+        let oc = o.get_ref();
+        let mut bad = Vec::new();
+        if oc.consecutive_failures == 0 {
+            bad.push("`consecutive_failures` must be at least 1");
+        }
+        if oc.base_ejection_time.0.is_zero() {
+            bad.push("`base_ejection_time` must be above 0");
+        }
+        if oc.max_ejection_time.0 < oc.base_ejection_time.0 {
+            bad.push("`max_ejection_time` is below `base_ejection_time`");
+        }
+        if oc.max_ejected_percent > 100 {
+            bad.push("`max_ejected_percent` must be 0 to 100");
+        }
+        for msg in bad {
+            self.err(o.span(), subject, format!("outlier: {msg}"));
+        }
+    }
+
+    fn health_check(&mut self, h: &Spanned<super::HealthCheckConfig>, subject: &str) {
+        let hc = h.get_ref();
+        let mut bad = Vec::new();
+        if !hc.path.starts_with('/') || hc.path.parse::<http::uri::PathAndQuery>().is_err() {
+            bad.push(format!(
+                "`path` {:?} must be a path starting with '/'",
+                hc.path
+            ));
+        }
+        if hc.interval.0 < std::time::Duration::from_millis(10) {
+            bad.push("`interval` must be at least 10ms".into());
+        }
+        if hc.timeout.0.is_zero() {
+            bad.push("`timeout` must be above 0".into());
+        }
+        if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
+            bad.push("thresholds must be at least 1".into());
+        }
+        for msg in bad {
+            self.err(h.span(), subject, format!("health_check: {msg}"));
         }
     }
 
@@ -278,6 +431,9 @@ impl Checker<'_> {
                 self.err(route.name.span(), &subject, "duplicate route name".into());
             }
             self.route_references(r, &subject, listener_names);
+            if let Some(retry) = &route.retry {
+                self.retry(retry, &subject, false);
+            }
             self.route_match(r, &subject);
             self.route_rewrite(r, &subject);
         }
@@ -617,5 +773,70 @@ mod tests {
         assert!(e[0].contains("listener \"localhost\": invalid address"));
         assert!(e[1].contains("must start with http://"));
         assert!(e[2].contains("must not have a path"));
+    }
+
+    #[test]
+    fn weighted_and_string_endpoints_mix() {
+        let src = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[upstreams.app]\nendpoints = [\"http://127.0.0.1:9000\", { url = \"http://127.0.0.1:9001\", weight = 3 }]\nbalance = \"hash\"\nhash_by = \"header:x-user\"\n[upstreams.app.retry]\nattempts = 2\n[upstreams.app.outlier]\nconsecutive_failures = 2\n[upstreams.app.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nretry = { retry_non_idempotent = true }\n";
+        assert_eq!(errors(src), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bad_balance_hash_and_weight_name_their_line() {
+        let e = errors(&format!("{BASE}balance = \"random\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("weir.toml:5:11:"), "{e:?}");
+        assert!(e[0].contains("unknown variant `random`"), "{e:?}");
+
+        let e = errors(&format!("{BASE}balance = \"hash\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "weir.toml:5:11: upstream \"app\": balance = \"hash\" needs `hash_by`"
+            ),
+            "{e:?}"
+        );
+
+        let e = errors(&format!(
+            "{BASE}balance = \"hash\"\nhash_by = \"header:\"\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("weir.toml:6:11: upstream \"app\": hash_by"),
+            "{e:?}"
+        );
+
+        let src = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[upstreams.app]\nendpoints = [{ url = \"http://127.0.0.1:9000\", weight = 0 }]\n";
+        let e = errors(src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("weir.toml:4:14: upstream \"app\": endpoint weight 0"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_retry_outlier_and_health_values() {
+        let src = format!(
+            "{BASE}[upstreams.app.retry]\nattempts = 0\nbackoff_base = \"2s\"\nbackoff_max = \"1s\"\n[upstreams.app.outlier]\nmax_ejected_percent = 101\n[upstreams.app.health_check]\npath = \"health\"\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nretry = {{ budget_ratio = 0.5 }}\n"
+        );
+        let e = errors(&src);
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert!(e.iter().any(|m| m.contains("retry: `attempts`")), "{e:?}");
+        assert!(e.iter().any(|m| m.contains("`backoff_base`")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("outlier: `max_ejected_percent`")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.contains("health_check: `path`")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("route \"r\": retry: the retry budget")),
+            "{e:?}"
+        );
     }
 }

@@ -5,12 +5,10 @@
 //! the plugin is dropped, hop-by-hop headers too). Each call runs as its own tokio task, so it
 //! proceeds while the plugin goes on; waiting for it suspends only the plugin's fiber.
 
-use crate::body::{self, Body};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamBody, UpstreamError};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,12 +60,18 @@ impl OutboundGrant {
         let Some(upstream) = self.upstreams.get(&spec.upstream).cloned() else {
             return Err(OutboundError::NotGranted(spec.upstream));
         };
-        let request = build(&spec)?;
+        let (head, body) = build(&spec)?;
         let timeout = spec
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)));
         let task = tokio::spawn(async move {
-            let sent = upstream.send(request);
+            // A plugin's call has no selection key: a hashing upstream balances it as
+            // `least-request` would.
+            let sent = async {
+                let payload = crate::upstream::Payload::Bytes(body);
+                let opts = crate::upstream::SendOptions::default();
+                upstream.send(head, payload, opts).await.result
+            };
             let result = match timeout {
                 Some(t) => match tokio::time::timeout(t, sent).await {
                     Ok(r) => r,
@@ -88,7 +92,7 @@ impl OutboundGrant {
     }
 }
 
-fn build(spec: &CallSpec) -> Result<Request<Body>, OutboundError> {
+fn build(spec: &CallSpec) -> Result<(http::request::Parts, Bytes), OutboundError> {
     let invalid = |m: String| OutboundError::InvalidRequest(m);
     let method = Method::from_bytes(spec.method.as_bytes())
         .map_err(|_| invalid(format!("method {:?}", spec.method)))?;
@@ -100,7 +104,7 @@ fn build(spec: &CallSpec) -> Result<Request<Body>, OutboundError> {
         .parse::<http::uri::PathAndQuery>()
         .map_err(|_| invalid(format!("path {:?}", spec.path)))?
         .into();
-    let mut req = Request::new(body::full(Bytes::from(spec.body.clone())));
+    let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
@@ -120,13 +124,13 @@ fn build(spec: &CallSpec) -> Result<Request<Body>, OutboundError> {
             HeaderValue::from(spec.body.len()),
         );
     }
-    Ok(req)
+    Ok((req.into_parts().0, Bytes::from(spec.body.clone())))
 }
 
 /// A call in flight (`pending-response`). Dropping it cancels the call.
 pub struct PendingCall {
     pub(crate) upstream: String,
-    task: Option<JoinHandle<Result<Response<Incoming>, OutboundError>>>,
+    task: Option<JoinHandle<Result<Response<UpstreamBody>, OutboundError>>>,
     read_timeout: Duration,
 }
 
@@ -159,7 +163,7 @@ impl Drop for PendingCall {
 pub struct IncomingCall {
     pub(crate) status: u16,
     pub(crate) headers: Vec<(String, String)>,
-    body: Option<Incoming>,
+    body: Option<UpstreamBody>,
     /// Longest wait for the next chunk.
     read_timeout: Duration,
 }
