@@ -42,6 +42,8 @@ pub(crate) struct Meter {
     resumed: AtomicU64,
     /// Whether CPU time is measured (`false` under fuel metering: the backstop only).
     cpu: AtomicBool,
+    /// Whether the current call has been polled before.
+    polled: AtomicBool,
     /// The backstop, in nanoseconds since [`epoch`].
     deadline: AtomicU64,
 }
@@ -50,12 +52,19 @@ pub(crate) struct Meter {
 const UNREAD: u64 = 0;
 
 impl Meter {
-    /// A poll starts. The clock is read lazily, at the poll's first epoch tick: most hook calls
-    /// end within one poll and before any tick, and reading the thread CPU clock is a system
-    /// call (about half a microsecond, as much as a small hook). What a poll runs before its
-    /// first tick (at most one tick, 5 ms) is therefore not counted.
+    /// A poll starts. The first poll of a call reads the clock lazily, at its first epoch tick:
+    /// most hook calls end within one poll and before any tick, and reading the thread CPU
+    /// clock is a system call (about half a microsecond, as much as a small hook). Later polls
+    /// (the call yielded at a tick, or waited in a host call) read it at once. What a call runs
+    /// before its first tick (at most one tick, 5 ms) is therefore not counted.
     fn resume(&self) {
-        self.resumed.store(UNREAD, Ordering::Relaxed);
+        let later = self.polled.swap(true, Ordering::Relaxed);
+        let at = if later && self.cpu.load(Ordering::Relaxed) {
+            thread_cpu_ns().max(UNREAD + 1)
+        } else {
+            UNREAD
+        };
+        self.resumed.store(at, Ordering::Relaxed);
     }
 
     /// A poll ends: adds what it ran since the clock was first read in it.
@@ -134,6 +143,7 @@ impl CallLimits {
     /// elapsed time.
     pub(crate) fn start(&mut self, budget: Option<Duration>, backstop: Duration) {
         self.meter.used.store(0, Ordering::Relaxed);
+        self.meter.polled.store(false, Ordering::Relaxed);
         self.meter.cpu.store(budget.is_some(), Ordering::Relaxed);
         self.budget = budget.unwrap_or(Duration::MAX);
         self.backstop = backstop;
@@ -271,6 +281,27 @@ mod tests {
         spin(Duration::from_millis(15));
         let err = limits.check().expect_err("10 + 15 ms used of 20");
         assert!(err.downcast_ref::<BudgetExceeded>().is_some());
+    }
+
+    /// A long call yields at every tick, so each of its polls lasts about one tick: all but the
+    /// first must be counted whole.
+    #[test]
+    fn a_call_that_yields_at_every_tick_is_counted() {
+        let mut limits = CallLimits::default();
+        limits.start(Some(Duration::from_millis(20)), Duration::from_secs(3600));
+        for _ in 0..5 {
+            limits.meter.resume();
+            spin(Duration::from_millis(6));
+            // The tick: checked, then the call yields.
+            if limits.check().is_err() {
+                return;
+            }
+            limits.meter.pause();
+        }
+        panic!(
+            "5 polls of 6 ms passed a 20 ms budget: used {:?}",
+            limits.used()
+        );
     }
 
     #[test]
