@@ -56,14 +56,26 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let observer = snap.observer.clone();
     let start = observer.request_started(&req, conn.client);
-    let Some(_admitted) = conn.in_flight.admit(snap.limits.max_requests_per_worker) else {
-        observer.shed("max_requests_per_worker");
-        let resp = overloaded();
-        observer.request_finished(start, resp.status().as_u16(), &Answered::default());
-        return resp;
+    // Phase: shedding. The admission is held until the response head is returned.
+    let (resp, answered) = match conn.in_flight.admit(snap.limits.max_requests_per_worker) {
+        None => {
+            observer.shed("max_requests_per_worker");
+            (overloaded(), Answered::default())
+        }
+        Some(_admitted) => serve(snap, &conn, req).await,
     };
+    observer.request_finished(start, resp.status().as_u16(), &answered);
+    resp
+}
+
+/// An admitted request: its phases, or the gateway's own answer when one refused it.
+async fn serve(
+    snap: Arc<Snapshot>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> (Response<Body>, Answered) {
     let http1 = req.version() < http::Version::HTTP_2;
-    let (resp, answered) = match admit(snap, &conn, req).await {
+    match admit(snap, conn, req).await {
         Ok((flight, ex)) => flight.run(ex).await,
         Err(Refused(status, msg)) => {
             let mut resp = error(status, &msg);
@@ -75,9 +87,7 @@ pub(crate) async fn handle(
             }
             (resp, Answered::default())
         }
-    };
-    observer.request_finished(start, resp.status().as_u16(), &answered);
-    resp
+    }
 }
 
 /// The phases before any plugin runs: the head checked, routed, normalised, the body buffered

@@ -391,6 +391,7 @@ async fn an_unreachable_redis_costs_little_once_the_breaker_is_open() {
         plugins_toml(&[("rate-limit", "capabilities = { kv = \"rl\" }")]),
     ));
     assert_eq!(get(&gw.url("/x")).await.status, 200, "with Redis up");
+    let with_redis = median_of_15(&gw).await;
     // A stopped Redis: connections stay open, nothing answers, every call would time out.
     redis.pause();
     eventually("the breaker to open", async || {
@@ -403,15 +404,13 @@ async fn an_unreachable_redis_costs_little_once_the_breaker_is_open() {
         }
     })
     .await;
-    let mut took = Vec::new();
-    for _ in 0..15 {
-        let start = Instant::now();
-        let r = get(&gw.url("/x")).await;
-        took.push(start.elapsed());
-        assert_eq!(r.status, 200, "the plugin fails open: {}", r.text());
-    }
-    took.sort();
-    let median = took[took.len() / 2];
+    let median = median_of_15(&gw).await;
+    // The figure the issue asks about (under 5 ms added), printed rather than asserted: an
+    // absolute bound would fail on a busy machine for reasons that are not the breaker's.
+    eprintln!(
+        "rate-limited request, median of 15: {with_redis:?} with Redis up, {median:?} with \
+         Redis stopped and the breaker open"
+    );
     // Against the configured kv timeout, with a wide margin: an open breaker does not wait.
     assert!(
         median < Duration::from_millis(KV_TIMEOUT_MS / 4),
@@ -425,6 +424,19 @@ async fn an_unreachable_redis_costs_little_once_the_breaker_is_open() {
     )
     .await;
     assert_eq!(opened, 1.0);
+}
+
+/// The median time of 15 requests to `/x`, each answered 200.
+async fn median_of_15(gw: &Gateway) -> Duration {
+    let mut took = Vec::new();
+    for _ in 0..15 {
+        let start = Instant::now();
+        let r = get(&gw.url("/x")).await;
+        took.push(start.elapsed());
+        assert_eq!(r.status, 200, "the plugin fails open: {}", r.text());
+    }
+    took.sort();
+    took[took.len() / 2]
 }
 
 #[test]
