@@ -27,6 +27,15 @@ fn exchange() -> Box<Exchange> {
     )
 }
 
+/// The exchange a hook gave back, with the key `api-key` strips put back, so that every call
+/// does the same work.
+fn with_key(mut ex: Box<Exchange>) -> Box<Exchange> {
+    ex.request
+        .headers
+        .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+    ex
+}
+
 /// Times a whole fresh instance per iteration: store + instantiate + `init` + one hook + drop.
 async fn fresh_samples(
     plugin: &weir::plugin::LoadedPlugin,
@@ -41,11 +50,7 @@ async fn fresh_samples(
         drop(instance);
         samples.push(t.elapsed());
         anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
-        ex = back;
-        // api-key strips the key; put it back so every call does the same work.
-        ex.request
-            .headers
-            .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+        ex = with_key(back);
     }
     Ok(samples)
 }
@@ -71,11 +76,7 @@ async fn pooled_n(
         let (back, result) = instance.on_request(ex).await;
         samples.push(t.elapsed());
         anyhow::ensure!(result.is_ok(), "hook failed: {result:?}");
-        ex = back;
-        // api-key strips the key; put it back so every call does the same work.
-        ex.request
-            .headers
-            .insert("x-api-key", http::HeaderValue::from_static("k-1"));
+        ex = with_key(back);
     }
     Ok(samples)
 }
