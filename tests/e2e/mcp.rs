@@ -749,3 +749,50 @@ fn the_mcp_example_serves_alice() {
         "{records:?}"
     );
 }
+
+/// DNS rebinding: a page on a foreign origin that reaches the gateway under its own host name
+/// gets 403 for every method, before anything reaches a server; clients that send no `Origin`
+/// (every non-browser client) and loopback pages work.
+#[tokio::test]
+async fn a_rebound_page_is_refused_for_every_method_and_a_local_one_works() {
+    let py = McpServer::python(&[]);
+    let gw = start(&[("py", py.endpoint())], "");
+    let url = gw.url("/mcp");
+    let evil = [
+        ("origin", "http://evil.example.com"),
+        ("host", "evil.example.com"),
+    ];
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    for body in [
+        init.to_string(),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#.into(),
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"py+file:///x"}}"#
+            .into(),
+        r#"{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"py_p"}}"#.into(),
+    ] {
+        let r = post_raw(&url, &evil, body.clone()).await;
+        assert_eq!(r.status.as_u16(), 403, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32000, "{}", r.text());
+        assert!(r.text().contains("evil.example.com"), "{}", r.text());
+    }
+    for method in [http::Method::GET, http::Method::DELETE] {
+        let mut req = Request::builder().method(method.clone()).uri(&url);
+        for (k, v) in evil {
+            req = req.header(k, v);
+        }
+        let r = send(req.body(Full::new(Bytes::new())).expect("request")).await;
+        assert_eq!(r.status.as_u16(), 403, "{method}: {}", r.text());
+    }
+    assert_eq!(
+        py.received(),
+        Vec::<Value>::new(),
+        "nothing reached the server"
+    );
+
+    let local = format!("http://127.0.0.1:{}", gw.addr.port());
+    for headers in [vec![], vec![("origin", local.as_str())]] {
+        let r = post_raw(&url, &headers, init).await;
+        assert_eq!(r.status.as_u16(), 200, "{headers:?}: {}", r.text());
+        assert_eq!(r.json()["result"]["protocolVersion"], "2025-06-18");
+    }
+}

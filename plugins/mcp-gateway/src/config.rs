@@ -25,6 +25,10 @@ pub struct Config {
     /// `serverInfo.name` the gateway presents to clients.
     #[serde(default = "default_name")]
     pub name: String,
+    /// Origins a browser client may come from (DNS-rebinding protection); default: loopback.
+    pub allowed_origins: Option<Vec<String>>,
+    /// `Host` values the endpoint answers to; default: any.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +81,15 @@ fn name_char(c: char) -> bool {
 }
 
 impl Config {
+    pub fn protection(&self) -> crate::origin::Protection {
+        crate::origin::Protection {
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        self.protection().validate()?;
         if self.servers.is_empty() {
             return Err("`servers` is empty".into());
         }

@@ -34,6 +34,7 @@
 mod config;
 mod federate;
 mod names;
+mod origin;
 mod relay;
 mod session;
 mod upstream;
@@ -417,6 +418,18 @@ impl Plugin for McpGateway {
     fn on_request(&mut self) -> Decision {
         self.routed = None;
         self.relay = None;
+        let origin = request::header("origin");
+        let host = request::authority();
+        let protection = self.config.protection();
+        if let Err(origin::Refused(status, why)) =
+            protection.check(origin.as_deref(), host.as_deref())
+        {
+            // Before anything else, whatever the method: a rebound page learns nothing.
+            return respond(
+                status,
+                &jsonrpc::error(&Value::Null, -32000, &format!("Forbidden: {why}"), None),
+            );
+        }
         match request::method().as_str() {
             "POST" => {}
             "DELETE" => return self.end_session(),
