@@ -212,8 +212,12 @@ impl Upstream {
             Ok(Err(limit)) => return self.overflow(limit),
             Err(_) => return self.overflow("max_pending"),
         };
-        self.budget.request();
         let policy = self.policy(opts.retry);
+        // The budget is a share of the requests that may be retried; the others (most, where
+        // no retry is configured) skip its lock, which all workers share.
+        if policy.is_some() {
+            self.budget.request();
+        }
         let mut run = Run {
             head,
             payload: Some(payload),
