@@ -4,12 +4,12 @@
 //! The budget is measured with the worker thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`) within
 //! every poll of the call's future: a hook's fiber runs only inside those polls, so the sum is
 //! the time the plugin (and the host calls it made) actually ran, whatever else the machine or
-//! the worker was doing. In a call's first poll the clock is read from its first epoch tick on (see
-//! [`Meter::resume`]), so a short call costs no clock read at all. Time the fiber waits for its thread, or for the network inside a `kv`
-//! or `outbound` call, is not counted. The engine's epoch tick (every 5 ms) is where the running
-//! call checks its budget and yields to other requests; the backstop catches what the budget
-//! cannot see: a call that keeps waiting, whether for its thread or in a host call (WASI
-//! clocks), where a timer ends it.
+//! the worker was doing. In a call's first poll the clock is read from its first epoch tick on
+//! (see [`Meter::resume`]), so a short call costs no clock read at all. Time the fiber waits for
+//! its thread, or for the network inside a `kv` or `outbound` call, is not counted. The engine's
+//! epoch tick (every 5 ms) is where the running call checks its budget and yields to other
+//! requests; the backstop catches what the budget cannot see: a call that keeps waiting, whether
+//! for its thread or in a host call (WASI clocks), where a timer ends it.
 //!
 //! ARCHITECTURE.md ("Execution budgets") says why this and not wasmtime fuel.
 
