@@ -15,6 +15,7 @@ mod kv_backends;
 mod llm;
 mod logging;
 mod mcp;
+mod mcp_conformance;
 mod metrics;
 mod mtls;
 mod oci;

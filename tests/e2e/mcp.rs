@@ -658,7 +658,25 @@ async fn bad_input_gets_json_rpc_errors_and_nothing_reaches_a_server() {
         r.json()["error"]["data"]["supported"],
         json!(["2026-07-28"])
     );
-    // Notifications are accepted and go nowhere; GET has no stream to offer.
+    // A legacy request naming a version the gateway does not speak gets 400 and -32022.
+    let bad_version = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "1999-01-01"),
+    ];
+    let r = post_raw(
+        &url,
+        &bad_version,
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), code(&r)),
+        (400, Some(-32022)),
+        "{}",
+        r.text()
+    );
+    // `initialized` concerns no server; a stream (GET) needs a session; answers to requests
+    // the gateway never relayed are refused.
     let r = post_raw(
         &url,
         &in_session,
@@ -667,7 +685,14 @@ async fn bad_input_gets_json_rpc_errors_and_nothing_reaches_a_server() {
     .await;
     assert_eq!(r.status.as_u16(), 202);
     let r = crate::support::get(&url).await;
-    assert_eq!(r.status.as_u16(), 405);
+    assert_eq!(r.status.as_u16(), 400);
+    let r = post_raw(
+        &url,
+        &in_session,
+        r#"{"jsonrpc":"2.0","id":"x","result":{}}"#,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
     assert_eq!(
         py.received(),
         Vec::<Value>::new(),

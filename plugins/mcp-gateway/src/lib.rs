@@ -33,14 +33,17 @@
 
 mod config;
 mod federate;
+mod forward;
+mod ids;
 mod names;
 mod origin;
 mod relay;
 mod session;
 mod upstream;
+mod uris;
 
 use config::Config;
-use relay::{Ids, Relay};
+use relay::Relay;
 use serde_json::{Value, json};
 use session::{Era, Refusal};
 use upstream::{Hop, HopError};
@@ -69,13 +72,19 @@ pub(crate) fn random_hex(n: usize) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A `tools/call` routed to a server: what the response hook needs.
+/// A request sent on to a server: what the response hook needs.
 struct Routed {
     server: String,
     scope: String,
+    /// `None` for a stream the client opened with GET.
+    call: Option<Call>,
+}
+
+/// A routed `tools/call`: what is needed to retry it or to answer for the server.
+struct Call {
     body: Vec<u8>,
     had_session: bool,
-    ids: Option<Ids>,
+    client_id: Value,
 }
 
 struct McpGateway {
@@ -88,7 +97,7 @@ fn respond(status: u16, message: &Value) -> Decision {
     Decision::Respond(reply(status, message))
 }
 
-fn reply(status: u16, message: &Value) -> LocalResponse {
+pub(crate) fn reply(status: u16, message: &Value) -> LocalResponse {
     LocalResponse::new(status)
         .header("content-type", "application/json")
         .body(message.to_string())
@@ -103,10 +112,18 @@ impl McpGateway {
         json!({"name": self.config.name, "version": env!("CARGO_PKG_VERSION")})
     }
 
-    /// What the gateway can relay: no list-changed or subscriptions (there is no standalone
-    /// stream to carry them).
-    fn capabilities() -> Value {
-        json!({"tools": {}, "prompts": {}, "resources": {}, "logging": {}})
+    /// What the gateway can relay. Servers' notifications that belong to no request
+    /// (`list_changed`, resource updates) arrive on their standalone streams, which the gateway
+    /// passes through only when it federates a single server.
+    fn capabilities(&self) -> Value {
+        let single = self.config.servers.len() == 1;
+        json!({
+            "tools": {"listChanged": single},
+            "prompts": {"listChanged": single},
+            "resources": {"subscribe": single, "listChanged": single},
+            "logging": {},
+            "completions": {},
+        })
     }
 
     /// A result, with the fields modern clients expect on every result. Cache hints say
@@ -138,10 +155,11 @@ impl McpGateway {
         match method.as_str() {
             "initialize" => {
                 let version = session::negotiate(&params);
-                let sid = session::open(version, self.config.session_ttl_s);
+                let caps = params.get("capabilities").cloned().unwrap_or(Value::Null);
+                let sid = session::open(version, &caps, self.config.session_ttl_s);
                 let result = json!({
                     "protocolVersion": version,
-                    "capabilities": Self::capabilities(),
+                    "capabilities": self.capabilities(),
                     "serverInfo": self.server_info(),
                     "instructions": format!(
                         "Tools from {} MCP servers, named <server>{}<tool>.",
@@ -151,24 +169,27 @@ impl McpGateway {
                     reply(200, &jsonrpc::result(&id, result)).header("mcp-session-id", sid),
                 )
             }
-            "ping" | "logging/setLevel" => self.result(&id, json!({}), modern, false),
+            "ping" => self.result(&id, json!({}), modern, false),
+            "logging/setLevel" => {
+                federate::set_level(&self.config, &scope, &params);
+                self.result(&id, json!({}), modern, false)
+            }
             "server/discover" => self.result(
                 &id,
                 json!({
                     "supportedVersions": session::MODERN_VERSIONS,
-                    "capabilities": Self::capabilities(),
+                    "capabilities": self.capabilities(),
                 }),
                 modern,
                 true,
             ),
             "tools/call" => self.route_call(id, params, scope, modern),
-            "resources/read" | "prompts/get" => {
-                let got = if method == "prompts/get" {
-                    federate::get_prompt(&self.config, &scope, params)
-                } else {
-                    federate::read_resource(&self.config, &scope, params)
-                };
-                match got {
+            "resources/read"
+            | "prompts/get"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => {
+                match federate::by_name(&self.config, &scope, &method, params) {
                     Ok(r) => self.result(&id, r, modern, method == "resources/read"),
                     Err((code, msg, data)) => respond(200, &jsonrpc::error(&id, code, &msg, data)),
                 }
@@ -228,10 +249,21 @@ impl McpGateway {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let resolved = names::resolve(&public, &self.config.separator, self.config.servers.keys());
-        let (hop, tool) = match federate::target(&self.config, &scope, resolved, "tool", &public) {
-            Ok(t) => t,
-            Err((code, msg, data)) => return respond(200, &jsonrpc::error(&id, code, &msg, data)),
+        let resolved = names::resolve(&public, &self.config);
+        let unknown = || {
+            respond(
+                200,
+                &jsonrpc::error(
+                    &id,
+                    jsonrpc::INVALID_PARAMS,
+                    &format!("Unknown tool: {public}"),
+                    None,
+                ),
+            )
+        };
+        let Ok((hop, tool)) = federate::target(&self.config, &scope, resolved, "tool", &public)
+        else {
+            return unknown();
         };
         let server = hop.name.to_string();
         let session = match hop.session() {
@@ -242,79 +274,182 @@ impl McpGateway {
                 return respond(200, &jsonrpc::error(&id, code, &msg, data));
             }
         };
+        if !federate::has_tool(&hop, &tool) {
+            return unknown();
+        }
         params["name"] = Value::String(tool);
         upstream::strip_modern_meta(&mut params);
-        let upstream_id = Value::String(fresh_id());
-        let token = params
-            .pointer("/_meta/progressToken")
-            .cloned()
-            .map(|theirs| {
-                let ours = Value::String(fresh_id());
-                params["_meta"]["progressToken"] = ours.clone();
-                (ours, theirs)
-            });
-        let body =
-            json!({"jsonrpc": "2.0", "id": upstream_id, "method": "tools/call", "params": params})
-                .to_string()
-                .into_bytes();
-        // Nothing of the client's identity or MCP session goes upstream.
-        for (name, _) in request::headers() {
-            if name == "authorization"
-                || name == "cookie"
-                || name == "x-api-key"
-                || name.starts_with("mcp-")
-            {
-                let _ = request::remove_header(&name);
-            }
+        if let Some(token) = params.pointer_mut("/_meta/progressToken") {
+            *token = ids::token(token, modern);
         }
-        for (name, value) in hop.headers(&session) {
-            if let Err(e) = request::set_header(&name, &value) {
-                log::warn(&format!("mcp-gateway: header {name}: {e:?}"));
-            }
-        }
-        if request::set_body(&body).is_err() || request::set_path(&hop.server.path).is_err() {
-            return respond(
-                500,
-                &jsonrpc::error(
-                    &id,
-                    jsonrpc::INTERNAL_ERROR,
-                    "cannot rewrite the request",
-                    None,
-                ),
-            );
-        }
-        let upstream_name = hop.server.upstream.clone();
+        let body = jsonrpc::request(&ids::call(&id, modern), "tools/call", Some(params))
+            .to_string()
+            .into_bytes();
+        let upstream_name = match self.send_on(&hop, &session, Some(&body), &[]) {
+            Ok(u) => u,
+            Err(d) => return d,
+        };
         self.routed = Some(Routed {
             server,
             scope,
-            body,
-            had_session: session.id.is_some(),
-            ids: Some(Ids {
-                upstream_id,
+            call: Some(Call {
+                body,
+                had_session: session.id.is_some(),
                 client_id: id,
-                token,
-                modern,
             }),
         });
         Decision::Route(upstream_name)
     }
 
-    /// The server's answer to a routed call: streamed through as is (ids restored), retried on a
-    /// new session if the server lost ours, or turned into a JSON-RPC error if it failed.
-    fn routed_response(&mut self, mut routed: Routed) -> ResponseDecision {
+    /// Rewrites the client's request into one for `hop` on `session` (its path, the server's
+    /// credential, never the client's; `body` if given; then `extra` headers) and returns the
+    /// upstream to route it to.
+    fn send_on(
+        &self,
+        hop: &Hop,
+        session: &upstream::Session,
+        body: Option<&[u8]>,
+        extra: &[(&str, String)],
+    ) -> Result<String, Decision> {
+        // Nothing of the client's identity or MCP session goes upstream.
+        for (name, _) in request::headers() {
+            if matches!(
+                name.as_str(),
+                "authorization" | "cookie" | "x-api-key" | "last-event-id"
+            ) || name.starts_with("mcp-")
+            {
+                let _ = request::remove_header(&name);
+            }
+        }
+        let headers = hop.headers(session).into_iter();
+        let extra = extra.iter().map(|(n, v)| (n.to_string(), v.clone()));
+        for (name, value) in headers.chain(extra) {
+            if let Err(e) = request::set_header(&name, &value) {
+                log::warn(&format!("mcp-gateway: header {name}: {e:?}"));
+            }
+        }
+        let body_ok = body.is_none_or(|b| request::set_body(b).is_ok());
+        if !body_ok || request::set_path(&hop.server.path).is_err() {
+            return Err(respond(
+                500,
+                &jsonrpc::error(
+                    &Value::Null,
+                    jsonrpc::INTERNAL_ERROR,
+                    "cannot rewrite the request",
+                    None,
+                ),
+            ));
+        }
+        Ok(hop.server.upstream.clone())
+    }
+
+    /// `GET`: resumes a stream from the server its `Last-Event-ID` names, or opens the standalone
+    /// stream of the only server (several servers' standalone streams cannot be merged into
+    /// one response by a plugin).
+    fn open_stream(&mut self) -> Decision {
+        let scope = match session::legacy_scope(self.config.session_ttl_s) {
+            Ok(s) => s,
+            Err(r) => return refuse(&Value::Null, r),
+        };
+        let last = request::header("last-event-id");
+        let (server, resume) = match last.as_deref().map(ids::parse_event) {
+            Some(Some((s, up))) if self.config.servers.contains_key(s) => {
+                (s.to_string(), Some(up.to_string()))
+            }
+            Some(_) => {
+                return respond(
+                    400,
+                    &jsonrpc::error(
+                        &Value::Null,
+                        jsonrpc::SERVER_ERROR,
+                        "Bad Request: Last-Event-ID names no stream of this gateway",
+                        None,
+                    ),
+                );
+            }
+            None if self.config.servers.len() == 1 => (
+                self.config
+                    .servers
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_default(),
+                None,
+            ),
+            None => {
+                return Decision::Respond(
+                    LocalResponse::new(405)
+                        .header("allow", "POST, DELETE")
+                        .text(
+                            "weir: no standalone stream: this gateway federates several servers\n",
+                        ),
+                );
+            }
+        };
+        let Some(hop) = Hop::new(&self.config, &server, &scope) else {
+            return Decision::Respond(LocalResponse::new(500));
+        };
+        let session = match (&resume, hop.existing()) {
+            (_, Some(s)) => s,
+            (Some(_), None) => {
+                return refuse(
+                    &Value::Null,
+                    session::Refusal(
+                        404,
+                        jsonrpc::SESSION_NOT_FOUND,
+                        "Session not found".into(),
+                        None,
+                    ),
+                );
+            }
+            (None, None) => match hop.session() {
+                Ok(s) => s,
+                Err(e) => {
+                    let (code, msg, data) = e.to_error(&server);
+                    return respond(502, &jsonrpc::error(&Value::Null, code, &msg, data));
+                }
+            },
+        };
+        let mut extra = vec![("accept", "text/event-stream".to_string())];
+        if let Some(up) = resume {
+            extra.push(("last-event-id", up));
+        }
+        let _ = request::remove_header("content-type");
+        match self.send_on(&hop, &session, None, &extra) {
+            Ok(upstream_name) => {
+                let _ = request::remove_header("content-type");
+                self.routed = Some(Routed {
+                    server,
+                    scope,
+                    call: None,
+                });
+                Decision::Route(upstream_name)
+            }
+            Err(d) => d,
+        }
+    }
+
+    /// The server's answer to a routed request: streamed through as is (ids mapped), retried on
+    /// a new session if the server lost ours, or turned into a JSON-RPC error if it failed.
+    fn routed_response(&mut self, routed: Routed) -> ResponseDecision {
         let status = response::status();
         let _ = response::remove_header("mcp-session-id");
-        let Some(ids) = routed.ids.take() else {
+        let prefix = self.config.prefix(&routed.server).to_string();
+        let sse = is_event_stream(response::header("content-type").as_deref());
+        let Some(call) = routed.call else {
+            if status < 300 && sse {
+                self.relay = Some(Relay::new(&routed.server, &prefix, true));
+            }
             return ResponseDecision::Continue;
         };
-        let client_id = ids.client_id.clone();
+        let client_id = call.client_id.clone();
         let Some(hop) = Hop::new(&self.config, &routed.server, &routed.scope) else {
             return ResponseDecision::Continue;
         };
-        if upstream::session_lost(status, routed.had_session) || status == 502 {
+        if upstream::session_lost(status, call.had_session) || status == 502 {
             // The server restarted (or its session expired): open a new session and send the
             // call again; the answer comes back whole rather than streamed.
-            return match hop.retry_on_new_session(&routed.body) {
+            return match hop.retry_on_new_session(&call.body) {
                 Ok(resp) => {
                     let status = resp.status();
                     let ct = resp
@@ -325,7 +460,8 @@ impl McpGateway {
                         .unwrap_or_else(|| "application/json".into());
                     match resp.read_body(self.config.max_response_bytes) {
                         Ok(body) if status < 500 => {
-                            self.relay = Some(Relay::new(ids, is_event_stream(Some(&ct))));
+                            let sse = is_event_stream(Some(&ct));
+                            self.relay = Some(Relay::new(&routed.server, &prefix, sse));
                             ResponseDecision::Replace(
                                 LocalResponse::new(status)
                                     .header("content-type", ct)
@@ -351,8 +487,7 @@ impl McpGateway {
                 HopError::Unavailable(format!("HTTP {status}")),
             );
         }
-        let sse = is_event_stream(response::header("content-type").as_deref());
-        self.relay = Some(Relay::new(ids, sse));
+        self.relay = Some(Relay::new(&routed.server, &prefix, sse));
         ResponseDecision::Continue
     }
 
@@ -433,12 +568,12 @@ impl Plugin for McpGateway {
         match request::method().as_str() {
             "POST" => {}
             "DELETE" => return self.end_session(),
-            // No standalone server→client stream: the gateway has nothing to send on it.
+            "GET" => return self.open_stream(),
             _ => {
                 return Decision::Respond(
                     LocalResponse::new(405)
-                        .header("allow", "POST, DELETE")
-                        .text("weir: this MCP endpoint takes POST (and DELETE to end a session)\n"),
+                        .header("allow", "GET, POST, DELETE")
+                        .text("weir: this MCP endpoint takes POST, GET and DELETE\n"),
                 );
             }
         }
@@ -448,10 +583,28 @@ impl Plugin for McpGateway {
                 400,
                 &jsonrpc::error(&Value::Null, invalid.code(), &invalid.message(), None),
             ),
-            // Notifications and responses need no answer; nothing is forwarded (the gateway
-            // sends no server→client requests, and cancellation ends with the client's stream).
-            Ok(jsonrpc::Message::Notification { .. } | jsonrpc::Message::Response { .. }) => {
-                Decision::Respond(LocalResponse::new(202))
+            Ok(jsonrpc::Message::Notification { method, params }) => {
+                // Modern clients have no session and send nothing servers must hear.
+                if request::header("mcp-session-id").is_none() {
+                    return Decision::Respond(LocalResponse::new(202));
+                }
+                match session::legacy_scope(self.config.session_ttl_s) {
+                    Ok(scope) => Decision::Respond(forward::notification(
+                        &self.config,
+                        &scope,
+                        &method,
+                        params,
+                    )),
+                    Err(r) => refuse(&Value::Null, r),
+                }
+            }
+            Ok(jsonrpc::Message::Response { id, body }) => {
+                match session::legacy_scope(self.config.session_ttl_s) {
+                    Ok(scope) => {
+                        Decision::Respond(forward::answer(&self.config, &scope, &id, body))
+                    }
+                    Err(r) => refuse(&Value::Null, r),
+                }
             }
             Ok(jsonrpc::Message::Request { id, method, params }) => {
                 let params = if params.is_null() { json!({}) } else { params };

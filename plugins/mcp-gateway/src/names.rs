@@ -1,16 +1,22 @@
-//! Namespacing: `<server><sep><tool>` for tools and prompts, `<server>+<uri>` for resources.
+//! Namespacing: `<prefix><sep><tool>` for tools and prompts, `<prefix>+<uri>` for resources;
+//! the prefix is the server's name unless configured (`""` for one unprefixed server).
 //!
 //! LLM providers reject tool names over 64 characters, so a longer public name is cut and ends
 //! in a hash of the full one; the cut name is remembered in `kv` so calls map back.
 
+use crate::config::Config;
 use weir_sdk::kv;
 
 /// The longest public tool or prompt name.
 pub const MAX_NAME: usize = 64;
 
-/// The public name of `tool` on `server`, and whether it had to be shortened.
-pub fn public(server: &str, sep: &str, tool: &str) -> (String, bool) {
-    let full = format!("{server}{sep}{tool}");
+/// The public name of `tool` under `prefix`, and whether it had to be shortened. An empty
+/// prefix (an unprefixed server) keeps the name as it is.
+pub fn public(prefix: &str, sep: &str, tool: &str) -> (String, bool) {
+    if prefix.is_empty() {
+        return (tool.to_string(), false);
+    }
+    let full = format!("{prefix}{sep}{tool}");
     if full.len() <= MAX_NAME {
         return (full, false);
     }
@@ -27,20 +33,27 @@ pub fn remember(public: &str, original: &str) {
     let _ = kv::set(&key(public), original.as_bytes(), None);
 }
 
-/// The server and original name behind a public name, if it names one of `servers`.
-pub fn resolve<'a>(
-    public: &str,
-    sep: &str,
-    servers: impl Iterator<Item = &'a String>,
-) -> Option<(String, String)> {
-    let server = servers
-        .filter(|s| {
-            public.len() > s.len() + sep.len()
-                && public.starts_with(s.as_str())
-                && public[s.len()..].starts_with(sep)
+/// The server and original name behind a public name: the server whose prefix it starts with
+/// (the longest such), else the unprefixed server, if there is one.
+pub fn resolve(public: &str, config: &Config) -> Option<(String, String)> {
+    let sep = config.separator.as_str();
+    let prefixed = config
+        .servers
+        .keys()
+        .map(|s| (s, config.prefix(s)))
+        .filter(|(_, p)| {
+            !p.is_empty()
+                && public.len() > p.len() + sep.len()
+                && public.starts_with(p)
+                && public[p.len()..].starts_with(sep)
         })
-        .max_by_key(|s| s.len())?;
-    let rest = &public[server.len() + sep.len()..];
+        .max_by_key(|(_, p)| p.len());
+    let Some((server, prefix)) = prefixed else {
+        return config
+            .unprefixed()
+            .map(|s| (s.to_string(), public.to_string()));
+    };
+    let rest = &public[prefix.len() + sep.len()..];
     let original = if public.len() == MAX_NAME {
         kv::get(&key(public))
             .ok()
@@ -53,20 +66,29 @@ pub fn resolve<'a>(
     Some((server.clone(), original))
 }
 
-/// `<server>+<uri>`.
-pub fn public_uri(server: &str, uri: &str) -> String {
-    format!("{server}+{uri}")
+/// `<prefix>+<uri>`, or the URI itself for an unprefixed server.
+pub fn public_uri(prefix: &str, uri: &str) -> String {
+    if prefix.is_empty() {
+        uri.to_string()
+    } else {
+        format!("{prefix}+{uri}")
+    }
 }
 
-/// The server and original URI behind a public resource URI.
-pub fn resolve_uri<'a>(
-    public: &str,
-    mut servers: impl Iterator<Item = &'a String>,
-) -> Option<(String, String)> {
-    let (server, uri) = public.split_once('+')?;
-    servers
-        .any(|s| s == server)
-        .then(|| (server.to_string(), uri.to_string()))
+/// The server and original URI behind a public resource URI: the server whose prefix is
+/// before its first `+`, else the unprefixed server.
+pub fn resolve_uri(public: &str, config: &Config) -> Option<(String, String)> {
+    if let Some((prefix, uri)) = public.split_once('+')
+        && let Some(server) = config
+            .servers
+            .keys()
+            .find(|s| !prefix.is_empty() && config.prefix(s) == prefix)
+    {
+        return Some((server.clone(), uri.to_string()));
+    }
+    config
+        .unprefixed()
+        .map(|s| (s.to_string(), public.to_string()))
 }
 
 fn key(public: &str) -> String {

@@ -1,19 +1,12 @@
-//! Relaying a routed `tools/call` answer to the client as it streams: the gateway's JSON-RPC
-//! id and progress token go back to the client's, event by event, so progress notifications
-//! reach the client while the tool still runs.
+//! Relaying a server's stream to the client as it arrives (a routed `tools/call` answer, or a
+//! stream the client resumed or opened with GET), event by event, so progress, logs and the
+//! server's own requests reach the client while the tool still runs. Ids are mapped as
+//! [`crate::ids`] describes.
 
+use crate::ids::{self, Scoped};
+use crate::uris;
 use serde_json::Value;
-use weir_wire::{jsonrpc, sse};
-
-/// What was rewritten on the way up, to undo on the way down.
-pub struct Ids {
-    pub upstream_id: Value,
-    pub client_id: Value,
-    /// `(gateway token, client token)` when the client asked for progress.
-    pub token: Option<(Value, Value)>,
-    /// The client speaks 2026-07-28, whose results need `resultType` (legacy servers send none).
-    pub modern: bool,
-}
+use weir_wire::sse;
 
 enum Mode {
     Events(sse::Parser),
@@ -21,38 +14,61 @@ enum Mode {
     Json(Vec<u8>),
 }
 
+/// One server's answer (or resumed stream) on its way to the client.
 pub struct Relay {
-    ids: Ids,
+    server: String,
+    prefix: String,
     mode: Mode,
 }
 
 impl Relay {
-    pub fn new(ids: Ids, event_stream: bool) -> Relay {
+    pub fn new(server: &str, prefix: &str, event_stream: bool) -> Relay {
         let mode = if event_stream {
             Mode::Events(sse::Parser::default())
         } else {
             Mode::Json(Vec::new())
         };
-        Relay { ids, mode }
+        Relay {
+            server: server.to_string(),
+            prefix: prefix.to_string(),
+            mode,
+        }
     }
 
+    /// One message from the server, made the client's: a request of the server's gets a
+    /// gateway-scoped id (the client's answer is routed back by it); the answer to the client's
+    /// call gets the client's id back; tokens and URIs are mapped.
     fn restore(&self, msg: &mut Value) {
-        if jsonrpc::response_id(msg) == Some(&self.ids.upstream_id) {
-            msg["id"] = self.ids.client_id.clone();
-            if self.ids.modern
-                && let Some(result) = msg.get_mut("result").and_then(Value::as_object_mut)
-            {
-                result
-                    .entry("resultType")
-                    .or_insert_with(|| Value::String("complete".into()));
+        let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
+        match (method.as_deref(), msg.get("id").cloned()) {
+            (Some(_), Some(id)) => msg["id"] = ids::server_request(&self.server, &id),
+            (Some("notifications/progress"), None) => {
+                if let Some(token) = msg.pointer_mut("/params/progressToken")
+                    && let Some(Scoped::Token(theirs)) = ids::parse(token)
+                {
+                    *token = theirs;
+                }
             }
-        }
-        if let Some((ours, theirs)) = &self.ids.token
-            && msg.get("method").and_then(Value::as_str) == Some("notifications/progress")
-            && let Some(token) = msg.pointer_mut("/params/progressToken")
-            && token == ours
-        {
-            *token = theirs.clone();
+            (Some("notifications/cancelled"), None) => {
+                // The server gave up on a request it sent the client.
+                if let Some(id) = msg.pointer_mut("/params/requestId") {
+                    *id = ids::server_request(&self.server, id);
+                }
+            }
+            (Some(_), None) => uris::notification(msg, &self.prefix),
+            (None, Some(id)) => {
+                if let Some(Scoped::Call { client_id, modern }) = ids::parse(&id) {
+                    msg["id"] = client_id;
+                    if let Some(result) = msg.get_mut("result") {
+                        uris::result(result, &self.prefix);
+                        if modern && let Some(r) = result.as_object_mut() {
+                            r.entry("resultType")
+                                .or_insert_with(|| Value::String("complete".into()));
+                        }
+                    }
+                }
+            }
+            (None, None) => {}
         }
     }
 
@@ -62,6 +78,12 @@ impl Relay {
         {
             self.restore(&mut msg);
             event.set_data(&msg.to_string());
+        }
+        // Event ids name the server, so a `Last-Event-ID` resumes from the right one.
+        for (field, value) in &mut event.fields {
+            if field == "id" && !value.is_empty() {
+                *value = ids::event(&self.server, value);
+            }
         }
         event.encode()
     }

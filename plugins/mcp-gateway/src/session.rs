@@ -42,6 +42,22 @@ pub fn classify(method: &str, params: &Value, ttl: u64) -> Result<Era, Refusal> 
     if method == "initialize" {
         return Ok(Era::Initialize);
     }
+    legacy_scope(ttl).map(Era::Legacy)
+}
+
+/// The client's live legacy session, from `Mcp-Session-Id`, checked with its
+/// `MCP-Protocol-Version` (absent means 2025-03-26).
+pub fn legacy_scope(ttl: u64) -> Result<String, Refusal> {
+    if let Some(v) = request::header("mcp-protocol-version")
+        && !LEGACY_VERSIONS.contains(&v.as_str())
+    {
+        return Err(Refusal(
+            400,
+            jsonrpc::UNSUPPORTED_VERSION,
+            format!("Bad Request: unsupported MCP-Protocol-Version: {v}"),
+            Some(json!({"supported": LEGACY_VERSIONS, "requested": v})),
+        ));
+    }
     let Some(id) = request::header("mcp-session-id") else {
         return Err(Refusal(
             400,
@@ -60,7 +76,7 @@ pub fn classify(method: &str, params: &Value, ttl: u64) -> Result<Era, Refusal> 
             None,
         ));
     }
-    Ok(Era::Legacy(id))
+    Ok(id)
 }
 
 /// Modern requests carry their version and capabilities in `_meta`, and `Mcp-*` headers that
@@ -117,10 +133,16 @@ fn key(id: &str) -> String {
     format!("mcp-gateway:session:{id}")
 }
 
-/// Opens a legacy session bound to the caller's principal; returns its id.
-pub fn open(version: &str, ttl: u64) -> String {
+/// Opens a legacy session bound to the caller's principal; returns its id. The client's
+/// capabilities that the gateway can serve for servers (`roots`, `sampling`, `elicitation`)
+/// are kept, to be declared to each server.
+pub fn open(version: &str, capabilities: &Value, ttl: u64) -> String {
     let id = crate::random_hex(16);
-    let record = json!({"v": version, "p": context::principal()});
+    let relayed: serde_json::Map<String, Value> = ["roots", "sampling", "elicitation"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), capabilities.get(*k)?.clone())))
+        .collect();
+    let record = json!({"v": version, "p": context::principal(), "c": relayed});
     let _ = kv::set(
         &key(&id),
         record.to_string().as_bytes(),
@@ -143,6 +165,17 @@ fn session_valid(id: &str, ttl: u64) -> bool {
     }
     let _ = kv::set(&key(id), &raw, Some(Duration::from_secs(ttl)));
     true
+}
+
+/// The capabilities the client of `scope` declared that the gateway relays; none for the
+/// shared scope of modern clients (they answer no server requests).
+pub fn client_capabilities(scope: &str) -> Value {
+    kv::get(&key(scope))
+        .ok()
+        .flatten()
+        .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
+        .and_then(|mut r| r.get_mut("c").map(Value::take))
+        .unwrap_or_else(|| json!({}))
 }
 
 /// Ends a legacy session.

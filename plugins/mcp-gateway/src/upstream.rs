@@ -86,22 +86,65 @@ impl<'a> Hop<'a> {
         &self.config.separator
     }
 
+    /// The prefix of this server's public names.
+    pub fn prefix(&self) -> &str {
+        self.config.prefix(self.name)
+    }
+
+    /// How long what is learnt of this server for this client is kept.
+    pub fn ttl(&self) -> u64 {
+        self.config.session_ttl_s
+    }
+
+    /// Where the names of this server's tools are remembered.
+    pub fn tools_key(&self) -> String {
+        format!("mcp-gateway:tools:{}:{}", self.scope, self.name)
+    }
+
     fn key(&self) -> String {
         format!("mcp-gateway:up:{}:{}", self.scope, self.name)
     }
 
     /// The session in `kv`, or a new one.
     pub fn session(&self) -> Result<Session, HopError> {
-        if let Ok(Some(v)) = kv::get(&self.key())
-            && let Ok(v) = serde_json::from_slice::<Value>(&v)
-            && let Some(version) = v.get("v").and_then(Value::as_str)
-        {
-            return Ok(Session {
-                id: v.get("s").and_then(Value::as_str).map(str::to_owned),
-                version: version.to_string(),
-            });
+        match self.existing() {
+            Some(s) => Ok(s),
+            None => self.initialize(),
         }
-        self.initialize()
+    }
+
+    /// The session in `kv`, if this client has one with this server.
+    pub fn existing(&self) -> Option<Session> {
+        let raw = kv::get(&self.key()).ok()??;
+        let v = serde_json::from_slice::<Value>(&raw).ok()?;
+        Some(Session {
+            id: v.get("s").and_then(Value::as_str).map(str::to_owned),
+            version: v.get("v").and_then(Value::as_str)?.to_string(),
+        })
+    }
+
+    /// Starts sending a notification or a response (no answer expected) on `session`.
+    pub fn start_message(&self, session: &Session, msg: &Value) -> Pending {
+        let mut req = self.post(session);
+        req.body = msg.to_string().into_bytes();
+        Pending {
+            call: outbound::start(req),
+            body: Vec::new(),
+            id: String::new(),
+            had_session: session.id.is_some(),
+        }
+    }
+
+    /// Waits for a message started with [`Hop::start_message`] to be accepted (2xx).
+    pub fn delivered(&self, pending: Pending) -> Result<(), HopError> {
+        let resp = pending
+            .call
+            .and_then(|c| outbound::wait(&c))
+            .map_err(unavailable)?;
+        match resp.status() {
+            200..=299 => Ok(()),
+            s => Err(HopError::Unavailable(format!("HTTP {s}"))),
+        }
     }
 
     /// Forgets the session (the server said it does not know it).
@@ -111,17 +154,21 @@ impl<'a> Hop<'a> {
 
     /// Ends the upstream session, if there is one (the client ended its own).
     pub fn end(&self) {
-        if let Ok(Some(_)) = kv::get(&self.key())
-            && let Ok(s) = self.session()
-            && s.id.is_some()
-        {
+        if let Some(s) = self.existing() {
+            self.delete(&s);
+        }
+        self.forget();
+    }
+
+    /// Sends DELETE for `session`, if the server minted an id for it.
+    fn delete(&self, session: &Session) {
+        if session.id.is_some() {
             let mut req =
                 outbound::Request::new("DELETE", &self.server.upstream, &self.server.path);
-            req.headers = self.headers(&s);
+            req.headers = self.headers(session);
             req.timeout_ms = self.config.timeout_ms;
             let _ = outbound::send(req);
         }
-        self.forget();
     }
 
     /// `initialize` then `notifications/initialized`; the session is stored in `kv`.
@@ -131,7 +178,9 @@ impl<'a> Hop<'a> {
             "jsonrpc": "2.0", "id": id, "method": "initialize",
             "params": {
                 "protocolVersion": UPSTREAM_VERSION,
-                "capabilities": {},
+                // What the client can do for servers (legacy clients; the gateway relays
+                // sampling, elicitation and roots requests to it).
+                "capabilities": crate::session::client_capabilities(self.scope),
                 "clientInfo": {"name": self.config.name, "version": env!("CARGO_PKG_VERSION")},
             }
         });
@@ -167,11 +216,16 @@ impl<'a> Hop<'a> {
             Err(e) => return Err(unavailable(e)),
         }
         let stored = json!({"s": session.id, "v": session.version});
-        let _ = kv::set(
-            &self.key(),
-            stored.to_string().as_bytes(),
-            Some(Duration::from_secs(self.config.session_ttl_s)),
-        );
+        let ttl = Some(Duration::from_secs(self.config.session_ttl_s));
+        // Requests of one client that race here (a GET stream and a call) must end up on one
+        // upstream session: a server's request and the client's answer have to meet there.
+        if let Ok(false) =
+            kv::compare_and_swap(&self.key(), None, stored.to_string().as_bytes(), ttl)
+            && let Some(theirs) = self.existing()
+        {
+            self.delete(&session);
+            return Ok(theirs);
+        }
         log::debug(&format!(
             "mcp-gateway: opened a session with server \"{}\"",
             self.name
