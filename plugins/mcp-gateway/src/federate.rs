@@ -242,7 +242,6 @@ pub fn by_name(
     mut params: Value,
 ) -> Result<Value, RpcError> {
     let hop = name_target(config, scope, method, &mut params)?;
-    crate::upstream::strip_modern_meta(&mut params);
     let mut result = hop.call(method, params).map_err(|e| e.to_error(hop.name))?;
     crate::uris::result(&mut result, hop.prefix());
     Ok(result)
@@ -251,8 +250,6 @@ pub fn by_name(
 /// `logging/setLevel`, passed on to every server the client has a session with (servers it
 /// has none with yet start at their default level).
 pub fn set_level(config: &Config, scope: &str, params: &Value) {
-    let mut params = params.clone();
-    crate::upstream::strip_modern_meta(&mut params);
     for name in config.servers.keys() {
         if let Some(hop) = Hop::new(config, name, scope)
             && hop.existing().is_some()

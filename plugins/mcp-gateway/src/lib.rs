@@ -35,6 +35,7 @@ mod config;
 mod federate;
 mod forward;
 mod ids;
+mod modern;
 mod names;
 mod origin;
 mod relay;
@@ -148,7 +149,7 @@ impl McpGateway {
         };
         let modern = matches!(era, Era::Modern);
         let scope = match &era {
-            Era::Modern => "modern".to_string(),
+            Era::Modern => session::MODERN_SCOPE.to_string(),
             Era::Legacy(s) => s.clone(),
             Era::Initialize => String::new(),
         };
@@ -278,14 +279,15 @@ impl McpGateway {
             return unknown();
         }
         params["name"] = Value::String(tool);
-        upstream::strip_modern_meta(&mut params);
+        hop.adapt(&session, &mut params);
         if let Some(token) = params.pointer_mut("/_meta/progressToken") {
             *token = ids::token(token, modern);
         }
+        let headers = hop.request_headers(&session, "tools/call", &params);
         let body = jsonrpc::request(&ids::call(&id, modern), "tools/call", Some(params))
             .to_string()
             .into_bytes();
-        let upstream_name = match self.send_on(&hop, &session, Some(&body), &[]) {
+        let upstream_name = match self.send_on(&hop, &session, Some(&body), headers) {
             Ok(u) => u,
             Err(d) => return d,
         };
@@ -301,29 +303,29 @@ impl McpGateway {
         Decision::Route(upstream_name)
     }
 
-    /// Rewrites the client's request into one for `hop` on `session` (its path, the server's
-    /// credential, never the client's; `body` if given; then `extra` headers) and returns the
-    /// upstream to route it to.
+    /// Rewrites the client's request into one for `hop` on `session` (its path, `headers` with
+    /// the server's credential, never the client's; `body` if given) and returns the upstream
+    /// to route it to.
     fn send_on(
         &self,
         hop: &Hop,
         session: &upstream::Session,
         body: Option<&[u8]>,
-        extra: &[(&str, String)],
+        headers: Vec<(String, String)>,
     ) -> Result<String, Decision> {
-        // Nothing of the client's identity or MCP session goes upstream.
+        // Nothing of the client's identity or MCP session goes upstream. A modern server gets
+        // the client's `Mcp-Param-*` headers as they are (the arguments are unchanged).
         for (name, _) in request::headers() {
+            let param = session.is_modern() && name.starts_with("mcp-param-");
             if matches!(
                 name.as_str(),
                 "authorization" | "cookie" | "x-api-key" | "last-event-id"
-            ) || name.starts_with("mcp-")
+            ) || (name.starts_with("mcp-") && !param)
             {
                 let _ = request::remove_header(&name);
             }
         }
-        let headers = hop.headers(session).into_iter();
-        let extra = extra.iter().map(|(n, v)| (n.to_string(), v.clone()));
-        for (name, value) in headers.chain(extra) {
+        for (name, value) in headers {
             if let Err(e) = request::set_header(&name, &value) {
                 log::warn(&format!("mcp-gateway: header {name}: {e:?}"));
             }
@@ -410,14 +412,14 @@ impl McpGateway {
                 }
             },
         };
-        let mut extra = vec![("accept", "text/event-stream".to_string())];
+        let mut headers = hop.headers(&session);
+        headers.retain(|(n, _)| n != "content-type");
+        headers.push(("accept".into(), "text/event-stream".into()));
         if let Some(up) = resume {
-            extra.push(("last-event-id", up));
+            headers.push(("last-event-id".into(), up));
         }
-        let _ = request::remove_header("content-type");
-        match self.send_on(&hop, &session, None, &extra) {
+        match self.send_on(&hop, &session, None, headers) {
             Ok(upstream_name) => {
-                let _ = request::remove_header("content-type");
                 self.routed = Some(Routed {
                     server,
                     scope,
@@ -438,7 +440,12 @@ impl McpGateway {
         let sse = is_event_stream(response::header("content-type").as_deref());
         let Some(call) = routed.call else {
             if status < 300 && sse {
-                self.relay = Some(Relay::new(&routed.server, &prefix, true));
+                self.relay = Some(Relay::new(
+                    &routed.server,
+                    &prefix,
+                    true,
+                    self.server_info(),
+                ));
             }
             return ResponseDecision::Continue;
         };
@@ -461,7 +468,8 @@ impl McpGateway {
                     match resp.read_body(self.config.max_response_bytes) {
                         Ok(body) if status < 500 => {
                             let sse = is_event_stream(Some(&ct));
-                            self.relay = Some(Relay::new(&routed.server, &prefix, sse));
+                            self.relay =
+                                Some(Relay::new(&routed.server, &prefix, sse, self.server_info()));
                             ResponseDecision::Replace(
                                 LocalResponse::new(status)
                                     .header("content-type", ct)
@@ -487,7 +495,7 @@ impl McpGateway {
                 HopError::Unavailable(format!("HTTP {status}")),
             );
         }
-        self.relay = Some(Relay::new(&routed.server, &prefix, sse));
+        self.relay = Some(Relay::new(&routed.server, &prefix, sse, self.server_info()));
         ResponseDecision::Continue
     }
 

@@ -5,8 +5,11 @@
 
 use crate::ids::{self, Scoped};
 use crate::uris;
-use serde_json::Value;
+use serde_json::{Value, json};
 use weir_wire::sse;
+
+/// Where modern results name the server that answered: the gateway, to its clients.
+const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 enum Mode {
     Events(sse::Parser),
@@ -18,11 +21,13 @@ enum Mode {
 pub struct Relay {
     server: String,
     prefix: String,
+    /// The gateway's `serverInfo`, which modern results carry in `_meta`.
+    server_info: Value,
     mode: Mode,
 }
 
 impl Relay {
-    pub fn new(server: &str, prefix: &str, event_stream: bool) -> Relay {
+    pub fn new(server: &str, prefix: &str, event_stream: bool, server_info: Value) -> Relay {
         let mode = if event_stream {
             Mode::Events(sse::Parser::default())
         } else {
@@ -31,6 +36,7 @@ impl Relay {
         Relay {
             server: server.to_string(),
             prefix: prefix.to_string(),
+            server_info,
             mode,
         }
     }
@@ -64,6 +70,10 @@ impl Relay {
                         if modern && let Some(r) = result.as_object_mut() {
                             r.entry("resultType")
                                 .or_insert_with(|| Value::String("complete".into()));
+                            let meta = r.entry("_meta").or_insert_with(|| json!({}));
+                            if let Some(meta) = meta.as_object_mut() {
+                                meta.insert(SERVER_INFO.into(), self.server_info.clone());
+                            }
                         }
                     }
                 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 use weir_sdk::{context, kv, request};
 use weir_wire::jsonrpc;
 
+/// The scope (in place of a session id) shared by all modern clients.
+pub const MODERN_SCOPE: &str = "modern";
+
 /// The legacy versions the gateway accepts from clients, newest last.
 pub const LEGACY_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
 /// The modern (stateless) versions.

@@ -48,11 +48,18 @@ impl HopError {
     }
 }
 
-/// An upstream session: the id the server minted (if any) and the version it agreed to.
+/// An upstream session: the id the server minted (if any) and the version it agreed to. A
+/// 2026-07-28 "session" is no session at all: each request stands alone.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: Option<String>,
     pub version: String,
+}
+
+impl Session {
+    pub fn is_modern(&self) -> bool {
+        self.version == crate::modern::VERSION
+    }
 }
 
 /// One federated server as seen from one client scope.
@@ -105,8 +112,15 @@ impl<'a> Hop<'a> {
         format!("mcp-gateway:up:{}:{}", self.scope, self.name)
     }
 
-    /// The session in `kv`, or a new one.
+    /// The session in `kv`, or a new one; for modern clients of a server that speaks
+    /// 2026-07-28, that era (no session).
     pub fn session(&self) -> Result<Session, HopError> {
+        if self.scope == crate::session::MODERN_SCOPE && crate::modern::speaks_modern(self) {
+            return Ok(Session {
+                id: None,
+                version: crate::modern::VERSION.into(),
+            });
+        }
         match self.existing() {
             Some(s) => Ok(s),
             None => self.initialize(),
@@ -233,6 +247,37 @@ impl<'a> Hop<'a> {
         Ok(session)
     }
 
+    /// The gateway as a client, as it introduces itself to servers.
+    pub fn client_info(&self) -> Value {
+        json!({"name": self.config.name, "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// `params` as `session`'s era wants them: a modern request's `_meta` filled in; the
+    /// modern keys taken out of a legacy one.
+    pub fn adapt(&self, session: &Session, params: &mut Value) {
+        if session.is_modern() {
+            crate::modern::prepare(params, self.client_info());
+        } else {
+            strip_modern_meta(params);
+        }
+    }
+
+    /// The headers of `method` with `params` on `session`: [`Hop::headers`], and for the
+    /// modern era the headers that must match the body.
+    pub fn request_headers(
+        &self,
+        session: &Session,
+        method: &str,
+        params: &Value,
+    ) -> Vec<(String, String)> {
+        let mut h = self.headers(session);
+        if session.is_modern() {
+            h.retain(|(n, _)| n != "mcp-protocol-version");
+            h.extend(crate::modern::headers(method, params));
+        }
+        h
+    }
+
     /// The headers of every request on `session`: accept both answer forms, the session and
     /// version, and this server's credential (never the client's).
     pub fn headers(&self, session: &Session) -> Vec<(String, String)> {
@@ -247,6 +292,13 @@ impl<'a> Hop<'a> {
         if let Some(id) = &session.id {
             h.push(("mcp-session-id".into(), id.clone()));
         }
+        h.extend(self.credential());
+        h
+    }
+
+    /// This server's credential header, if it has one.
+    pub fn credential(&self) -> Vec<(String, String)> {
+        let mut h = Vec::new();
         if let Some(name) = &self.server.secret {
             match secrets::get(name) {
                 Ok(v) => h.push((
@@ -270,13 +322,15 @@ impl<'a> Hop<'a> {
     }
 
     /// Starts `method` on this server; [`Hop::finish`] waits for its result.
-    pub fn start(&self, method: &str, params: Value) -> Result<Pending, HopError> {
+    pub fn start(&self, method: &str, mut params: Value) -> Result<Pending, HopError> {
         let session = self.session()?;
+        self.adapt(&session, &mut params);
         let id = crate::fresh_id();
+        let mut req = self.post(&session);
+        req.headers = self.request_headers(&session, method, &params);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
             .to_string()
             .into_bytes();
-        let mut req = self.post(&session);
         req.body = body.clone();
         Ok(Pending {
             call: outbound::start(req),
