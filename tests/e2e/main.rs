@@ -16,6 +16,7 @@ mod llm;
 mod logging;
 mod mcp;
 mod mcp_conformance;
+mod mcp_streams;
 mod metrics;
 mod mtls;
 mod oci;

@@ -62,7 +62,11 @@ pub fn everything_js() -> PathBuf {
 
 /// Runs `tests/peers/mcp_client.py` and returns one JSON value per op.
 pub fn client(url: &str, mode: &str, headers: Value, ops: Value) -> Vec<Value> {
-    let spec = json!({"url": url, "mode": mode, "headers": headers, "ops": ops});
+    client_spec(json!({"url": url, "mode": mode, "headers": headers, "ops": ops}))
+}
+
+/// Runs `tests/peers/mcp_client.py` with a whole spec (see the script).
+pub fn client_spec(spec: Value) -> Vec<Value> {
     let out = Command::new("python3")
         .arg(repo_root().join("tests/peers/mcp_client.py"))
         .arg(spec.to_string())
@@ -82,7 +86,7 @@ pub fn client(url: &str, mode: &str, headers: Value, ops: Value) -> Vec<Value> {
 }
 
 /// The gateway config: `servers` maps a server name to its upstream endpoint.
-fn gateway_config(servers: &[(&str, String)], chain_before: &str, extra: &str) -> String {
+pub fn gateway_config(servers: &[(&str, String)], chain_before: &str, extra: &str) -> String {
     let mut toml = String::new();
     let mut table = Vec::new();
     let names: Vec<String> = servers.iter().map(|(n, _)| format!("{n:?}")).collect();
@@ -118,14 +122,14 @@ fn gateway_config(servers: &[(&str, String)], chain_before: &str, extra: &str) -
     toml
 }
 
-fn start(servers: &[(&str, String)], chain_before: &str) -> Gateway {
+pub fn start(servers: &[(&str, String)], chain_before: &str) -> Gateway {
     Gateway::start_env(
         &gateway_config(servers, chain_before, ""),
         &[("WEIR_TEST_PY_TOKEN", "server-secret")],
     )
 }
 
-fn tools(result: &Value) -> Vec<String> {
+pub fn tools(result: &Value) -> Vec<String> {
     result["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("no tools in {result}"))
@@ -537,7 +541,7 @@ fn a_dead_server_is_left_out_of_lists_and_its_calls_fail_clearly() {
     );
 }
 
-async fn post_raw(
+pub async fn post_raw(
     url: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,

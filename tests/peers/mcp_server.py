@@ -3,8 +3,9 @@
     python3 mcp_server.py --port P --log FILE            # MCPServer: tools, a resource, progress
     python3 mcp_server.py --port P --log FILE --paged N  # low-level Server: N+1 tools, 10 per page
 
-Every POST it receives is appended to FILE as one JSON line (`method`, `name`, `authorization`,
-`session`), so tests can assert what did, and did not, reach the upstream.
+Every POST it receives is appended to FILE as one JSON line (`method`, `name`, `id`,
+`request_id` (of a cancellation), `authorization`, `session`, `version`, `mcp_method`,
+`mcp_name`), so tests can assert what did, and did not, reach the upstream.
 """
 
 import argparse
@@ -40,11 +41,16 @@ def recording(app, log_path):
             entry = {
                 "method": msg.get("method") if isinstance(msg, dict) else "<batch>",
                 "name": params.get("name") if isinstance(params, dict) else None,
+                "id": msg.get("id") if isinstance(msg, dict) else None,
+                "request_id": params.get("requestId") if isinstance(params, dict) else None,
             }
         except ValueError:
             entry = {"method": "<malformed>", "name": None}
         entry["authorization"] = headers.get("authorization")
         entry["session"] = headers.get("mcp-session-id")
+        entry["version"] = headers.get("mcp-protocol-version")
+        entry["mcp_method"] = headers.get("mcp-method")
+        entry["mcp_name"] = headers.get("mcp-name")
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
         pending = iter(chunks)
@@ -91,6 +97,41 @@ def tool_server():
             await ctx.report_progress(i + 1, steps, f"step {i + 1}")
             await asyncio.sleep(0.1)
         return f"done after {steps} steps"
+
+    @mcp.tool()
+    async def confirm(action: str, ctx: Context) -> str:
+        """Asks the client to confirm: by multi-round-trip (`input_required`) in 2026-07-28,
+        by an `elicitation/create` request in a legacy session."""
+        if ctx.protocol_version != "2026-07-28":
+            answer = await ctx.session.elicit_form(
+                f"Allow {action}?",
+                requested_schema={"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                related_request_id=ctx.request_id,
+            )
+            return f"{action}: {answer.action} (asked in the session)"
+        responses = ctx.input_responses
+        if not responses:
+            return types.InputRequiredResult(
+                inputRequests={
+                    "ok": types.ElicitRequest(
+                        params=types.ElicitRequestFormParams(
+                            message=f"Allow {action}?",
+                            requestedSchema={"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                        )
+                    )
+                },
+                requestState=f"asked:{action}",
+            )
+        answer = responses["ok"]
+        action_taken = getattr(answer, "action", None) or answer.get("action")
+        return f"{action}: {action_taken} (state {ctx.request_state})"
+
+    @mcp.tool()
+    async def grow(ctx: Context) -> str:
+        """Adds the tool `grown` and says so on the session's standalone stream."""
+        mcp.add_tool(lambda: "grown", name="grown", description="Added at run time.")
+        await ctx.session.send_tool_list_changed()
+        return "grew"
 
     @mcp.resource("data://greeting", mime_type="text/plain")
     def greeting() -> str:

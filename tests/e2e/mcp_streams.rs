@@ -1,0 +1,353 @@
+//! What flows through `mcp-gateway` besides request and answer, end to end with the official
+//! Python client, `@modelcontextprotocol/server-everything` and Python `mcp` servers: servers'
+//! requests to the client and its answers (both eras), resumed streams, one resource naming
+//! everywhere, subscriptions and completion, notifications and cancellation.
+
+use crate::mcp::{McpServer, client, gateway_config, post_raw, start, tools};
+use crate::support::{Gateway, Peer, eventually, free_port, hang_guard, repo_root};
+use serde_json::{Value, json};
+use std::process::Command;
+
+/// The last line of an answering client: what the servers asked it.
+fn answered(out: &[Value]) -> Vec<String> {
+    out.last().expect("output")["answered"]
+        .as_array()
+        .expect("answered")
+        .iter()
+        .map(|v| v.as_str().expect("str").to_string())
+        .collect()
+}
+
+#[test]
+fn servers_requests_are_answered_by_the_client_in_both_eras() {
+    let ev = McpServer::everything();
+    let py = McpServer::python(&[]);
+    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    // Legacy: sampling, elicitation and roots requests from either server reach the client
+    // over the call's stream, and its answers reach the server that asked.
+    let out = answering_client(
+        &gw,
+        "legacy",
+        json!([
+            {"op": "call", "name": "ev_trigger-sampling-request",
+             "args": {"prompt": "hello weir", "maxTokens": 5}},
+            {"op": "call", "name": "ev_trigger-elicitation-request", "args": {}},
+            {"op": "call", "name": "py_confirm", "args": {"action": "deploy"}},
+        ]),
+    );
+    assert!(
+        out[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("sampled: ") && t.contains("hello weir")),
+        "the client's sample came back to the tool: {}",
+        out[0]
+    );
+    assert_eq!(out[1]["is_error"], false, "{}", out[1]);
+    assert_eq!(out[2]["text"], "deploy: accept (asked in the session)");
+    let asked = answered(&out);
+    for method in ["sampling/createMessage", "elicitation/create"] {
+        assert!(
+            asked.iter().filter(|m| *m == method).count() >= 1,
+            "{method} not asked: {asked:?}"
+        );
+    }
+    // 2026-07-28: the server asks by multi-round-trip (`input_required`); the result reaches
+    // the client as it is and its retry, with the answer, reaches the server.
+    let out = answering_client(
+        &gw,
+        "2026-07-28",
+        json!([
+            {"op": "call", "name": "py_confirm", "args": {"action": "ship"}},
+        ]),
+    );
+    assert_eq!(out[0]["text"], "ship: accept (state asked:ship)", "{out:?}");
+    assert_eq!(answered(&out), vec!["elicitation/create"]);
+    // Both rounds went to the server in its own era: no session, the headers it checks.
+    let rounds: Vec<Value> = py
+        .received()
+        .into_iter()
+        .filter(|m| m["method"] == "tools/call" && m["mcp_name"] == "confirm")
+        .collect();
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    for r in &rounds {
+        assert_eq!(r["session"], Value::Null, "{r}");
+        assert_eq!(r["version"], "2026-07-28", "{r}");
+        assert_eq!(r["mcp_method"], "tools/call", "{r}");
+    }
+}
+
+/// `server-everything` asks for roots on its standalone stream (tied to no call), which the
+/// gateway passes through when it federates that server alone.
+#[test]
+fn a_single_servers_own_requests_reach_the_client_on_the_standalone_stream() {
+    let ev = McpServer::everything();
+    let gw = start(&[("ev", ev.endpoint())], "");
+    let out = answering_client(
+        &gw,
+        "legacy",
+        json!([{"op": "call", "name": "ev_get-roots-list", "args": {}}]),
+    );
+    assert!(
+        out[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("file:///weir-test-root")),
+        "the client's roots reached the server: {}",
+        out[0]
+    );
+    assert!(
+        answered(&out).contains(&"roots/list".to_string()),
+        "{out:?}"
+    );
+}
+
+fn answering_client(gw: &Gateway, mode: &str, ops: Value) -> Vec<Value> {
+    crate::mcp::client_spec(json!({
+        "url": gw.url("/mcp"), "mode": mode, "answer": true, "ops": ops,
+    }))
+}
+
+/// The conformance fixture, whose `test_reconnection` tool closes its stream mid-call.
+fn reconnecting_server() -> Peer {
+    let port = free_port();
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("tests/peers/mcp_conformance_server.py"))
+        .args(["--port", &port.to_string()]);
+    Peer::command(cmd, port, "the MCP conformance fixture server")
+}
+
+#[test]
+fn a_stream_cut_mid_call_resumes_from_the_server_that_sent_it() {
+    let conf = reconnecting_server();
+    let py = McpServer::python(&[]);
+    let gw = start(&[("conf", conf.endpoint()), ("py", py.endpoint())], "");
+    let out = client(
+        &gw.url("/mcp"),
+        "legacy",
+        json!({}),
+        json!([{"op": "call", "name": "conf_test_reconnection", "args": {}}]),
+    );
+    assert_eq!(out[0]["text"], "Reconnection test completed", "{out:?}");
+    // The same by hand: the POST's stream ends without the answer, and the last event id it
+    // gave, replayed as Last-Event-ID, brings the answer from the server that sent it.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let url = gw.url("/mcp");
+        let sid = raw_session(&url).await;
+        let h = [("mcp-session-id", sid.as_str()), ("mcp-protocol-version", "2025-11-25")];
+        let cut = post_raw(
+            &url,
+            &h,
+            r#"{"jsonrpc":"2.0","id":"call-1","method":"tools/call","params":{"name":"conf_test_reconnection","arguments":{}}}"#,
+        )
+        .await;
+        let text = cut.text();
+        assert!(!text.contains("Reconnection test completed"), "{text}");
+        let last = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .last()
+            .unwrap_or_else(|| panic!("no event id in {text}"))
+            .to_string();
+        assert!(last.starts_with("conf:"), "event ids name the server: {last}");
+        let answer = resume(&url, &sid, &last).await;
+        assert_eq!(answer["id"], "call-1", "the client's own id: {answer}");
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            "Reconnection test completed"
+        );
+    });
+}
+
+/// GET with `Last-Event-ID`, read as it streams (the server keeps the resumed stream open)
+/// until the answer to a call arrives.
+async fn resume(url: &str, sid: &str, last: &str) -> Value {
+    use http_body_util::BodyExt;
+    let req = http::Request::get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", last)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let resp = crate::support::http1_client()
+        .request(req)
+        .await
+        .expect("GET through weir");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    loop {
+        let frame = hang_guard("the resumed stream's answer", body.frame())
+            .await
+            .unwrap_or_else(|| panic!("the stream ended without an answer: {seen}"))
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+        let answer = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|m| m.get("result").is_some());
+        if let Some(answer) = answer {
+            return answer;
+        }
+    }
+}
+
+/// A legacy session opened by hand; its id.
+async fn raw_session(url: &str) -> String {
+    let init = post_raw(
+        url,
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    )
+    .await;
+    init.header("mcp-session-id").expect("session id")
+}
+
+#[test]
+fn resources_keep_one_name_everywhere_and_named_requests_reach_their_owner() {
+    let ev = McpServer::everything();
+    let py = McpServer::python(&[]);
+    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    let out = client(
+        &gw.url("/mcp"),
+        "legacy",
+        json!({}),
+        json!([
+            {"op": "call", "name": "ev_get-resource-links", "args": {"count": 2}},
+            {"op": "call", "name": "ev_get-resource-reference",
+             "args": {"resourceType": "Text", "resourceId": 3}},
+            {"op": "prompt", "name": "ev_resource-prompt",
+             "args": {"resourceType": "Text", "resourceId": "4"}},
+            {"op": "complete", "prompt": "ev_completable-prompt", "arg": "department",
+             "value": "Eng"},
+            {"op": "subscribe", "uri": "ev+demo://resource/dynamic/text/1"},
+            {"op": "unsubscribe", "uri": "ev+demo://resource/dynamic/text/1"},
+        ]),
+    );
+    let links: Vec<String> = out[0]["uris"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", out[0]))
+        .iter()
+        .map(|u| u.as_str().expect("uri").to_string())
+        .collect();
+    assert!(!links.is_empty(), "{}", out[0]);
+    let mut everywhere = links.clone();
+    everywhere.extend(uris(&out[1]));
+    everywhere.extend(uris(&out[2]));
+    assert_eq!(everywhere.len(), links.len() + 2, "{out:?}");
+    for uri in &everywhere {
+        assert!(uri.starts_with("ev+demo://"), "{uri} in {out:?}");
+    }
+    assert_eq!(out[3]["values"], json!(["Engineering"]), "{}", out[3]);
+    assert_eq!(out[4]["ok"], true, "{}", out[4]);
+    assert_eq!(out[5]["ok"], true, "{}", out[5]);
+    // Every name a tool or prompt handed out can be read back through the gateway.
+    let reads: Vec<Value> = everywhere
+        .iter()
+        .map(|u| json!({"op": "read", "uri": u}))
+        .collect();
+    let read = client(&gw.url("/mcp"), "legacy", json!({}), Value::Array(reads));
+    for (uri, r) in everywhere.iter().zip(&read) {
+        assert_eq!(r["uris"], json!([uri]), "reading {uri}: {r}");
+    }
+}
+
+fn uris(v: &Value) -> Vec<String> {
+    v["uris"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|u| u.as_str().expect("uri").to_string())
+        .collect()
+}
+
+#[test]
+fn a_single_servers_notifications_reach_the_client_with_names_mapped() {
+    let ev = McpServer::everything();
+    let gw = start(&[("ev", ev.endpoint())], "");
+    let out = client(
+        &gw.url("/mcp"),
+        "legacy",
+        json!({}),
+        json!([
+            {"op": "subscribe", "uri": "ev+demo://resource/dynamic/text/1"},
+            {"op": "call", "name": "ev_toggle-subscriber-updates", "args": {}},
+            {"op": "notification", "method": "notifications/resources/updated"},
+        ]),
+    );
+    assert_eq!(
+        out[2]["params"]["uri"], "ev+demo://resource/dynamic/text/1",
+        "{out:?}"
+    );
+    drop(gw);
+    let py = McpServer::python(&[]);
+    let gw = start(&[("py", py.endpoint())], "");
+    let out = client(
+        &gw.url("/mcp"),
+        "legacy",
+        json!({}),
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "name": "py_grow", "args": {}},
+            {"op": "notification", "method": "notifications/tools/list_changed"},
+            {"op": "list_tools"},
+        ]),
+    );
+    assert!(!tools(&out[0]).contains(&"py_grown".to_string()), "{out:?}");
+    assert_eq!(out[1]["text"], "grew");
+    assert!(tools(&out[3]).contains(&"py_grown".to_string()), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_cancelled_call_is_cancelled_on_its_server_under_the_id_it_got_there() {
+    let py = McpServer::python(&[]);
+    let gw = Gateway::start_env(
+        &gateway_config(&[("py", py.endpoint())], "", ""),
+        &[("WEIR_TEST_PY_TOKEN", "server-secret")],
+    );
+    let url = gw.url("/mcp");
+    let sid = raw_session(&url).await;
+    let headers = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let (u, s) = (url.clone(), sid.clone());
+    let call = tokio::spawn(async move {
+        let h = [
+            ("mcp-session-id", s.as_str()),
+            ("mcp-protocol-version", "2025-11-25"),
+        ];
+        post_raw(
+            &u,
+            &h,
+            r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"py_slow","arguments":{"steps":600}}}"#,
+        )
+        .await
+    });
+    let upstream_id = eventually("the call to reach the server", async || {
+        py.received()
+            .into_iter()
+            .find(|m| m["method"] == "tools/call" && m["name"] == "slow")
+            .map(|m| m["id"].clone())
+            .ok_or_else(|| format!("{:?}", py.received()))
+    })
+    .await;
+    assert_ne!(upstream_id, json!(42), "the server sees the gateway's id");
+    let r = post_raw(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":42,"reason":"changed my mind"}}"#,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 202);
+    let cancelled = py
+        .received()
+        .into_iter()
+        .find(|m| m["method"] == "notifications/cancelled")
+        .expect("the cancellation reached the server");
+    assert_eq!(cancelled["request_id"], upstream_id);
+    call.abort();
+}
