@@ -145,7 +145,7 @@ fn a_stream_cut_mid_call_resumes_from_the_server_that_sent_it() {
         let last = text
             .lines()
             .filter_map(|l| l.strip_prefix("id: "))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("no event id in {text}"))
             .to_string();
         assert!(last.starts_with("conf:"), "event ids name the server: {last}");
