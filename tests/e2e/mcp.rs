@@ -331,6 +331,8 @@ fn principals_see_and_call_only_their_tools_and_every_call_is_audited() {
             "everything_echo",
             "everything_get-sum",
             "py_add",
+            "py_confirm",
+            "py_grow",
             "py_pay",
             "py_read_file",
             "py_slow"
@@ -828,4 +830,77 @@ async fn a_rebound_page_is_refused_for_every_method_and_a_local_one_works() {
         assert_eq!(r.status.as_u16(), 200, "{headers:?}: {}", r.text());
         assert_eq!(r.json()["result"]["protocolVersion"], "2025-06-18");
     }
+}
+
+/// The admin address of a gateway started from [`gateway_config`].
+fn admin_url(gw: &Gateway, path: &str) -> String {
+    let config = std::fs::read_to_string(&gw.config).expect("config");
+    let addr = config
+        .split("[admin]\naddress = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an [admin] address");
+    format!("http://{addr}{path}")
+}
+
+#[tokio::test]
+async fn tool_names_made_up_by_clients_never_become_metric_labels() {
+    let py = McpServer::python(&[]);
+    let gw = start(&[("py", py.endpoint())], POLICY);
+    let url = gw.url("/mcp");
+    // `py_pay` is named in an argument rule; `py_*` allows the made-up names too.
+    let mut ops = vec![json!({"op": "call", "name": "py_pay", "args": {"amount": 4}})];
+    ops.extend((0..10).map(|i| json!({"op": "call", "name": format!("py_made_up_{i}")})));
+    let (u, o) = (url.clone(), Value::Array(ops));
+    let out = tokio::task::spawn_blocking(move || {
+        client(&u, "legacy", json!({"x-api-key": "k-alice"}), o)
+    })
+    .await
+    .expect("client");
+    assert_eq!(out[0]["text"], "paid 4.0");
+    // Allowed by `py_*`, unknown to the server: answered by the gateway, never sent on.
+    assert!(
+        out[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unknown tool: py_made_up_0")),
+        "{}",
+        out[1]
+    );
+    assert_eq!(py.calls(), ["pay"], "made-up tools never reach the server");
+    let scrape = admin_url(&gw, "/metrics");
+    let deadline = Instant::now() + crate::support::HANG_GUARD;
+    let metrics = loop {
+        let text = crate::support::hang_guard("a scrape", crate::support::get(&scrape))
+            .await
+            .text();
+        let other = text
+            .lines()
+            .find(|l| {
+                l.starts_with("weir_plugin_mcp_tool_calls_total{")
+                    && l.contains("tool=\"other\"")
+                    && l.contains("decision=\"allow\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if other.is_some_and(|n| n >= 10.0) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the ten made-up calls in the metrics: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("weir_plugin_mcp_tool_calls_total{")
+                && l.contains("tool=\"py_pay\"")),
+        "a configured tool keeps its name: {metrics}"
+    );
+    assert!(!metrics.contains("made_up"), "{metrics}");
+    let series = metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_plugin_mcp_tool_calls_total{"))
+        .count();
+    assert!(series <= 3, "bounded series: {metrics}");
 }

@@ -1,5 +1,6 @@
 //! The audit record of one `tools/call`: to the log (one JSON object after `audit `) and to the
-//! metrics `weir_plugin_mcp_tool_calls_total` and `weir_plugin_mcp_tool_call_seconds`.
+//! metrics `weir_plugin_mcp_tool_calls_total` and `weir_plugin_mcp_tool_call_seconds`, whose
+//! labels are bounded (configured tool names or `other`; status `ok`, `tool-error`, `error`).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -24,6 +25,8 @@ pub struct Record<'a> {
     pub principal: Option<&'a str>,
     pub server: &'a str,
     pub tool: &'a str,
+    /// Whether `tool` is a name the operator configured, which metrics may carry.
+    pub known_tool: bool,
     pub arguments: &'a Value,
     pub decision: &'a str,
     pub reason: Option<&'a str>,
@@ -74,18 +77,29 @@ pub fn write(record: &Record, mode: Arguments) {
         "latency_ms": (record.latency_ms * 1000.0).round() / 1000.0,
     });
     log::info(&format!("audit {line}"));
+    // Metric labels come only from configured names and fixed sets, never from what a client
+    // sent: a made-up tool name is counted as `other` (the log above keeps the real one).
+    let (server, tool) = if record.known_tool {
+        (record.server, record.tool)
+    } else {
+        ("other", "other")
+    };
+    let status = match record.status {
+        s @ ("ok" | "tool-error") => s,
+        _ => "error",
+    };
     let labels = [
-        ("server", record.server),
-        ("tool", record.tool),
+        ("server", server),
+        ("tool", tool),
         ("decision", record.decision),
-        ("status", record.status),
+        ("status", status),
     ];
     metrics::counter_add("mcp_tool_calls", 1, &labels);
     if record.decision == "allow" {
         metrics::histogram_record(
             "mcp_tool_call_seconds",
             record.latency_ms / 1000.0,
-            &[("server", record.server), ("tool", record.tool)],
+            &[("server", server), ("tool", tool)],
         );
     }
 }

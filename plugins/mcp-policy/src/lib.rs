@@ -22,7 +22,8 @@
 //! Config: `rules` (see [`rules::Rule`]; default-deny: with no rule nothing is allowed),
 //! `arguments` ([`rules::ArgumentRule`]), `audit_arguments` (`digest`, default; `redacted`;
 //! `full`), `separator` (between server and tool in public names, default `_`, for the
-//! record's `server` field). Needs `capabilities = { metrics = true }`.
+//! record's `server` field), `metric_tools` (more tool names to count apart in metrics; see
+//! [`audit`]). Needs `capabilities = { metrics = true }`.
 
 #![forbid(unsafe_code)]
 
@@ -51,6 +52,25 @@ struct Config {
     separator: String,
     #[serde(default = "default_max_request")]
     max_request_bytes: u32,
+    /// Tool names that get their own metric series, besides those named literally (no glob) in
+    /// `rules` and `arguments`; every other tool a client names is counted as `other`.
+    #[serde(default)]
+    metric_tools: Vec<String>,
+}
+
+impl Config {
+    /// The tool names metrics may carry: configured by the operator, never chosen by a client.
+    fn metric_names(&self) -> std::collections::BTreeSet<String> {
+        let literal = |n: &&String| !n.contains(['*', '?']);
+        self.rules
+            .iter()
+            .flat_map(|r| r.allow.iter().chain(&r.deny))
+            .chain(self.arguments.iter().map(|a| &a.tool))
+            .chain(&self.metric_tools)
+            .filter(literal)
+            .cloned()
+            .collect()
+    }
 }
 
 fn default_separator() -> String {
@@ -93,6 +113,8 @@ enum Watch {
 
 struct McpPolicy {
     config: Config,
+    /// See [`Config::metric_names`].
+    metric_names: std::collections::BTreeSet<String>,
     watch: Watch,
 }
 
@@ -123,6 +145,7 @@ impl McpPolicy {
                 principal: call.principal.as_deref(),
                 server: self.server_of(&call.tool),
                 tool: &call.tool,
+                known_tool: self.metric_names.contains(&call.tool),
                 arguments: &call.arguments,
                 decision,
                 reason,
@@ -248,6 +271,7 @@ impl Plugin for McpPolicy {
             }
         }
         Ok(McpPolicy {
+            metric_names: config.metric_names(),
             config,
             watch: Watch::None,
         })
