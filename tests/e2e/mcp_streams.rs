@@ -299,6 +299,28 @@ fn a_single_servers_notifications_reach_the_client_with_names_mapped() {
     assert!(!tools(&out[0]).contains(&"py_grown".to_string()), "{out:?}");
     assert_eq!(out[1]["text"], "grew");
     assert!(tools(&out[3]).contains(&"py_grown".to_string()), "{out:?}");
+    // 2026-07-28: the same change reaches a `subscriptions/listen` stream, routed to the server
+    // in its era; the filter's resource URIs are the server's own on the way there and public
+    // again in the acknowledgement.
+    let out = client(
+        &gw.url("/mcp"),
+        "2026-07-28",
+        json!({}),
+        json!([{"op": "listen", "tools": true, "resources": ["py+data://greeting"],
+                "call": "py_grow", "args": {}}]),
+    );
+    assert_eq!(out[0]["event"], "ToolsListChanged", "{out:?}");
+    assert_eq!(
+        out[0]["honored"]["resourceSubscriptions"],
+        json!(["py+data://greeting"]),
+        "{out:?}"
+    );
+    let listen = py
+        .received()
+        .into_iter()
+        .find(|m| m["method"] == "subscriptions/listen")
+        .expect("the listen request reached the server");
+    assert_eq!(listen["session"], Value::Null, "{listen}");
 }
 
 #[tokio::test]

@@ -16,6 +16,9 @@ Ops:
     {"op": "prompt", "name": n, "args": {...}}  -> {"uris": [...], "texts": [...]}
     {"op": "subscribe", "uri": u} / {"op": "unsubscribe", "uri": u}   -> {"ok": true}
     {"op": "complete", "prompt": n, "arg": a, "value": v}            -> {"values": [...]}
+    {"op": "listen", "tools": true, "resources": [uri...], "call": n, "args": {...}}
+        -> opens `subscriptions/listen` (2026-07-28), calls `n`, waits (at most 30 s) for the
+           first event: {"honored": {...}, "event": "<event type>", "uri": ...}
     {"op": "notification", "method": m}
         -> waits (at most 30 s) for a notification `m` from the server: {"params": {...}}
 Call results also list the URIs of their `resource_link` and embedded resources ("uris").
@@ -140,6 +143,20 @@ async def step(client, op):
             {"name": op["arg"], "value": op["value"]},
         )
         return {"values": r.completion.values}
+    if kind == "listen":
+        async with client.listen(
+            tools_list_changed=op.get("tools", False),
+            resource_subscriptions=op.get("resources", ()),
+        ) as sub:
+            await client.call_tool(op["call"], op.get("args", {}))
+
+            async def first():
+                async for event in sub:
+                    return event
+
+            event = await asyncio.wait_for(first(), 30)
+            honored = sub.honored.model_dump(mode="json", by_alias=True, exclude_none=True)
+            return {"honored": honored, "event": type(event).__name__, "uri": getattr(event, "uri", None)}
     if kind == "notification":
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -128,9 +128,13 @@ def tool_server():
 
     @mcp.tool()
     async def grow(ctx: Context) -> str:
-        """Adds the tool `grown` and says so on the session's standalone stream."""
+        """Adds the tool `grown` and says so: on the session's standalone stream (legacy), to
+        `subscriptions/listen` streams (2026-07-28)."""
         mcp.add_tool(lambda: "grown", name="grown", description="Added at run time.")
-        await ctx.session.send_tool_list_changed()
+        if ctx.protocol_version == "2026-07-28":
+            await ctx.notify_tools_changed()  # to `subscriptions/listen` streams
+        else:
+            await ctx.session.send_tool_list_changed()
         return "grew"
 
     @mcp.resource("data://greeting", mime_type="text/plain")

@@ -185,6 +185,7 @@ impl McpGateway {
                 true,
             ),
             "tools/call" => self.route_call(id, params, scope, modern),
+            "subscriptions/listen" if modern => self.route_listen(id, params, scope),
             "resources/read"
             | "prompts/get"
             | "resources/subscribe"
@@ -301,6 +302,75 @@ impl McpGateway {
             }),
         });
         Decision::Route(upstream_name)
+    }
+
+    /// `subscriptions/listen` (2026-07-28): routed to the only server when it speaks that era,
+    /// with the resource URIs in its filter mapped to the server's; the stream comes back
+    /// through the relay. Several servers' streams cannot be merged (ARCHITECTURE.md, "MCP
+    /// gaps").
+    fn route_listen(&mut self, id: Value, mut params: Value, scope: String) -> Decision {
+        let not_offered = |why: &str| {
+            respond(
+                404,
+                &jsonrpc::error(
+                    &id,
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("subscriptions/listen is not offered: {why}"),
+                    None,
+                ),
+            )
+        };
+        let only = match self.config.servers.keys().collect::<Vec<_>>().as_slice() {
+            [only] => only.to_string(),
+            _ => return not_offered("the gateway federates several servers"),
+        };
+        let Some(hop) = Hop::new(&self.config, &only, &scope) else {
+            return not_offered("no server");
+        };
+        let session = match hop.session() {
+            Ok(s) if s.is_modern() => s,
+            Ok(_) => return not_offered("the server does not speak 2026-07-28"),
+            Err(e) => {
+                let (code, msg, data) = e.to_error(&only);
+                return respond(200, &jsonrpc::error(&id, code, &msg, data));
+            }
+        };
+        if let Some(Value::Array(uris)) = params.pointer_mut("/notifications/resourceSubscriptions")
+        {
+            uris.retain_mut(|u| {
+                let owned = u
+                    .as_str()
+                    .and_then(|public| names::resolve_uri(public, &self.config))
+                    .filter(|(server, _)| *server == only);
+                match owned {
+                    Some((_, original)) => {
+                        *u = Value::String(original);
+                        true
+                    }
+                    None => false,
+                }
+            });
+        }
+        hop.adapt(&session, &mut params);
+        let headers = hop.request_headers(&session, "subscriptions/listen", &params);
+        let body = jsonrpc::request(&ids::call(&id, true), "subscriptions/listen", Some(params))
+            .to_string()
+            .into_bytes();
+        match self.send_on(&hop, &session, Some(&body), headers) {
+            Ok(upstream_name) => {
+                self.routed = Some(Routed {
+                    server: only,
+                    scope,
+                    call: Some(Call {
+                        body,
+                        had_session: false,
+                        client_id: id,
+                    }),
+                });
+                Decision::Route(upstream_name)
+            }
+            Err(d) => d,
+        }
     }
 
     /// Rewrites the client's request into one for `hop` on `session` (its path, `headers` with

@@ -4,13 +4,12 @@
 //! intermediaries route on. Its multi-round-trip results (`input_required`) reach the client as
 //! they are, and the client's retry with `inputResponses` is routed like the first round.
 //! Legacy clients keep the legacy era toward every server (their sessions carry the
-//! server→client requests that modern servers replace with `input_required`).
+//! server→client requests that modern servers replace with `input_required`). Which servers
+//! speak it is asked in `upstream` ([`crate::upstream::Hop::session`]); this module is the
+//! era's request shape.
 
-use crate::upstream::Hop;
 use base64::Engine;
 use serde_json::{Value, json};
-use std::time::Duration;
-use weir_sdk::{kv, outbound};
 
 /// The modern version the gateway speaks to servers.
 pub const VERSION: &str = "2026-07-28";
@@ -18,40 +17,8 @@ const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
 
-/// Whether `hop`'s server speaks 2026-07-28, asked once with `server/discover` and remembered
-/// (for the session lifetime). An unreachable server is asked again next time.
-pub fn speaks_modern(hop: &Hop) -> bool {
-    let key = format!("mcp-gateway:era:{}", hop.name);
-    if let Ok(Some(era)) = kv::get(&key) {
-        return era == b"modern";
-    }
-    let mut params = json!({});
-    prepare(&mut params, hop.client_info());
-    let body = json!({"jsonrpc": "2.0", "id": crate::fresh_id(), "method": "server/discover",
-        "params": params});
-    let mut req = outbound::Request::post(&hop.server.upstream, &hop.server.path, Vec::new());
-    req.headers = hop.credential();
-    req.headers.extend(headers("server/discover", &params));
-    req.headers.push((
-        "accept".into(),
-        "application/json, text/event-stream".into(),
-    ));
-    req.headers
-        .push(("content-type".into(), "application/json".into()));
-    req.body = body.to_string().into_bytes();
-    let Ok(resp) = outbound::send(req) else {
-        return false;
-    };
-    let status = resp.status();
-    let answer = resp.read_body(1 << 20).unwrap_or_default();
-    let modern = status == 200 && discovered(&answer);
-    let era: &[u8] = if modern { b"modern" } else { b"legacy" };
-    let _ = kv::set(&key, era, Some(Duration::from_secs(hop.ttl())));
-    modern
-}
-
 /// Whether a `server/discover` answer (JSON or one SSE event) lists 2026-07-28.
-fn discovered(body: &[u8]) -> bool {
+pub fn discovered(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body);
     let json = text
         .lines()

@@ -61,7 +61,16 @@ impl Relay {
                     *id = ids::server_request(&self.server, id);
                 }
             }
-            (Some(_), None) => uris::notification(msg, &self.prefix),
+            (Some(_), None) => {
+                uris::notification(msg, &self.prefix);
+                // Frames of a `subscriptions/listen` stream name the listen request's id.
+                if let Some(sid) =
+                    msg.pointer_mut("/params/_meta/io.modelcontextprotocol~1subscriptionId")
+                    && let Some(Scoped::Call { client_id, .. }) = ids::parse(sid)
+                {
+                    *sid = client_id;
+                }
+            }
             (None, Some(id)) => {
                 if let Some(Scoped::Call { client_id, modern }) = ids::parse(&id) {
                     msg["id"] = client_id;

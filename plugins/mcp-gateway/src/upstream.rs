@@ -7,6 +7,7 @@
 //! and the call retried: the client never sees the upstream's restart.
 
 use crate::config::{Config, Server};
+use crate::modern;
 use serde_json::{Value, json};
 use std::time::Duration;
 use weir_sdk::outbound::{self, IncomingResponse, OutboundError, PendingResponse};
@@ -58,7 +59,7 @@ pub struct Session {
 
 impl Session {
     pub fn is_modern(&self) -> bool {
-        self.version == crate::modern::VERSION
+        self.version == modern::VERSION
     }
 }
 
@@ -115,16 +116,58 @@ impl<'a> Hop<'a> {
     /// The session in `kv`, or a new one; for modern clients of a server that speaks
     /// 2026-07-28, that era (no session).
     pub fn session(&self) -> Result<Session, HopError> {
-        if self.scope == crate::session::MODERN_SCOPE && crate::modern::speaks_modern(self) {
+        if self.scope == crate::session::MODERN_SCOPE && self.speaks_modern() {
             return Ok(Session {
                 id: None,
-                version: crate::modern::VERSION.into(),
+                version: modern::VERSION.into(),
             });
         }
         match self.existing() {
             Some(s) => Ok(s),
             None => self.initialize(),
         }
+    }
+
+    /// Whether this server speaks 2026-07-28, asked once with `server/discover` and remembered
+    /// (for the session lifetime). An unreachable server is asked again next time.
+    fn speaks_modern(&self) -> bool {
+        let key = format!("mcp-gateway:era:{}", self.name);
+        if let Ok(Some(era)) = kv::get(&key) {
+            return era == b"modern";
+        }
+        let mut params = json!({});
+        modern::prepare(&mut params, self.client_info());
+        let mut req = outbound::Request::post(&self.server.upstream, &self.server.path, Vec::new());
+        req.headers = self.credential();
+        req.headers
+            .extend(modern::headers("server/discover", &params));
+        req.headers.push((
+            "accept".into(),
+            "application/json, text/event-stream".into(),
+        ));
+        req.headers
+            .push(("content-type".into(), "application/json".into()));
+        req.timeout_ms = self.config.timeout_ms;
+        req.body = jsonrpc::request(
+            &Value::String(crate::fresh_id()),
+            "server/discover",
+            Some(params),
+        )
+        .to_string()
+        .into_bytes();
+        let Ok(resp) = outbound::send(req) else {
+            return false;
+        };
+        let status = resp.status();
+        let answer = resp.read_body(1 << 20).unwrap_or_default();
+        let is_modern = status == 200 && modern::discovered(&answer);
+        let era: &[u8] = if is_modern { b"modern" } else { b"legacy" };
+        let _ = kv::set(
+            &key,
+            era,
+            Some(Duration::from_secs(self.config.session_ttl_s)),
+        );
+        is_modern
     }
 
     /// The session in `kv`, if this client has one with this server.
@@ -256,7 +299,7 @@ impl<'a> Hop<'a> {
     /// modern keys taken out of a legacy one.
     pub fn adapt(&self, session: &Session, params: &mut Value) {
         if session.is_modern() {
-            crate::modern::prepare(params, self.client_info());
+            modern::prepare(params, self.client_info());
         } else {
             strip_modern_meta(params);
         }
@@ -273,7 +316,7 @@ impl<'a> Hop<'a> {
         let mut h = self.headers(session);
         if session.is_modern() {
             h.retain(|(n, _)| n != "mcp-protocol-version");
-            h.extend(crate::modern::headers(method, params));
+            h.extend(modern::headers(method, params));
         }
         h
     }

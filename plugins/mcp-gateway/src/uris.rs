@@ -33,13 +33,30 @@ pub fn result(result: &mut Value, prefix: &str) {
     }
 }
 
-/// A notification from a server with `prefix` naming a resource.
+/// A notification from a server with `prefix` naming resources: an update, or the
+/// acknowledgement of a `subscriptions/listen` filter.
 pub fn notification(msg: &mut Value, prefix: &str) {
-    if !prefix.is_empty()
-        && msg.get("method").and_then(Value::as_str) == Some("notifications/resources/updated")
-        && let Some(params) = msg.get_mut("params")
-    {
-        rename(params, prefix);
+    if prefix.is_empty() {
+        return;
+    }
+    match msg.get("method").and_then(Value::as_str) {
+        Some("notifications/resources/updated") => {
+            if let Some(params) = msg.get_mut("params") {
+                rename(params, prefix);
+            }
+        }
+        Some("notifications/subscriptions/acknowledged") => {
+            if let Some(Value::Array(uris)) =
+                msg.pointer_mut("/params/notifications/resourceSubscriptions")
+            {
+                for u in uris.iter_mut() {
+                    if let Value::String(uri) = u {
+                        *u = Value::String(public_uri(prefix, uri));
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 
