@@ -373,3 +373,83 @@ async fn a_cancelled_call_is_cancelled_on_its_server_under_the_id_it_got_there()
     assert_eq!(cancelled["request_id"], upstream_id);
     call.abort();
 }
+
+/// The JSON-RPC answer in a reply, JSON or SSE.
+fn answer_of(r: &crate::support::Reply) -> Value {
+    let text = r.text();
+    serde_json::from_str(&text).ok().unwrap_or_else(|| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|m| m.get("result").is_some() || m.get("error").is_some())
+            .unwrap_or_else(|| panic!("no answer in {text}"))
+    })
+}
+
+#[tokio::test]
+async fn a_servers_tasks_are_named_for_it_and_followed_there() {
+    let ev = McpServer::everything();
+    let py = McpServer::python(&[]);
+    let gw = Gateway::start_env(
+        &gateway_config(&[("ev", ev.endpoint()), ("py", py.endpoint())], "", ""),
+        &[("WEIR_TEST_PY_TOKEN", "server-secret")],
+    );
+    let url = gw.url("/mcp");
+    let sid = raw_session(&url).await;
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let rpc = |id: u32, method: &str, params: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+    };
+    let created = answer_of(
+        &post_raw(
+            &url,
+            &h,
+            rpc(
+                2,
+                "tools/call",
+                json!({"name": "ev_simulate-research-query", "arguments": {"topic": "weirs"},
+                       "task": {"ttl": 60000}}),
+            ),
+        )
+        .await,
+    );
+    let task = created["result"]["task"]["taskId"].clone();
+    assert!(
+        task.as_str().is_some_and(|t| t.starts_with("weir:k:ev:")),
+        "the task id names its server: {created}"
+    );
+    let done = eventually("the task to complete", async || {
+        let got =
+            answer_of(&post_raw(&url, &h, rpc(3, "tasks/get", json!({"taskId": task}))).await);
+        match got["result"]["status"].as_str() {
+            Some("completed") => Ok(got),
+            _ => Err(got.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(done["result"]["taskId"], task, "{done}");
+    let result =
+        answer_of(&post_raw(&url, &h, rpc(4, "tasks/result", json!({"taskId": task}))).await);
+    assert_eq!(result["id"], 4, "{result}");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("weirs"),
+        "the task's result came from its server: {result}"
+    );
+    let listed = answer_of(&post_raw(&url, &h, rpc(5, "tasks/list", json!({}))).await);
+    let ids: Vec<&Value> = listed["result"]["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|t| &t["taskId"])
+        .collect();
+    assert!(ids.contains(&&task), "{listed}");
+    let unknown =
+        answer_of(&post_raw(&url, &h, rpc(6, "tasks/get", json!({"taskId": "not-ours"}))).await);
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}

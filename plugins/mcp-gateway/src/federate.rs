@@ -21,6 +21,8 @@ pub enum Naming {
     Uri,
     /// `uriTemplate` becomes `<server>+<template>` (resource templates).
     Template,
+    /// `taskId` becomes gateway-scoped (tasks).
+    Task,
 }
 
 pub fn listing(method: &str) -> Option<Listing> {
@@ -29,6 +31,7 @@ pub fn listing(method: &str) -> Option<Listing> {
         "prompts/list" => ("prompts", Naming::Name),
         "resources/list" => ("resources", Naming::Uri),
         "resources/templates/list" => ("resourceTemplates", Naming::Template),
+        "tasks/list" => ("tasks", Naming::Task),
         _ => return None,
     };
     Some(Listing { field, naming })
@@ -112,6 +115,10 @@ fn rename(hop: &Hop, listing: &Listing, mut item: Value) -> Value {
         Naming::Name => ("name", false),
         Naming::Uri => ("uri", true),
         Naming::Template => ("uriTemplate", true),
+        Naming::Task => {
+            crate::tasks::publish(&mut item, hop.name);
+            return item;
+        }
     };
     if let Some(Value::String(original)) = item.get(field).cloned() {
         let public = if uri {

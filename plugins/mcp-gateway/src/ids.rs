@@ -2,8 +2,9 @@
 //! share one upstream session, so the gateway replaces:
 //! - a client's JSON-RPC request id and progress token on the way to a server,
 //! - a server's own request id (`sampling/createMessage`, `elicitation/create`, `roots/list`) on
-//!   the way to the client, and
-//! - a server's SSE event id on the way to the client.
+//!   the way to the client,
+//! - a server's SSE event id on the way to the client, and
+//! - a server's task id (the tasks extension) on the way to the client.
 //!
 //! Each replacement carries what is needed to map it back (hex-encoded JSON), so any instance
 //! on any replica can do so — a resumed stream or a client's answer may reach another worker —
@@ -22,6 +23,8 @@ pub enum Scoped {
     Token(Value),
     /// A request `server` sent with this id.
     ServerRequest { server: String, id: Value },
+    /// A task `server` runs under this id (the tasks extension).
+    Task { server: String, id: Value },
 }
 
 /// The id a client's request (`client_id`) gets upstream. Legacy sessions are the client's
@@ -51,6 +54,11 @@ pub fn server_request(server: &str, id: &Value) -> Value {
     wrap('r', server, id)
 }
 
+/// The id a task of `server`'s gets on its way to the client.
+pub fn task(server: &str, id: &Value) -> Value {
+    wrap('k', server, id)
+}
+
 /// What a gateway-scoped id stands for, if `v` is one.
 pub fn parse(v: &Value) -> Option<Scoped> {
     let s = v.as_str()?.strip_prefix("weir:")?;
@@ -64,6 +72,10 @@ pub fn parse(v: &Value) -> Option<Scoped> {
         }),
         "t" => Some(Scoped::Token(inner)),
         "r" if !slot.is_empty() => Some(Scoped::ServerRequest {
+            server: slot.to_string(),
+            id: inner,
+        }),
+        "k" if !slot.is_empty() => Some(Scoped::Task {
             server: slot.to_string(),
             id: inner,
         }),
@@ -125,6 +137,13 @@ mod tests {
                 })
             );
             assert_eq!(parse(&token(&id, false)), Some(Scoped::Token(id.clone())));
+            assert_eq!(
+                parse(&task("ev", &id)),
+                Some(Scoped::Task {
+                    server: "ev".into(),
+                    id: id.clone()
+                })
+            );
         }
         // Legacy call ids are deterministic, so cancellation maps without state.
         assert_eq!(call(&json!(3), false), call(&json!(3), false));

@@ -17,15 +17,19 @@
 //! ```
 //!
 //! How each method is served:
-//! - `initialize`, `ping`, `server/discover`, `logging/setLevel`: answered by the gateway.
-//! - `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`: asked of every
-//!   server through `outbound`, each followed through all its pages; one merged page back. A
-//!   server that fails is logged and left out.
-//! - `resources/read`, `prompts/get`: sent to the server the name points at.
-//! - `tools/call`: the request itself is **routed** to the server's upstream with the prefix
-//!   stripped, the JSON-RPC id and progress token replaced by the gateway's, and the server's
-//!   credential instead of the client's; the answer streams back (progress events as they
-//!   come) with the client's id and token restored.
+//! - `initialize`, `ping`, `server/discover`: answered by the gateway; `logging/setLevel` too,
+//!   and passed on to the servers the client has sessions with.
+//! - `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`, `tasks/list`:
+//!   asked of every server through `outbound`, each followed through all its pages; one merged
+//!   page back. A server that fails is logged and left out.
+//! - `resources/read`, `prompts/get`, `resources/subscribe`, `resources/unsubscribe`,
+//!   `completion/complete`: sent to the server the name points at.
+//! - `tools/call`, `tasks/get`, `tasks/result`, `tasks/cancel`, `subscriptions/listen` (a single
+//!   modern server): the request itself is **routed** to the server's upstream, names and ids
+//!   rewritten ([`ids`]) and the server's credential instead of the client's; the answer
+//!   streams back through [`relay`] (progress, logs and the server's own requests as they come).
+//! - GET: resumes a stream from the server its `Last-Event-ID` names, or opens the only
+//!   server's standalone stream. The client's answers and notifications: [`forward`].
 //!
 //! The route needs no `upstream`. Config: see [`config::Config`].
 
@@ -40,6 +44,7 @@ mod names;
 mod origin;
 mod relay;
 mod session;
+mod tasks;
 mod upstream;
 mod uris;
 
@@ -186,6 +191,9 @@ impl McpGateway {
             ),
             "tools/call" => self.route_call(id, params, scope, modern),
             "subscriptions/listen" if modern => self.route_listen(id, params, scope),
+            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+                self.route_task(id, &method, params, scope, modern)
+            }
             "resources/read"
             | "prompts/get"
             | "resources/subscribe"
@@ -267,11 +275,10 @@ impl McpGateway {
         else {
             return unknown();
         };
-        let server = hop.name.to_string();
         let session = match hop.session() {
             Ok(s) => s,
             Err(e) => {
-                let (code, msg, data) = e.to_error(&server);
+                let (code, msg, data) = e.to_error(hop.name);
                 log::warn(&format!("mcp-gateway: tools/call {public}: {msg}"));
                 return respond(200, &jsonrpc::error(&id, code, &msg, data));
             }
@@ -280,28 +287,83 @@ impl McpGateway {
             return unknown();
         }
         params["name"] = Value::String(tool);
-        hop.adapt(&session, &mut params);
+        let (decision, routed) =
+            self.forward_request(&hop, &session, id, "tools/call", params, &scope, modern);
+        self.routed = routed;
+        decision
+    }
+
+    /// Sends the client's request `method`, rewritten for `hop` (ids and token
+    /// gateway-scoped), on to its server; the answer streams back through the relay.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_request(
+        &self,
+        hop: &Hop,
+        session: &upstream::Session,
+        id: Value,
+        method: &str,
+        mut params: Value,
+        scope: &str,
+        modern: bool,
+    ) -> (Decision, Option<Routed>) {
+        hop.adapt(session, &mut params);
         if let Some(token) = params.pointer_mut("/_meta/progressToken") {
             *token = ids::token(token, modern);
         }
-        let headers = hop.request_headers(&session, "tools/call", &params);
-        let body = jsonrpc::request(&ids::call(&id, modern), "tools/call", Some(params))
+        let headers = hop.request_headers(session, method, &params);
+        let body = jsonrpc::request(&ids::call(&id, modern), method, Some(params))
             .to_string()
             .into_bytes();
-        let upstream_name = match self.send_on(&hop, &session, Some(&body), headers) {
-            Ok(u) => u,
-            Err(d) => return d,
+        match self.send_on(hop, session, Some(&body), headers) {
+            Ok(upstream_name) => (
+                Decision::Route(upstream_name),
+                Some(Routed {
+                    server: hop.name.to_string(),
+                    scope: scope.to_string(),
+                    call: Some(Call {
+                        body,
+                        had_session: session.id.is_some(),
+                        client_id: id,
+                    }),
+                }),
+            ),
+            Err(d) => (d, None),
+        }
+    }
+
+    /// `tasks/get`, `tasks/result`, `tasks/cancel`: routed to the server running the task
+    /// (`tasks/result` may carry the server's requests before the result, like a call).
+    fn route_task(
+        &mut self,
+        id: Value,
+        method: &str,
+        mut params: Value,
+        scope: String,
+        modern: bool,
+    ) -> Decision {
+        let unknown = |id: &Value| {
+            respond(
+                200,
+                &jsonrpc::error(id, jsonrpc::INVALID_PARAMS, "Unknown task", None),
+            )
         };
-        self.routed = Some(Routed {
-            server,
-            scope,
-            call: Some(Call {
-                body,
-                had_session: session.id.is_some(),
-                client_id: id,
-            }),
-        });
-        Decision::Route(upstream_name)
+        let Some(server) = tasks::owner(&mut params) else {
+            return unknown(&id);
+        };
+        let Some(hop) = Hop::new(&self.config, &server, &scope) else {
+            return unknown(&id);
+        };
+        let session = match hop.session() {
+            Ok(s) => s,
+            Err(e) => {
+                let (code, msg, data) = e.to_error(&server);
+                return respond(200, &jsonrpc::error(&id, code, &msg, data));
+            }
+        };
+        let (decision, routed) =
+            self.forward_request(&hop, &session, id, method, params, &scope, modern);
+        self.routed = routed;
+        decision
     }
 
     /// `subscriptions/listen` (2026-07-28): routed to the only server when it speaks that era,
@@ -351,26 +413,17 @@ impl McpGateway {
                 }
             });
         }
-        hop.adapt(&session, &mut params);
-        let headers = hop.request_headers(&session, "subscriptions/listen", &params);
-        let body = jsonrpc::request(&ids::call(&id, true), "subscriptions/listen", Some(params))
-            .to_string()
-            .into_bytes();
-        match self.send_on(&hop, &session, Some(&body), headers) {
-            Ok(upstream_name) => {
-                self.routed = Some(Routed {
-                    server: only,
-                    scope,
-                    call: Some(Call {
-                        body,
-                        had_session: false,
-                        client_id: id,
-                    }),
-                });
-                Decision::Route(upstream_name)
-            }
-            Err(d) => d,
-        }
+        let (decision, routed) = self.forward_request(
+            &hop,
+            &session,
+            id,
+            "subscriptions/listen",
+            params,
+            &scope,
+            true,
+        );
+        self.routed = routed;
+        decision
     }
 
     /// Rewrites the client's request into one for `hop` on `session` (its path, `headers` with

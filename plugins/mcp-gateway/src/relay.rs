@@ -4,7 +4,7 @@
 //! [`crate::ids`] describes.
 
 use crate::ids::{self, Scoped};
-use crate::uris;
+use crate::{tasks, uris};
 use serde_json::{Value, json};
 use weir_wire::sse;
 
@@ -47,7 +47,12 @@ impl Relay {
     fn restore(&self, msg: &mut Value) {
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         match (method.as_deref(), msg.get("id").cloned()) {
-            (Some(_), Some(id)) => msg["id"] = ids::server_request(&self.server, &id),
+            (Some(_), Some(id)) => {
+                msg["id"] = ids::server_request(&self.server, &id);
+                if let Some(params) = msg.get_mut("params") {
+                    tasks::publish(params, &self.server);
+                }
+            }
             (Some("notifications/progress"), None) => {
                 if let Some(token) = msg.pointer_mut("/params/progressToken")
                     && let Some(Scoped::Token(theirs)) = ids::parse(token)
@@ -63,6 +68,9 @@ impl Relay {
             }
             (Some(_), None) => {
                 uris::notification(msg, &self.prefix);
+                if let Some(params) = msg.get_mut("params") {
+                    tasks::publish(params, &self.server);
+                }
                 // Frames of a `subscriptions/listen` stream name the listen request's id.
                 if let Some(sid) =
                     msg.pointer_mut("/params/_meta/io.modelcontextprotocol~1subscriptionId")
@@ -76,6 +84,7 @@ impl Relay {
                     msg["id"] = client_id;
                     if let Some(result) = msg.get_mut("result") {
                         uris::result(result, &self.prefix);
+                        tasks::publish(result, &self.server);
                         if modern && let Some(r) = result.as_object_mut() {
                             r.entry("resultType")
                                 .or_insert_with(|| Value::String("complete".into()));
