@@ -80,11 +80,24 @@ pub fn plugins_toml(specs: &[(&str, &str)]) -> String {
     s
 }
 
+/// A free port on 127.0.0.1.
+///
+/// Never the same port twice in one test run: the kernel may hand a just-released port out
+/// again, and `weir` binds with `SO_REUSEPORT`, so two gateways started by concurrent tests
+/// could otherwise share a port and split (and reset) each other's connections.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// How long a test waits for something it expects before failing: a guard against hangs only,
