@@ -8,8 +8,8 @@ use crate::support::{Gateway, Peer, free_port, plugins_toml, repo_root};
 use serde_json::Value;
 use std::process::Command;
 
-/// The fixture server, unprefixed so the suite's fixture names match.
-fn fixture() -> Peer {
+/// The fixture server (`tests/peers/mcp_conformance_server.py`).
+pub fn fixture() -> Peer {
     let port = free_port();
     let mut cmd = Command::new("python3");
     cmd.arg(repo_root().join("tests/peers/mcp_conformance_server.py"))

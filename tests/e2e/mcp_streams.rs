@@ -4,9 +4,8 @@
 //! everywhere, subscriptions and completion, notifications and cancellation.
 
 use crate::mcp::{McpServer, client, gateway_config, post_raw, start, tools};
-use crate::support::{Gateway, Peer, eventually, free_port, hang_guard, repo_root};
+use crate::support::{Gateway, eventually, hang_guard};
 use serde_json::{Value, json};
-use std::process::Command;
 
 /// The last line of an answering client: what the servers asked it.
 fn answered(out: &[Value]) -> Vec<String> {
@@ -106,18 +105,10 @@ fn answering_client(gw: &Gateway, mode: &str, ops: Value) -> Vec<Value> {
     }))
 }
 
-/// The conformance fixture, whose `test_reconnection` tool closes its stream mid-call.
-fn reconnecting_server() -> Peer {
-    let port = free_port();
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo_root().join("tests/peers/mcp_conformance_server.py"))
-        .args(["--port", &port.to_string()]);
-    Peer::command(cmd, port, "the MCP conformance fixture server")
-}
-
 #[test]
 fn a_stream_cut_mid_call_resumes_from_the_server_that_sent_it() {
-    let conf = reconnecting_server();
+    // The conformance fixture, whose `test_reconnection` tool closes its stream mid-call.
+    let conf = crate::mcp_conformance::fixture();
     let py = McpServer::python(&[]);
     let gw = start(&[("conf", conf.endpoint()), ("py", py.endpoint())], "");
     let out = client(
