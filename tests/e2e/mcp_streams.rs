@@ -444,3 +444,59 @@ async fn a_servers_tasks_are_named_for_it_and_followed_there() {
         answer_of(&post_raw(&url, &h, rpc(6, "tasks/get", json!({"taskId": "not-ours"}))).await);
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
 }
+
+#[test]
+fn servers_of_either_era_serve_clients_of_either_era() {
+    // `server-everything` speaks only the legacy era; `new` only 2026-07-28 (the Python SDK's
+    // modern side, with its legacy side refused).
+    let ev = McpServer::everything();
+    let new = McpServer::python(&["--modern-only"]);
+    let gw = start(&[("ev", ev.endpoint()), ("new", new.endpoint())], "");
+    for mode in ["legacy", "2026-07-28"] {
+        let out = client(
+            &gw.url("/mcp"),
+            mode,
+            json!({}),
+            json!([
+                {"op": "list_tools"},
+                {"op": "call", "name": "ev_echo", "args": {"message": "hi"}},
+                {"op": "call", "name": "new_add", "args": {"a": 2, "b": 3}},
+            ]),
+        );
+        let listed = tools(&out[0]);
+        for name in ["ev_echo", "new_add"] {
+            assert!(listed.contains(&name.to_string()), "{mode}: {listed:?}");
+        }
+        assert!(
+            out[1]["text"].as_str().is_some_and(|t| t.contains("hi")),
+            "{mode}: {}",
+            out[1]
+        );
+        assert_eq!(out[2]["text"], "5", "{mode}: {}", out[2]);
+    }
+    // What only a modern client can do, a legacy one is told plainly.
+    let out = client(
+        &gw.url("/mcp"),
+        "legacy",
+        json!({}),
+        json!([{"op": "call", "name": "new_confirm", "args": {"action": "x"}}]),
+    );
+    assert!(
+        out[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("input_required")),
+        "{}",
+        out[0]
+    );
+    // The modern-only server was spoken to in its era only: no session, its version.
+    let received = new.received();
+    let calls: Vec<&Value> = received
+        .iter()
+        .filter(|m| m["method"] == "tools/call")
+        .collect();
+    assert_eq!(calls.len(), 3, "{received:?}");
+    for m in calls {
+        assert_eq!(m["version"], "2026-07-28", "{m}");
+        assert_eq!(m["session"], Value::Null, "{m}");
+    }
+}

@@ -2,6 +2,7 @@
 
     python3 mcp_server.py --port P --log FILE            # MCPServer: tools, a resource, progress
     python3 mcp_server.py --port P --log FILE --paged N  # low-level Server: N+1 tools, 10 per page
+    python3 mcp_server.py --port P --log FILE --modern-only  # refuses the legacy era
 
 Every POST it receives is appended to FILE as one JSON line (`method`, `name`, `id`,
 `request_id` (of a cancellation), `authorization`, `session`, `version`, `mcp_method`,
@@ -165,13 +166,67 @@ def paged_server(count):
     return server.streamable_http_app()
 
 
+def modern_only(app):
+    """ASGI middleware: the server as a 2026-07-28-only server answers the legacy era (the SDK
+    serves both): `initialize` gets 400 with -32022 UnsupportedProtocolVersion, GET and DELETE
+    get 405. Everything modern goes to the SDK as it is."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def answer(status, body=b""):
+            headers = [(b"content-type", b"application/json")] if body else []
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        if scope["method"] in ("GET", "DELETE"):
+            return await answer(405)
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in chunks)
+        try:
+            msg = json.loads(body)
+        except ValueError:
+            msg = None
+        if isinstance(msg, dict) and msg.get("method") == "initialize":
+            error = {
+                "jsonrpc": "2.0",
+                "id": msg.get("id"),
+                "error": {
+                    "code": -32022,
+                    "message": "Unsupported protocol version",
+                    "data": {"supported": ["2026-07-28"], "requested": msg.get("params", {}).get("protocolVersion")},
+                },
+            }
+            return await answer(400, json.dumps(error).encode())
+        pending = iter(chunks)
+
+        async def replay():
+            try:
+                return next(pending)
+            except StopIteration:
+                return await receive()
+
+        return await app(scope, replay, send)
+
+    return wrapped
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--paged", type=int, default=0)
+    p.add_argument("--modern-only", action="store_true", help="refuse the legacy era (see modern_only)")
     a = p.parse_args()
     app = paged_server(a.paged) if a.paged else tool_server()
+    if a.modern_only:
+        app = modern_only(app)
     uvicorn.run(recording(app, a.log), host="127.0.0.1", port=a.port, log_level="warning")
 
 

@@ -135,6 +135,9 @@ impl McpGateway {
     /// A result, with the fields modern clients expect on every result. Cache hints say
     /// "private, do not cache": merged and policy-filtered answers are per client.
     fn result(&self, id: &Value, mut result: Value, modern: bool, cacheable: bool) -> Decision {
+        if !modern && let Err(why) = modern::for_legacy(&mut result) {
+            return respond(200, &jsonrpc::error(id, jsonrpc::SERVER_ERROR, &why, None));
+        }
         if modern && let Some(obj) = result.as_object_mut() {
             obj.entry("resultType").or_insert_with(|| json!("complete"));
             if cacheable {

@@ -63,6 +63,23 @@ pub fn headers(method: &str, params: &Value) -> Vec<(String, String)> {
     h
 }
 
+/// A 2026-07-28 result made fit for a legacy client (a modern-only server behind a legacy
+/// client): `resultType` goes; an `input_required` result, which only a modern client can
+/// answer, becomes an error saying so.
+pub fn for_legacy(result: &mut Value) -> Result<(), String> {
+    let Some(r) = result.as_object_mut() else {
+        return Ok(());
+    };
+    match r.remove("resultType").as_ref().and_then(Value::as_str) {
+        Some("input_required") => Err(
+            "the server asks for input (input_required, 2026-07-28) that a legacy client cannot \
+             give; connect in the 2026-07-28 era"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// A value as the spec says to put it in a header: as it is when it is plain ASCII, else (or
 /// if it could be mistaken for the encoded form) as `=?base64?<UTF-8 in base64>?=`.
 fn header_value(v: &str) -> String {
@@ -114,5 +131,9 @@ mod tests {
             b"event: message\ndata: {\"result\":{\"supportedVersions\":[\"2026-07-28\"]}}\n\n"
         ));
         assert!(!discovered(br#"{"error":{"code":-32601}}"#));
+        let mut done = json!({"resultType": "complete", "content": []});
+        assert_eq!(for_legacy(&mut done), Ok(()));
+        assert_eq!(done, json!({"content": []}));
+        assert!(for_legacy(&mut json!({"resultType": "input_required"})).is_err());
     }
 }

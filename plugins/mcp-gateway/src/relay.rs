@@ -6,7 +6,7 @@
 use crate::ids::{self, Scoped};
 use crate::{tasks, uris};
 use serde_json::{Value, json};
-use weir_wire::sse;
+use weir_wire::{jsonrpc, sse};
 
 /// Where modern results name the server that answered: the gateway, to its clients.
 const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
@@ -82,6 +82,13 @@ impl Relay {
             (None, Some(id)) => {
                 if let Some(Scoped::Call { client_id, modern }) = ids::parse(&id) {
                     msg["id"] = client_id;
+                    if !modern
+                        && let Some(result) = msg.get_mut("result")
+                        && let Err(why) = crate::modern::for_legacy(result)
+                    {
+                        *msg = jsonrpc::error(&msg["id"], jsonrpc::SERVER_ERROR, &why, None);
+                        return;
+                    }
                     if let Some(result) = msg.get_mut("result") {
                         uris::result(result, &self.prefix);
                         tasks::publish(result, &self.server);

@@ -26,7 +26,21 @@ pub enum HopError {
     Rpc(Value),
 }
 
+/// What is remembered of a server that refuses the legacy era.
+const MODERN_ONLY: &str = "modern-only";
+
 impl HopError {
+    /// Whether the server refused the request as such (an HTTP 4xx or an "unsupported
+    /// version" error) rather than failing.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            HopError::Rpc(err) => {
+                err.get("code").and_then(Value::as_i64) == Some(jsonrpc::UNSUPPORTED_VERSION)
+            }
+            HopError::Unavailable(why) => why.starts_with("HTTP 4"),
+        }
+    }
+
     /// The error object for the client, naming the server.
     pub fn to_error(&self, server: &str) -> (i64, String, Option<Value>) {
         match self {
@@ -116,24 +130,51 @@ impl<'a> Hop<'a> {
     /// The session in `kv`, or a new one; for modern clients of a server that speaks
     /// 2026-07-28, that era (no session).
     pub fn session(&self) -> Result<Session, HopError> {
+        let stateless = || Session {
+            id: None,
+            version: modern::VERSION.into(),
+        };
         if self.scope == crate::session::MODERN_SCOPE && self.speaks_modern() {
-            return Ok(Session {
-                id: None,
-                version: modern::VERSION.into(),
-            });
+            return Ok(stateless());
         }
-        match self.existing() {
-            Some(s) => Ok(s),
-            None => self.initialize(),
+        if self.era().as_deref() == Some(MODERN_ONLY) {
+            return Ok(stateless());
         }
+        if let Some(s) = self.existing() {
+            return Ok(s);
+        }
+        match self.initialize() {
+            // A server that refuses the legacy era but speaks 2026-07-28 serves legacy clients
+            // in that era (all but `input_required`, which they cannot answer).
+            Err(e) if e.is_refusal() && self.speaks_modern() => {
+                self.set_era(MODERN_ONLY);
+                Ok(stateless())
+            }
+            r => r,
+        }
+    }
+
+    fn era_key(&self) -> String {
+        format!("mcp-gateway:era:{}", self.name)
+    }
+
+    /// What is remembered of the eras this server speaks: `legacy`, `modern` (2026-07-28, and
+    /// maybe legacy too) or [`MODERN_ONLY`].
+    fn era(&self) -> Option<String> {
+        let raw = kv::get(&self.era_key()).ok()??;
+        String::from_utf8(raw).ok()
+    }
+
+    fn set_era(&self, era: &str) {
+        let ttl = Some(Duration::from_secs(self.config.session_ttl_s));
+        let _ = kv::set(&self.era_key(), era.as_bytes(), ttl);
     }
 
     /// Whether this server speaks 2026-07-28, asked once with `server/discover` and remembered
     /// (for the session lifetime). An unreachable server is asked again next time.
     fn speaks_modern(&self) -> bool {
-        let key = format!("mcp-gateway:era:{}", self.name);
-        if let Ok(Some(era)) = kv::get(&key) {
-            return era == b"modern";
+        if let Some(era) = self.era() {
+            return era != "legacy";
         }
         let mut params = json!({});
         modern::prepare(&mut params, self.client_info());
@@ -161,12 +202,7 @@ impl<'a> Hop<'a> {
         let status = resp.status();
         let answer = resp.read_body(1 << 20).unwrap_or_default();
         let is_modern = status == 200 && modern::discovered(&answer);
-        let era: &[u8] = if is_modern { b"modern" } else { b"legacy" };
-        let _ = kv::set(
-            &key,
-            era,
-            Some(Duration::from_secs(self.config.session_ttl_s)),
-        );
+        self.set_era(if is_modern { "modern" } else { "legacy" });
         is_modern
     }
 
