@@ -360,9 +360,16 @@ fn test(args: &[String]) -> Result<()> {
         "--manifest-path",
         "sdk/rust/Cargo.toml",
     ]))?;
+    let tallies = std::env::current_dir()?.join("target/mcp-conformance.txt");
+    let _ = std::fs::remove_file(&tallies);
     sh(cargo()
         .args(["test", "--workspace"])
-        .env("WEIR_TOOLS", guest_tools_dir()?))
+        .env("WEIR_TOOLS", guest_tools_dir()?))?;
+    // What the MCP conformance test counted, directly and through Weir.
+    if let Ok(text) = std::fs::read_to_string(&tallies) {
+        println!("\nMCP conformance suite (server scenarios):\n{text}");
+    }
+    Ok(())
 }
 
 /// CPU-burning processes at normal priority, for as long as this value lives: the suite run
