@@ -37,6 +37,8 @@ pub struct Exchange {
     pub trace: opentelemetry::Context,
     /// `trace.*` attributes body hooks set, for the span's end.
     pub late_trace: LateAttributes,
+    /// Event streams to follow a plugin's own answer (`outbound.answer-with-events`).
+    pub merged: Option<crate::capability::events::MergedEvents>,
 }
 
 /// The per-request context shared by the plugins of one chain.

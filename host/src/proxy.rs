@@ -127,6 +127,7 @@ async fn admit(
         scheme: conn.scheme,
         route: route.name.clone(),
         late_trace: Default::default(),
+        merged: None,
     });
     let run = ChainRun::new(route.chain.clone(), route.name.clone(), observer);
     let flight = Flight {
@@ -139,6 +140,7 @@ async fn admit(
         too_large,
         upstream: None,
         upstream_body: None,
+        merged: None,
         upstream_upgrade: None,
     };
     Ok((flight, ex))
@@ -288,6 +290,9 @@ struct Flight {
     /// The upstream that answered and the tries it took, for the access log.
     upstream: Option<(String, u32)>,
     upstream_body: Option<UpstreamBody>,
+    /// A plugin's answer (its body) to be followed by event streams
+    /// (`outbound.answer-with-events`).
+    merged: Option<(crate::capability::events::MergedEvents, Bytes)>,
     upstream_upgrade: Option<OnUpgrade>,
 }
 
@@ -300,7 +305,17 @@ impl Flight {
             .request_phase(ex, |name| snap.upstreams.contains_key(name))
             .await;
         match outcome {
-            RequestOutcome::Respond(local) => replace_response(&mut ex, local),
+            RequestOutcome::Respond(local) => {
+                replace_response(&mut ex, local);
+                // A handler's answer may go on with event streams it started.
+                if let Some(merged) = ex.merged.take() {
+                    let head = ex.response_body.take().unwrap_or_default();
+                    if let Some(parts) = ex.response.as_mut() {
+                        parts.headers.remove(http::header::CONTENT_LENGTH);
+                    }
+                    self.merged = Some((merged, head));
+                }
+            }
             RequestOutcome::Forward { upstream } => self.forward(&mut ex, upstream).await,
         }
         let (ex, streamers) = self.response_chain(ex).await;
@@ -507,7 +522,10 @@ impl Flight {
                 body::full(bytes)
             }
             (None, Some(incoming)) => body::boxed(incoming),
-            (None, None) => body::empty(),
+            (None, None) => match self.merged.take() {
+                Some((merged, head)) => merged.into_body(head),
+                None => body::empty(),
+            },
         };
         // Plugins that stream the response body see it on its way down; its length may change.
         if !streamers.is_empty() && !head_request {

@@ -500,3 +500,49 @@ fn servers_of_either_era_serve_clients_of_either_era() {
         assert_eq!(m["session"], Value::Null, "{m}");
     }
 }
+
+#[test]
+fn several_servers_notifications_and_requests_arrive_on_one_merged_stream() {
+    let ev = McpServer::everything();
+    let py = McpServer::python(&[]);
+    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    // The client's one GET stream carries both servers' standalone streams: `py`'s
+    // `list_changed`, `ev`'s resource updates, and `ev`'s own `roots/list` request, whose
+    // answer must reach `ev` for its tool to finish.
+    let out = answering_client(
+        &gw,
+        "legacy",
+        // The first update proves the merged stream is up (a server drops what it has no
+        // stream for); only then does `py` change its tools.
+        json!([
+            {"op": "subscribe", "uri": "ev+demo://resource/dynamic/text/1"},
+            {"op": "call", "name": "ev_toggle-subscriber-updates", "args": {}},
+            {"op": "notification", "method": "notifications/resources/updated"},
+            {"op": "call", "name": "py_grow", "args": {}},
+            {"op": "notification", "method": "notifications/tools/list_changed"},
+            {"op": "call", "name": "ev_get-roots-list", "args": {}},
+            {"op": "list_tools"},
+        ]),
+    );
+    assert_eq!(
+        out[2]["params"]["uri"], "ev+demo://resource/dynamic/text/1",
+        "{out:?}"
+    );
+    assert_eq!(out[3]["text"], "grew", "{out:?}");
+    assert!(
+        out[4].get("params").is_some(),
+        "list_changed from py: {out:?}"
+    );
+    assert!(
+        out[5]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("file:///weir-test-root")),
+        "ev's roots request on the merged stream was answered: {}",
+        out[5]
+    );
+    assert!(tools(&out[6]).contains(&"py_grown".to_string()), "{out:?}");
+    assert!(
+        answered(&out).contains(&"roots/list".to_string()),
+        "{out:?}"
+    );
+}

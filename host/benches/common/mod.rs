@@ -55,5 +55,6 @@ pub fn exchange(path: &str, headers: &[(&str, &str)], authority: Option<&str>) -
         route: Arc::from("bench"),
         trace: opentelemetry::Context::new(),
         late_trace: Default::default(),
+        merged: None,
     })
 }

@@ -9,6 +9,7 @@
 //!
 //! The WIT side is `wit/plugin.wit`; `plugin/host.rs` adapts these modules to it.
 
+pub mod events;
 pub mod kv;
 pub mod metrics;
 pub mod outbound;

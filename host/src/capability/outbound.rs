@@ -198,6 +198,12 @@ impl IncomingCall {
         }
     }
 
+    /// The body itself, to be read without this call's read timeout (a stream that may be
+    /// quiet for long, see [`super::events`]).
+    pub(crate) fn into_body(mut self) -> Option<UpstreamBody> {
+        self.body.take()
+    }
+
     /// The rest of the body, at most `limit` bytes.
     pub(crate) async fn read_body(&mut self, limit: u32) -> Result<Vec<u8>, OutboundError> {
         let mut out = Vec::new();

@@ -278,6 +278,34 @@ impl outbound::Host for HostState {
             .map_err(|e| outbound::OutboundError::Failed(e.to_string()))
     }
 
+    fn answer_with_events(
+        &mut self,
+        calls: Vec<Resource<PendingCall>>,
+    ) -> Result<(), outbound::OutboundError> {
+        let in_request = self
+            .exchange
+            .as_ref()
+            .is_some_and(|ex| ex.phase == crate::exchange::Phase::Request);
+        if !in_request {
+            return Err(outbound::OutboundError::InvalidRequest(
+                "answer-with-events works only during on-request".into(),
+            ));
+        }
+        let mut taken = Vec::with_capacity(calls.len());
+        for call in calls {
+            let call = self
+                .table
+                .delete(call)
+                .map_err(|e| outbound::OutboundError::Failed(e.to_string()))?;
+            self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
+            taken.push(call);
+        }
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.merged = Some(crate::capability::events::MergedEvents(taken));
+        }
+        Ok(())
+    }
+
     async fn send(
         &mut self,
         request: outbound::OutgoingRequest,

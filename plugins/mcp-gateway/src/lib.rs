@@ -118,15 +118,14 @@ impl McpGateway {
         json!({"name": self.config.name, "version": env!("CARGO_PKG_VERSION")})
     }
 
-    /// What the gateway can relay. Servers' notifications that belong to no request
-    /// (`list_changed`, resource updates) arrive on their standalone streams, which the gateway
-    /// passes through only when it federates a single server.
+    /// What the gateway can relay: servers' notifications that belong to no request
+    /// (`list_changed`, resource updates) arrive on their standalone streams, which GET passes
+    /// through (merged when there are several).
     fn capabilities(&self) -> Value {
-        let single = self.config.servers.len() == 1;
         json!({
-            "tools": {"listChanged": single},
-            "prompts": {"listChanged": single},
-            "resources": {"subscribe": single, "listChanged": single},
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
             "logging": {},
             "completions": {},
         })
@@ -472,8 +471,7 @@ impl McpGateway {
     }
 
     /// `GET`: resumes a stream from the server its `Last-Event-ID` names, or opens the standalone
-    /// stream of the only server (several servers' standalone streams cannot be merged into
-    /// one response by a plugin).
+    /// stream of the only server, or of every server, merged ([`Self::open_merged`]).
     fn open_stream(&mut self) -> Decision {
         let scope = match session::legacy_scope(self.config.session_ttl_s) {
             Ok(s) => s,
@@ -504,15 +502,7 @@ impl McpGateway {
                     .unwrap_or_default(),
                 None,
             ),
-            None => {
-                return Decision::Respond(
-                    LocalResponse::new(405)
-                        .header("allow", "POST, DELETE")
-                        .text(
-                            "weir: no standalone stream: this gateway federates several servers\n",
-                        ),
-                );
-            }
+            None => return self.open_merged(&scope),
         };
         let Some(hop) = Hop::new(&self.config, &server, &scope) else {
             return Decision::Respond(LocalResponse::new(500));
@@ -538,12 +528,7 @@ impl McpGateway {
                 }
             },
         };
-        let mut headers = hop.headers(&session);
-        headers.retain(|(n, _)| n != "content-type");
-        headers.push(("accept".into(), "text/event-stream".into()));
-        if let Some(up) = resume {
-            headers.push(("last-event-id".into(), up));
-        }
+        let headers = hop.stream_request(&session, resume).headers;
         match self.send_on(&hop, &session, None, headers) {
             Ok(upstream_name) => {
                 self.routed = Some(Routed {
@@ -555,6 +540,58 @@ impl McpGateway {
             }
             Err(d) => d,
         }
+    }
+
+    /// GET without `Last-Event-ID` when the gateway federates several servers: every legacy
+    /// server's standalone stream, merged by the host event by event
+    /// (`outbound::answer_with_events`); the relay tells the events apart and maps them.
+    fn open_merged(&mut self, scope: &str) -> Decision {
+        let mut servers = Vec::new();
+        let mut calls = Vec::new();
+        for name in self.config.servers.keys() {
+            let Some(hop) = Hop::new(&self.config, name, scope) else {
+                continue;
+            };
+            match hop.session() {
+                // A 2026-07-28 server has no standalone stream (`subscriptions/listen` instead).
+                Ok(session) if session.is_modern() => {}
+                Ok(session) => {
+                    match weir_sdk::outbound::start(hop.stream_request(&session, None)) {
+                        Ok(call) => {
+                            servers.push((name.clone(), hop.prefix().to_string()));
+                            calls.push(call);
+                        }
+                        Err(e) => log::warn(&format!("mcp-gateway: GET stream of {name}: {e:?}")),
+                    }
+                }
+                Err(e) => {
+                    let (_, why, _) = e.to_error(name);
+                    log::warn(&format!("mcp-gateway: GET stream of {name}: {why}"));
+                }
+            }
+        }
+        if calls.is_empty() {
+            return respond(
+                502,
+                &jsonrpc::error(
+                    &Value::Null,
+                    jsonrpc::SERVER_ERROR,
+                    "no MCP server offers a stream",
+                    None,
+                ),
+            );
+        }
+        if let Err(e) = weir_sdk::outbound::answer_with_events(calls) {
+            log::warn(&format!("mcp-gateway: merging streams: {e:?}"));
+            return Decision::Respond(LocalResponse::new(500));
+        }
+        self.relay = Some(Relay::merged(servers, true, self.server_info()));
+        Decision::Respond(
+            LocalResponse::new(200)
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .header("x-accel-buffering", "no"),
+        )
     }
 
     /// The server's answer to a routed request: streamed through as is (ids mapped), retried on

@@ -17,10 +17,12 @@ enum Mode {
     Json(Vec<u8>),
 }
 
-/// One server's answer (or resumed stream) on its way to the client.
+/// One server's answer (or resumed stream), or several servers' merged standalone streams, on
+/// their way to the client.
 pub struct Relay {
-    server: String,
-    prefix: String,
+    /// The servers (name, prefix) whose events these are; a merged stream's events say which
+    /// (`weir-source: N`), others are the first's.
+    servers: Vec<(String, String)>,
     /// The gateway's `serverInfo`, which modern results carry in `_meta`.
     server_info: Value,
     mode: Mode,
@@ -28,14 +30,22 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(server: &str, prefix: &str, event_stream: bool, server_info: Value) -> Relay {
+        Relay::merged(
+            vec![(server.to_string(), prefix.to_string())],
+            event_stream,
+            server_info,
+        )
+    }
+
+    /// Events from `servers`, tagged by the host with `weir-source: N`.
+    pub fn merged(servers: Vec<(String, String)>, event_stream: bool, server_info: Value) -> Relay {
         let mode = if event_stream {
             Mode::Events(sse::Parser::default())
         } else {
             Mode::Json(Vec::new())
         };
         Relay {
-            server: server.to_string(),
-            prefix: prefix.to_string(),
+            servers,
             server_info,
             mode,
         }
@@ -44,13 +54,13 @@ impl Relay {
     /// One message from the server, made the client's: a request of the server's gets a
     /// gateway-scoped id (the client's answer is routed back by it); the answer to the client's
     /// call gets the client's id back; tokens and URIs are mapped.
-    fn restore(&self, msg: &mut Value) {
+    fn restore(&self, msg: &mut Value, (server, prefix): &(String, String)) {
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         match (method.as_deref(), msg.get("id").cloned()) {
             (Some(_), Some(id)) => {
-                msg["id"] = ids::server_request(&self.server, &id);
+                msg["id"] = ids::server_request(server, &id);
                 if let Some(params) = msg.get_mut("params") {
-                    tasks::publish(params, &self.server);
+                    tasks::publish(params, server);
                 }
             }
             (Some("notifications/progress"), None) => {
@@ -63,13 +73,13 @@ impl Relay {
             (Some("notifications/cancelled"), None) => {
                 // The server gave up on a request it sent the client.
                 if let Some(id) = msg.pointer_mut("/params/requestId") {
-                    *id = ids::server_request(&self.server, id);
+                    *id = ids::server_request(server, id);
                 }
             }
             (Some(_), None) => {
-                uris::notification(msg, &self.prefix);
+                uris::notification(msg, prefix);
                 if let Some(params) = msg.get_mut("params") {
-                    tasks::publish(params, &self.server);
+                    tasks::publish(params, server);
                 }
                 // Frames of a `subscriptions/listen` stream name the listen request's id.
                 if let Some(sid) =
@@ -90,8 +100,8 @@ impl Relay {
                         return;
                     }
                     if let Some(result) = msg.get_mut("result") {
-                        uris::result(result, &self.prefix);
-                        tasks::publish(result, &self.server);
+                        uris::result(result, prefix);
+                        tasks::publish(result, server);
                         if modern && let Some(r) = result.as_object_mut() {
                             r.entry("resultType")
                                 .or_insert_with(|| Value::String("complete".into()));
@@ -107,17 +117,28 @@ impl Relay {
         }
     }
 
+    /// The server an event came from: the one its `weir-source` field (removed) names.
+    fn source(&self, event: &mut sse::Event) -> &(String, String) {
+        let tag = event.fields.iter().position(|(f, _)| f == "weir-source");
+        let n = tag
+            .map(|i| event.fields.remove(i).1)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        &self.servers[n.min(self.servers.len() - 1)]
+    }
+
     fn rewrite_event(&self, mut event: sse::Event) -> Vec<u8> {
+        let from = self.source(&mut event);
         if let Some(data) = event.data()
             && let Ok(mut msg) = serde_json::from_str::<Value>(&data)
         {
-            self.restore(&mut msg);
+            self.restore(&mut msg, from);
             event.set_data(&msg.to_string());
         }
         // Event ids name the server, so a `Last-Event-ID` resumes from the right one.
         for (field, value) in &mut event.fields {
             if field == "id" && !value.is_empty() {
-                *value = ids::event(&self.server, value);
+                *value = ids::event(&from.0, value);
             }
         }
         event.encode()
@@ -149,7 +170,7 @@ impl Relay {
                 let body = std::mem::take(buf);
                 match serde_json::from_slice::<Value>(&body) {
                     Ok(mut msg) => {
-                        self.restore(&mut msg);
+                        self.restore(&mut msg, &self.servers[0]);
                         msg.to_string().into_bytes()
                     }
                     Err(_) => body,

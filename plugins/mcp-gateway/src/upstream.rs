@@ -393,6 +393,25 @@ impl<'a> Hop<'a> {
         h
     }
 
+    /// A GET for `session`'s standalone stream, or to resume one after the server's event
+    /// `last_event_id`.
+    pub fn stream_request(
+        &self,
+        session: &Session,
+        last_event_id: Option<String>,
+    ) -> outbound::Request {
+        let mut req = outbound::Request::get(&self.server.upstream, &self.server.path);
+        req.headers = self.headers(session);
+        req.headers
+            .retain(|(n, _)| n != "content-type" && n != "accept");
+        req.headers
+            .push(("accept".into(), "text/event-stream".into()));
+        if let Some(id) = last_event_id {
+            req.headers.push(("last-event-id".into(), id));
+        }
+        req
+    }
+
     fn post(&self, session: &Session) -> outbound::Request {
         let mut req = outbound::Request::post(&self.server.upstream, &self.server.path, Vec::new());
         req.headers = self.headers(session);

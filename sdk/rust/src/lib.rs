@@ -570,6 +570,13 @@ pub mod outbound {
     pub fn send(request: Request) -> Result<IncomingResponse, OutboundError> {
         wit::send(&request.into_wit())
     }
+
+    /// Makes the event streams these calls answer with follow this request's answer, merged
+    /// event by event, each tagged `weir-source: N` (N counting `calls` from 0); takes effect
+    /// when `on_request` then returns `Decision::Respond`. See `answer-with-events` in the WIT.
+    pub fn answer_with_events(calls: Vec<PendingResponse>) -> Result<(), OutboundError> {
+        wit::answer_with_events(calls)
+    }
 }
 
 /// Plugin metrics, exported as `weir_plugin_<name>`. Needs the grant `metrics = true`.
