@@ -45,8 +45,16 @@ impl MergedEvents {
 }
 
 /// Reads one call's event stream into `tx`, each event tagged with `n`, until it ends, fails
-/// or the client is gone.
-async fn pump(n: usize, mut call: PendingCall, tx: tokio::sync::mpsc::Sender<Bytes>) {
+/// or the client is gone (noticed at once, not at the stream's next event: a quiet stream
+/// would otherwise hold its upstream connection for as long as the server keeps it open).
+async fn pump(n: usize, call: PendingCall, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    tokio::select! {
+        () = relay(n, call, &tx) => {}
+        () = tx.closed() => {}
+    }
+}
+
+async fn relay(n: usize, mut call: PendingCall, tx: &tokio::sync::mpsc::Sender<Bytes>) {
     let Ok(incoming) = call.wait().await else {
         return;
     };
