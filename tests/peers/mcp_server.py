@@ -22,19 +22,32 @@ from mcp.server.mcpserver import Context
 PAGE = 10
 
 
+async def buffered(receive):
+    """Reads the whole request body; returns it and a `receive` that replays it to the app."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    pending = iter(chunks)
+
+    async def replay():
+        try:
+            return next(pending)
+        except StopIteration:
+            return await receive()
+
+    return b"".join(m.get("body", b"") for m in chunks), replay
+
+
 def recording(app, log_path):
     """ASGI middleware: logs each POSTed JSON-RPC message, then replays the body to `app`."""
 
     async def wrapped(scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await app(scope, receive, send)
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        body = b"".join(m.get("body", b"") for m in chunks)
+        body, replay = await buffered(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         try:
             msg = json.loads(body)
@@ -54,14 +67,6 @@ def recording(app, log_path):
         entry["mcp_name"] = headers.get("mcp-name")
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
-        pending = iter(chunks)
-
-        async def replay():
-            try:
-                return next(pending)
-            except StopIteration:
-                return await receive()
-
         return await app(scope, replay, send)
 
     return wrapped
@@ -182,13 +187,7 @@ def modern_only(app):
 
         if scope["method"] in ("GET", "DELETE"):
             return await answer(405)
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        body = b"".join(m.get("body", b"") for m in chunks)
+        body, replay = await buffered(receive)
         try:
             msg = json.loads(body)
         except ValueError:
@@ -204,14 +203,6 @@ def modern_only(app):
                 },
             }
             return await answer(400, json.dumps(error).encode())
-        pending = iter(chunks)
-
-        async def replay():
-            try:
-                return next(pending)
-            except StopIteration:
-                return await receive()
-
         return await app(scope, replay, send)
 
     return wrapped
