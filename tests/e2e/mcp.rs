@@ -130,11 +130,16 @@ pub fn start(servers: &[(&str, String)], chain_before: &str) -> Gateway {
 }
 
 pub fn tools(result: &Value) -> Vec<String> {
-    result["tools"]
+    strings(result, "tools")
+}
+
+/// The strings in `v[field]`, an array the client printed.
+pub fn strings(v: &Value, field: &str) -> Vec<String> {
+    v[field]
         .as_array()
-        .unwrap_or_else(|| panic!("no tools in {result}"))
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
         .iter()
-        .map(|t| t.as_str().expect("name").to_string())
+        .map(|t| t.as_str().expect("a string").to_string())
         .collect()
 }
 

@@ -3,18 +3,13 @@
 //! requests to the client and its answers (both eras), resumed streams, one resource naming
 //! everywhere, subscriptions and completion, notifications and cancellation.
 
-use crate::mcp::{McpServer, client, gateway_config, post_raw, start, tools};
+use crate::mcp::{McpServer, client, gateway_config, post_raw, start, strings, tools};
 use crate::support::{Gateway, eventually, hang_guard};
 use serde_json::{Value, json};
 
 /// The last line of an answering client: what the servers asked it.
 fn answered(out: &[Value]) -> Vec<String> {
-    out.last().expect("output")["answered"]
-        .as_array()
-        .expect("answered")
-        .iter()
-        .map(|v| v.as_str().expect("str").to_string())
-        .collect()
+    strings(out.last().expect("output"), "answered")
 }
 
 #[test]
@@ -218,12 +213,7 @@ fn resources_keep_one_name_everywhere_and_named_requests_reach_their_owner() {
             {"op": "unsubscribe", "uri": "ev+demo://resource/dynamic/text/1"},
         ]),
     );
-    let links: Vec<String> = out[0]["uris"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}", out[0]))
-        .iter()
-        .map(|u| u.as_str().expect("uri").to_string())
-        .collect();
+    let links = uris(&out[0]);
     assert!(!links.is_empty(), "{}", out[0]);
     let mut everywhere = links.clone();
     everywhere.extend(uris(&out[1]));
@@ -247,12 +237,7 @@ fn resources_keep_one_name_everywhere_and_named_requests_reach_their_owner() {
 }
 
 fn uris(v: &Value) -> Vec<String> {
-    v["uris"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{v}"))
-        .iter()
-        .map(|u| u.as_str().expect("uri").to_string())
-        .collect()
+    strings(v, "uris")
 }
 
 #[test]

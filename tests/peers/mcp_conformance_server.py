@@ -43,6 +43,8 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.server.transport_security import TransportSecuritySettings
 
+from mcp_server import buffered  # the sibling peer: one request-body replay
+
 # Logging, sampling and friends are deprecated as of 2026-07-28 but are exactly what the
 # 2025-era scenarios exercise.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -111,24 +113,12 @@ def version_upgrading(app):
             return await app(scope, receive, send)
         if scope["method"] != "POST":
             return await app(scope, receive, send)
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
+        body, replay = await buffered(receive)
         try:
-            msg = json.loads(b"".join(m.get("body", b"") for m in chunks))
+            msg = json.loads(body)
             version = msg["params"]["protocolVersion"] if msg.get("method") == "initialize" else None
         except (ValueError, KeyError, TypeError, AttributeError):
             version = None
-        pending = iter(chunks)
-
-        async def replay():
-            try:
-                return next(pending)
-            except StopIteration:
-                return await receive()
 
         async def capture(message):
             if version and message["type"] == "http.response.start":

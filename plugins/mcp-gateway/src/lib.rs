@@ -191,10 +191,10 @@ impl McpGateway {
                 modern,
                 true,
             ),
-            "tools/call" => self.route_call(id, params, scope, modern),
+            "tools/call" => self.route_call(id, params, scope),
             "subscriptions/listen" if modern => self.route_listen(id, params, scope),
             "tasks/get" | "tasks/result" | "tasks/cancel" => {
-                self.route_task(id, &method, params, scope, modern)
+                self.route_task(id, &method, params, scope)
             }
             "resources/read"
             | "prompts/get"
@@ -249,13 +249,7 @@ impl McpGateway {
     }
 
     /// Sends the client's `tools/call` on to the server that owns the tool.
-    fn route_call(
-        &mut self,
-        id: Value,
-        mut params: Value,
-        scope: String,
-        modern: bool,
-    ) -> Decision {
+    fn route_call(&mut self, id: Value, mut params: Value, scope: String) -> Decision {
         let public = params
             .get("name")
             .and_then(Value::as_str)
@@ -290,14 +284,13 @@ impl McpGateway {
         }
         params["name"] = Value::String(tool);
         let (decision, routed) =
-            self.forward_request(&hop, &session, id, "tools/call", params, &scope, modern);
+            self.forward_request(&hop, &session, id, "tools/call", params, &scope);
         self.routed = routed;
         decision
     }
 
     /// Sends the client's request `method`, rewritten for `hop` (ids and token
     /// gateway-scoped), on to its server; the answer streams back through the relay.
-    #[allow(clippy::too_many_arguments)]
     fn forward_request(
         &self,
         hop: &Hop,
@@ -306,8 +299,8 @@ impl McpGateway {
         method: &str,
         mut params: Value,
         scope: &str,
-        modern: bool,
     ) -> (Decision, Option<Routed>) {
+        let modern = scope == session::MODERN_SCOPE;
         hop.adapt(session, &mut params);
         if let Some(token) = params.pointer_mut("/_meta/progressToken") {
             *token = ids::token(token, modern);
@@ -341,7 +334,6 @@ impl McpGateway {
         method: &str,
         mut params: Value,
         scope: String,
-        modern: bool,
     ) -> Decision {
         let unknown = |id: &Value| {
             respond(
@@ -362,8 +354,7 @@ impl McpGateway {
                 return respond(200, &jsonrpc::error(&id, code, &msg, data));
             }
         };
-        let (decision, routed) =
-            self.forward_request(&hop, &session, id, method, params, &scope, modern);
+        let (decision, routed) = self.forward_request(&hop, &session, id, method, params, &scope);
         self.routed = routed;
         decision
     }
@@ -415,15 +406,8 @@ impl McpGateway {
                 }
             });
         }
-        let (decision, routed) = self.forward_request(
-            &hop,
-            &session,
-            id,
-            "subscriptions/listen",
-            params,
-            &scope,
-            true,
-        );
+        let (decision, routed) =
+            self.forward_request(&hop, &session, id, "subscriptions/listen", params, &scope);
         self.routed = routed;
         decision
     }
