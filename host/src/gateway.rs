@@ -85,8 +85,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let gateway = Arc::new(Control::new(snapshot, runtime, bridges, &config));
-    let per_worker = bind_listeners(&config, tls, &gateway.runtime.services.requests)?;
+    // The admin listener first: once the kernel queues a connection for a traffic listener,
+    // health and readiness probes must already answer.
     let admin = start_admin(&config, &gateway).await?;
+    let per_worker = bind_listeners(&config, tls, &gateway.runtime.services.requests)?;
 
     let drain = config.file.limits.drain_timeout.0;
     let mut threads = Vec::new();
