@@ -18,6 +18,7 @@ mod pool;
 mod translate;
 
 use config::{Config, Format, Target};
+use errors::ApiError;
 use serde_json::{Value, json};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use translate::stream::Stream;
@@ -93,17 +94,21 @@ fn is_retryable(status: u16) -> bool {
 
 impl LlmGateway {
     /// The request for target `i`, in its provider's format and with its credential.
-    fn build(&self, p: &Pending, i: usize) -> Result<Built, String> {
+    fn build(&self, p: &Pending, i: usize) -> Result<Built, ApiError> {
         let target = &p.targets[i];
-        let provider = self
-            .config
-            .providers
-            .get(&target.provider)
-            .ok_or_else(|| format!("unknown provider {}", target.provider))?;
+        let provider =
+            self.config.providers.get(&target.provider).ok_or_else(|| {
+                ApiError::internal(&format!("unknown provider {}", target.provider))
+            })?;
         if let Some(api) = p.passthrough
             && provider.format != Format::Openai
         {
-            return Err(format!("{api} needs an OpenAI-format provider"));
+            // The client asked for an API this model cannot give: its request, not the gateway.
+            return Err(ApiError::invalid(&format!(
+                "model `{}`: {api} needs an OpenAI-format provider",
+                p.client_model
+            ))
+            .param("model"));
         }
         let body = match (p.client, provider.format) {
             _ if p.passthrough.is_some() => {
@@ -117,7 +122,7 @@ impl LlmGateway {
                 &target.model,
                 self.config.default_max_tokens,
                 &provider.anthropic_version,
-            ),
+            )?,
             (Format::Anthropic, Format::Openai) => req::anthropic_to_openai(&p.body, &target.model),
             (Format::Anthropic, Format::Anthropic) => {
                 let mut b = p.body.clone();
@@ -126,9 +131,10 @@ impl LlmGateway {
             }
         };
         let key = match &provider.secret {
-            Some(name) => {
-                Some(secrets::get(name).map_err(|_| format!("secret {name:?} is not granted"))?)
-            }
+            Some(name) => Some(
+                secrets::get(name)
+                    .map_err(|_| ApiError::internal(&format!("secret {name:?} is not granted")))?,
+            ),
             None => None,
         };
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
@@ -172,8 +178,8 @@ impl LlmGateway {
         })
     }
 
-    fn refuse(&self, format: Format, status: u16, kind: &str, message: &str) -> Decision {
-        Decision::Respond(errors::answer(format, status, kind, message))
+    fn refuse(&self, format: Format, error: &ApiError) -> Decision {
+        Decision::Respond(error.answer(format))
     }
 
     fn models(&self) -> Decision {
@@ -193,53 +199,41 @@ impl LlmGateway {
         let body: Value = match serde_json::from_slice(&raw) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => {
-                return self.refuse(
-                    client,
-                    400,
-                    "invalid_request_error",
-                    "the body must be a JSON object",
-                );
+                return self.refuse(client, &ApiError::invalid("the body must be a JSON object"));
             }
             Err(e) => {
-                return self.refuse(
-                    client,
-                    400,
-                    "invalid_request_error",
-                    &format!("invalid JSON: {e}"),
-                );
+                return self.refuse(client, &ApiError::invalid(&format!("invalid JSON: {e}")));
             }
         };
         let Some(model) = body["model"].as_str().map(str::to_owned) else {
-            return self.refuse(client, 400, "invalid_request_error", "`model` is required");
+            return self.refuse(
+                client,
+                &ApiError::invalid("`model` is required").param("model"),
+            );
         };
         if passthrough.is_none() && body["messages"].as_array().is_none_or(|m| m.is_empty()) {
             return self.refuse(
                 client,
-                400,
-                "invalid_request_error",
-                "`messages` is required and must not be empty",
+                &ApiError::invalid("`messages` is required and must not be empty")
+                    .param("messages"),
             );
         }
         if client == Format::Anthropic && !body["max_tokens"].is_u64() {
             return self.refuse(
                 client,
-                400,
-                "invalid_request_error",
-                "`max_tokens` is required",
+                &ApiError::invalid("`max_tokens` is required").param("max_tokens"),
             );
         }
+        let checked = match (client, passthrough) {
+            (_, Some(_)) => Ok(()),
+            (Format::Openai, None) => req::check_openai(&body),
+            (Format::Anthropic, None) => req::check_anthropic(&body),
+        };
+        if let Err(e) = checked {
+            return self.refuse(client, &e);
+        }
         let Some(targets) = self.config.models.get(&model).cloned() else {
-            let kind = if client == Format::Openai {
-                "invalid_request_error"
-            } else {
-                "not_found_error"
-            };
-            return self.refuse(
-                client,
-                404,
-                kind,
-                &format!("The model `{model}` does not exist"),
-            );
+            return self.refuse(client, &ApiError::unknown_model(&model));
         };
         let principal = context::principal().unwrap_or_else(|| "anonymous".into());
         let stream = body["stream"].as_bool() == Some(true);
@@ -280,11 +274,11 @@ impl LlmGateway {
         if let Some(b) = self.config.budget(Some(&principal))
             && let Err(budget::Exhausted(why, wait)) = budget::admit(&principal, &b)
         {
-            let mut answer = errors::answer(client, 429, "rate_limit_error", &why);
-            if let Some(w) = wait {
-                answer = answer.header("retry-after", w.to_string());
-            }
-            return Decision::Respond(answer);
+            let error = match wait {
+                Some(w) => ApiError::rate_limited(&why, w),
+                None => ApiError::quota(&why),
+            };
+            return self.refuse(client, &error);
         }
         let client_wants_usage = body
             .pointer("/stream_options/include_usage")
@@ -308,7 +302,7 @@ impl LlmGateway {
         };
         let built = match self.build(&pending, 0) {
             Ok(b) => b,
-            Err(e) => return self.refuse(client, 500, "api_error", &e),
+            Err(e) => return self.refuse(client, &e),
         };
         // The client's credentials stay here.
         for h in [
@@ -325,7 +319,7 @@ impl LlmGateway {
             let _ = request::set_header(name, value);
         }
         if request::set_body(&built.body).is_err() || request::set_path(&built.path).is_err() {
-            return self.refuse(client, 500, "api_error", "cannot rewrite the request");
+            return self.refuse(client, &ApiError::internal("cannot rewrite the request"));
         }
         let mut pending = pending;
         pending.endpoint = built.upstream.clone();
@@ -382,7 +376,8 @@ impl LlmGateway {
             let built = match self.build(&p, i) {
                 Ok(b) => b,
                 Err(e) => {
-                    p.failed.push(format!("{}: {e}", p.targets[i].provider));
+                    p.failed
+                        .push(format!("{}: {}", p.targets[i].provider, e.message()));
                     continue;
                 }
             };
@@ -404,7 +399,10 @@ impl LlmGateway {
                             self.answer =
                                 Some(self.answer_for(&p, built.format, status, ct.as_deref()));
                             let mut local = LocalResponse::new(status).body(body);
-                            if let Some(ct) = ct {
+                            if status >= 400 {
+                                // Converted to the client's JSON error in `on_body_end`.
+                                local = local.header("content-type", "application/json");
+                            } else if let Some(ct) = ct {
                                 local = local.header("content-type", ct);
                             }
                             log::warn(&format!(
@@ -509,16 +507,17 @@ impl Plugin for LlmGateway {
                 return self.start(Format::Openai, Some("/v1/responses"));
             }
             _ => {
-                return self.refuse(
-                    Format::Openai,
-                    404,
-                    "invalid_request_error",
-                    &format!("no such endpoint: {method} {path}"),
-                );
+                // Anthropic's SDK calls more under /v1/messages (count_tokens, batches).
+                let format = if path.starts_with("/v1/messages/") {
+                    Format::Anthropic
+                } else {
+                    Format::Openai
+                };
+                return self.refuse(format, &ApiError::unknown_endpoint(&method, path));
             }
         };
         if method != "POST" {
-            return self.refuse(client, 405, "invalid_request_error", "use POST");
+            return self.refuse(client, &ApiError::method(&method, path));
         }
         self.start(client, None)
     }
@@ -547,6 +546,11 @@ impl Plugin for LlmGateway {
         }
         p.status = status;
         let ct = response::header("content-type");
+        if status >= 400 {
+            // Whatever the error body was (the gateway's own 502 is plain text), the client gets
+            // JSON in its format (see `on_body_end`).
+            let _ = response::set_header("content-type", "application/json");
+        }
         self.answer = Some(self.answer_for(&p, from, status, ct.as_deref()));
         self.pending = Some(p);
         ResponseDecision::Continue
@@ -583,7 +587,11 @@ impl Plugin for LlmGateway {
                 error: true,
                 buf,
                 ..
-            } => (errors::convert(from, p.client, &buf), None, "error"),
+            } => (
+                errors::convert(from, p.client, p.status, &buf),
+                None,
+                "error",
+            ),
             Answer::Whole {
                 from,
                 buf,

@@ -1,18 +1,20 @@
 //! Requests: OpenAI chat completions ↔ Anthropic messages.
+//!
+//! Content given as several text parts stays several parts (Anthropic text blocks, OpenAI
+//! text parts), never joined: the gateway would have to invent a separator, and each API
+//! already accepts a list. Anthropic `cache_control` on an OpenAI part is kept (proxies that
+//! speak OpenAI to Anthropic models use it to mark cache breakpoints).
 
+use crate::errors::ApiError;
 use serde_json::{Map, Value, json};
 
-/// Text of an OpenAI `content` (a string or parts).
-fn openai_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
+/// An OpenAI text part as an Anthropic text block.
+fn text_block(part: &Value) -> Option<Value> {
+    let mut block = json!({"type": "text", "text": part.get("text")?.as_str()?});
+    if let Some(c) = part.get("cache_control") {
+        block["cache_control"] = c.clone();
     }
+    Some(block)
 }
 
 /// OpenAI content → Anthropic content blocks.
@@ -22,7 +24,7 @@ fn openai_blocks(content: &Value) -> Vec<Value> {
         Value::Array(parts) => parts
             .iter()
             .filter_map(|p| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Some(json!({"type": "text", "text": p.get("text")?})),
+                Some("text") => text_block(p),
                 Some("image_url") => {
                     let url = p.pointer("/image_url/url")?.as_str()?;
                     Some(match url.strip_prefix("data:").and_then(|r| r.split_once(";base64,")) {
@@ -35,6 +37,73 @@ fn openai_blocks(content: &Value) -> Vec<Value> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The `input` object for an OpenAI tool call's `arguments` (a string of JSON). No arguments
+/// (absent, null or blank) is `{}`; anything else that is not a JSON object is refused,
+/// naming the call, rather than sent on as something the client did not write.
+fn tool_input(call: &Value, param: &str) -> Result<Value, ApiError> {
+    let refuse = |why: String| {
+        let id = call["id"].as_str().unwrap_or("?");
+        let name = call
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        ApiError::invalid(&format!(
+            "Invalid '{param}': the arguments of tool call `{id}` ({name}) {why}."
+        ))
+        .param(param)
+        .code("invalid_value")
+    };
+    match call.pointer("/function/arguments") {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(json!({})),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            Ok(_) => Err(refuse("must be a JSON object".into())),
+            Err(e) => Err(refuse(format!("are not valid JSON ({e})"))),
+        },
+        Some(_) => Err(refuse("must be a string of JSON".into())),
+    }
+}
+
+/// Refuses an OpenAI body whose tool calls could not be translated, whichever target serves
+/// it: a request is not valid for one provider and invalid after a fallback.
+pub fn check_openai(body: &Value) -> Result<(), ApiError> {
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for (j, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
+            tool_input(
+                call,
+                &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an Anthropic body with a `tool_use` whose `input` is not an object (Anthropic's own
+/// check, in its words).
+pub fn check_anthropic(body: &Value) -> Result<(), ApiError> {
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for (j, b) in m["content"].as_array().into_iter().flatten().enumerate() {
+            if b["type"] == "tool_use" && !b["input"].is_object() {
+                return Err(ApiError::invalid(&format!(
+                    "messages.{i}.content.{j}.tool_use.input: Input should be a valid dictionary"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Appends `blocks` as a `role` message, merging with the previous one of the same role
@@ -54,45 +123,67 @@ fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
 }
 
 /// An OpenAI chat-completions body as an Anthropic messages body for `model`.
-pub fn openai_to_anthropic(body: &Value, model: &str, max_tokens: u64, version: &str) -> Value {
+pub fn openai_to_anthropic(
+    body: &Value,
+    model: &str,
+    max_tokens: u64,
+    version: &str,
+) -> Result<Value, ApiError> {
     let mut system = Vec::new();
     let mut messages = Vec::new();
-    for m in body["messages"].as_array().into_iter().flatten() {
+    for (i, m) in body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         match m["role"].as_str().unwrap_or_default() {
-            "system" | "developer" => system.push(openai_text(&m["content"])),
+            "system" | "developer" => system.extend(
+                openai_blocks(&m["content"])
+                    .into_iter()
+                    .filter(|b| b["type"] == "text"),
+            ),
             "assistant" => {
                 let mut blocks = openai_blocks(&m["content"]);
-                for call in m["tool_calls"].as_array().into_iter().flatten() {
-                    let args = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
+                for (j, call) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
+                    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
                     blocks.push(json!({
                         "type": "tool_use",
                         "id": call["id"],
                         "name": call.pointer("/function/name").cloned().unwrap_or(Value::Null),
-                        "input": serde_json::from_str::<Value>(args).unwrap_or_else(|_| json!({})),
+                        "input": tool_input(call, &param)?,
                     }));
                 }
                 push(&mut messages, "assistant", blocks);
             }
-            "tool" => push(
-                &mut messages,
-                "user",
-                vec![json!({
-                    "type": "tool_result",
-                    "tool_use_id": m["tool_call_id"],
-                    "content": openai_text(&m["content"]),
-                })],
-            ),
+            "tool" => {
+                let content = match &m["content"] {
+                    Value::String(s) => json!(s),
+                    other => Value::Array(openai_blocks(other)),
+                };
+                push(
+                    &mut messages,
+                    "user",
+                    vec![
+                        json!({"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": content}),
+                    ],
+                )
+            }
             _ => push(&mut messages, "user", openai_blocks(&m["content"])),
         }
     }
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
     out.insert("messages".into(), Value::Array(messages));
-    if !system.is_empty() {
-        out.insert("system".into(), json!(system.join("\n")));
+    // One plain block stays the plain string it was; several stay separate blocks.
+    match system.as_slice() {
+        [] => {}
+        [only] if only.get("cache_control").is_none() => {
+            out.insert("system".into(), only["text"].clone());
+        }
+        _ => {
+            out.insert("system".into(), Value::Array(system));
+        }
     }
     let max = body
         .get("max_completion_tokens")
@@ -153,20 +244,31 @@ pub fn openai_to_anthropic(body: &Value, model: &str, max_tokens: u64, version: 
     if body["stream"].as_bool() == Some(true) {
         out.insert("stream".into(), json!(true));
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
-/// Text of Anthropic content (a string or blocks).
-fn anthropic_text(content: &Value) -> String {
+/// The text of Anthropic content (a string or blocks) as OpenAI content: a string for one
+/// piece of text, separate text parts for several, `None` for none.
+fn openai_text_content(content: &Value) -> Option<Value> {
     match content {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter(|b| b["type"] == "text")
-            .filter_map(|b| b["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
+        Value::String(s) if !s.is_empty() => Some(json!(s)),
+        Value::Array(blocks) => {
+            let texts: Vec<&str> = blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect();
+            match texts.as_slice() {
+                [] => None,
+                [one] => Some(json!(one)),
+                many => Some(Value::Array(
+                    many.iter()
+                        .map(|t| json!({"type": "text", "text": t}))
+                        .collect(),
+                )),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -174,8 +276,7 @@ fn anthropic_text(content: &Value) -> String {
 /// usage (the budget needs it).
 pub fn anthropic_to_openai(body: &Value, model: &str) -> Value {
     let mut messages = Vec::new();
-    let system = anthropic_text(&body["system"]);
-    if !system.is_empty() {
+    if let Some(system) = openai_text_content(&body["system"]) {
         messages.push(json!({"role": "system", "content": system}));
     }
     for m in body["messages"].as_array().into_iter().flatten() {
@@ -186,7 +287,7 @@ pub fn anthropic_to_openai(body: &Value, model: &str) -> Value {
             _ => Vec::new(),
         };
         if role == "assistant" {
-            let text = anthropic_text(&m["content"]);
+            let text = openai_text_content(&m["content"]);
             let calls: Vec<Value> = blocks
                 .iter()
                 .filter(|b| b["type"] == "tool_use")
@@ -197,7 +298,7 @@ pub fn anthropic_to_openai(body: &Value, model: &str) -> Value {
                     })
                 })
                 .collect();
-            let mut msg = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+            let mut msg = json!({"role": "assistant", "content": text.unwrap_or(Value::Null)});
             if !calls.is_empty() {
                 msg["tool_calls"] = Value::Array(calls);
             }
@@ -209,7 +310,7 @@ pub fn anthropic_to_openai(body: &Value, model: &str) -> Value {
             messages.push(json!({
                 "role": "tool",
                 "tool_call_id": b["tool_use_id"],
-                "content": anthropic_text(&b["content"]),
+                "content": openai_text_content(&b["content"]).unwrap_or_else(|| json!("")),
             }));
         }
         let parts: Vec<Value> = blocks
@@ -232,16 +333,9 @@ pub fn anthropic_to_openai(body: &Value, model: &str) -> Value {
             })
             .collect();
         if !parts.is_empty() {
-            let content = if parts.iter().all(|p| p["type"] == "text") {
-                json!(
-                    parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("")
-                )
-            } else {
-                Value::Array(parts)
+            let content = match parts.as_slice() {
+                [only] if only["type"] == "text" => only["text"].clone(),
+                _ => Value::Array(parts),
             };
             messages.push(json!({"role": "user", "content": content}));
         }
@@ -325,7 +419,7 @@ mod tests {
             "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}],
             "tool_choice": "required", "parallel_tool_calls": false,
         });
-        let a = openai_to_anthropic(&body, "claude", 4096, "2026-10-21");
+        let a = openai_to_anthropic(&body, "claude", 4096, "2026-10-21").unwrap();
         assert_eq!(a["system"], "be brief");
         assert_eq!(a["max_tokens"], 10);
         assert_eq!(a["stop_sequences"], json!(["END"]));
@@ -355,5 +449,79 @@ mod tests {
         );
         assert_eq!(m[3]["role"], "tool");
         assert_eq!(m[4]["tool_call_id"], "c2");
+    }
+
+    #[test]
+    fn system_parts_stay_separate_blocks() {
+        let body = json!({"model": "x", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Part A."},
+                                           {"type": "text", "text": "Part B.", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "developer", "content": "Part C."},
+            {"role": "user", "content": "hi"},
+        ]});
+        let a = openai_to_anthropic(&body, "claude", 10, "2023-06-01").unwrap();
+        assert_eq!(
+            a["system"],
+            json!([{"type": "text", "text": "Part A."},
+                   {"type": "text", "text": "Part B.", "cache_control": {"type": "ephemeral"}},
+                   {"type": "text", "text": "Part C."}])
+        );
+        // And back: separate OpenAI text parts, not one joined string.
+        let o = anthropic_to_openai(&a, "gpt");
+        assert_eq!(
+            o["messages"][0],
+            json!({"role": "system", "content": [{"type": "text", "text": "Part A."},
+                   {"type": "text", "text": "Part B."}, {"type": "text", "text": "Part C."}]})
+        );
+        // User text blocks too.
+        let u = anthropic_to_openai(
+            &json!({"max_tokens": 5, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "one."}, {"type": "text", "text": "two."}]}]}),
+            "gpt",
+        );
+        assert_eq!(
+            u["messages"][0]["content"],
+            json!([{"type": "text", "text": "one."}, {"type": "text", "text": "two."}])
+        );
+    }
+
+    #[test]
+    fn tool_arguments_that_are_not_a_json_object_are_refused_by_name() {
+        let with_args = |args: Value| {
+            json!({"model": "x", "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_ok", "type": "function", "function": {"name": "w", "arguments": "{}"}},
+                    {"id": "call_bad", "type": "function", "function": {"name": "get_weather", "arguments": args}}]},
+                {"role": "tool", "tool_call_id": "call_bad", "content": "?"},
+            ]})
+        };
+        for args in [json!("{\"city\": \"Par"), json!("[1]"), json!(7)] {
+            let body = with_args(args.clone());
+            let e = openai_to_anthropic(&body, "claude", 10, "2023-06-01").unwrap_err();
+            assert_eq!(check_openai(&body), Err(e.clone()), "{args}");
+            let o = e.body(crate::config::Format::Openai);
+            assert_eq!(e.status, 400);
+            assert_eq!(o["error"]["type"], "invalid_request_error");
+            assert_eq!(
+                o["error"]["param"],
+                "messages[1].tool_calls[1].function.arguments"
+            );
+            let m = o["error"]["message"].as_str().unwrap_or_default();
+            assert!(m.contains("`call_bad` (get_weather)"), "{m}");
+        }
+        // No arguments at all is an empty object, not an error.
+        for args in [json!(""), Value::Null] {
+            let a = openai_to_anthropic(&with_args(args), "claude", 10, "2023-06-01").unwrap();
+            assert_eq!(a["messages"][1]["content"][1]["input"], json!({}));
+        }
+        let bad_input = json!({"max_tokens": 5, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "w", "input": "{}"}]}]});
+        let e = check_anthropic(&bad_input).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("messages.1.content.0.tool_use.input")
+        );
     }
 }

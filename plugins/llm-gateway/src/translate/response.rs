@@ -24,16 +24,11 @@ pub fn anthropic_to_openai(msg: &Value, created: u64) -> (Value, Usage) {
         message["tool_calls"] = Value::Array(calls);
     }
     let usage = anthropic_usage(&msg["usage"]);
-    let cached = msg["usage"]["cache_read_input_tokens"]
-        .as_u64()
-        .unwrap_or(0);
     let out = json!({
         "id": msg["id"], "object": "chat.completion", "created": created, "model": msg["model"],
         "choices": [{"index": 0, "message": message,
                      "finish_reason": finish_reason(msg["stop_reason"].as_str().unwrap_or("end_turn"))}],
-        "usage": {"prompt_tokens": usage.input, "completion_tokens": usage.output,
-                  "total_tokens": usage.input + usage.output,
-                  "prompt_tokens_details": {"cached_tokens": cached}},
+        "usage": usage.openai(),
     });
     (out, usage)
 }
@@ -65,7 +60,7 @@ pub fn openai_to_anthropic(resp: &Value) -> (Value, Usage) {
         "content": content,
         "stop_reason": stop_reason(choice["finish_reason"].as_str().unwrap_or("stop")),
         "stop_sequence": null,
-        "usage": {"input_tokens": usage.input, "output_tokens": usage.output},
+        "usage": usage.anthropic(),
     });
     (out, usage)
 }

@@ -99,7 +99,7 @@ impl Stream {
         match self.to {
             Format::Openai => format!(
                 "event: error\ndata: {}\n\n",
-                json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}})
+                json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
             )
             .into_bytes(),
             Format::Anthropic => anthropic_event(&json!({"type": "error", "error": {"type": "api_error", "message": message}})),
@@ -148,11 +148,7 @@ impl Stream {
             Some("message_start") => self.usage = Some(anthropic_usage(&v["message"]["usage"])),
             Some("message_delta") => {
                 let mut u = self.usage.unwrap_or_default();
-                let delta = anthropic_usage(&v["usage"]);
-                u.output = delta.output;
-                if delta.input > 0 {
-                    u.input = delta.input;
-                }
+                u.merge_anthropic(&v["usage"]);
                 self.usage = Some(u);
             }
             Some("message_stop") => self.finished = true,
@@ -220,7 +216,7 @@ impl Stream {
                     out.extend(openai_event(&json!({
                         "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                         "model": self.model, "choices": [],
-                        "usage": {"prompt_tokens": u.input, "completion_tokens": u.output, "total_tokens": u.input + u.output},
+                        "usage": u.openai(),
                     })));
                 }
                 out.extend(b"data: [DONE]\n\n");
@@ -254,7 +250,7 @@ impl Stream {
             out.extend(anthropic_event(&json!({"type": "message_start", "message": {
                 "id": "msg_weir", "type": "message", "role": "assistant", "model": self.client_model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0}}})));
+                "usage": Usage::default().anthropic()}})));
         }
         if data.trim() == "[DONE]" {
             self.finished = true;
@@ -262,7 +258,7 @@ impl Stream {
             let u = self.usage.unwrap_or_default();
             out.extend(anthropic_event(&json!({"type": "message_delta",
                 "delta": {"stop_reason": stop_reason(self.finish.unwrap_or("stop")), "stop_sequence": null},
-                "usage": {"input_tokens": u.input, "output_tokens": u.output}})));
+                "usage": u.anthropic()})));
             out.extend(anthropic_event(&json!({"type": "message_stop"})));
             return out;
         }
@@ -331,5 +327,67 @@ impl Stream {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::response;
+
+    fn sse_data(out: &[u8]) -> Vec<Value> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    }
+
+    #[test]
+    fn streamed_usage_carries_what_the_whole_answer_does() {
+        let usage = json!({"input_tokens": 4, "cache_read_input_tokens": 7,
+                           "cache_creation_input_tokens": 2, "output_tokens": 1});
+        let mut s = Stream::new(Format::Anthropic, Format::Openai, true, "m", 0);
+        let mut out = s.chunk(
+            format!(
+                "event: message_start\ndata: {}\n\n",
+                json!({"type": "message_start", "message": {"id": "x", "model": "m", "usage": usage}})
+            )
+            .as_bytes(),
+        );
+        out.extend(s.chunk(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+        let last = sse_data(&out).into_iter().rfind(|c| c["usage"].is_object());
+        let streamed = last.map(|c| c["usage"].clone()).unwrap_or_default();
+        let mut whole_usage = usage.clone();
+        whole_usage["output_tokens"] = json!(3);
+        let (whole, _) = response::anthropic_to_openai(
+            &json!({"id": "x", "content": [], "stop_reason": "end_turn", "usage": whole_usage}),
+            0,
+        );
+        assert_eq!(streamed, whole["usage"]);
+        assert_eq!(streamed["prompt_tokens_details"]["cached_tokens"], 7);
+
+        // OpenAI → Anthropic: the cached tokens land in message_delta's usage.
+        let mut s = Stream::new(Format::Openai, Format::Anthropic, false, "m", 0);
+        let openai_usage = json!({"prompt_tokens": 20, "completion_tokens": 2, "total_tokens": 22,
+                                  "prompt_tokens_details": {"cached_tokens": 16}});
+        let mut out = s.chunk(
+            format!(
+                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                json!({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}),
+                json!({"choices": [], "usage": openai_usage})
+            )
+            .as_bytes(),
+        );
+        out.extend(s.end());
+        let delta = sse_data(&out)
+            .into_iter()
+            .find(|e| e["type"] == "message_delta")
+            .unwrap_or_default();
+        let (whole, _) = response::openai_to_anthropic(&json!({
+            "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "usage": openai_usage}));
+        assert_eq!(delta["usage"], whole["usage"]);
+        assert_eq!(delta["usage"]["cache_read_input_tokens"], 16);
+        assert_eq!(delta["usage"]["input_tokens"], 4);
     }
 }
