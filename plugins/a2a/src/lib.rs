@@ -5,19 +5,26 @@
 //!   gateway (both the v1.0 and the v0.3 card shapes), with `signatures` dropped and, if
 //!   configured, `securitySchemes` saying what the gateway enforces; `Vary: A2A-Version`;
 //! - **operations** of every binding and version (`SendMessage`, `message/send`,
-//!   `POST /message:send`, ...) are authorised per principal by their v1.0 name;
-//! - **push-notification webhooks** pointing at internal addresses are refused (SSRF);
+//!   `POST /message:send`, `/lf.a2a.v1.A2AService/SendMessage`, ...) are authorised per
+//!   principal by their v1.0 name; a request that is no known operation is refused unless
+//!   `allow_unclassified`, and a percent-encoded path always;
+//! - **push-notification webhooks** pointing at internal addresses are refused (SSRF), in JSON
+//!   bodies and in gRPC (protobuf) ones;
 //! - every operation leaves an **audit record** (`a2a-audit {...}` in the log, and the counter
-//!   `weir_plugin_a2a_operations_total{operation,decision}`).
+//!   `weir_plugin_a2a_operations_total{operation,decision}`, whose `operation` is a known
+//!   operation or `other`).
 //!
-//! Everything else, streams included, passes through untouched.
+//! Responses, streams included, pass through untouched but for cards.
 
 #![forbid(unsafe_code)]
 
 pub mod card;
+pub mod classify;
+pub mod grpc;
 pub mod methods;
 pub mod ssrf;
 
+use classify::{Binding, Class};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -59,6 +66,14 @@ struct Config {
     /// The largest request body read, and the largest card rewritten.
     #[serde(default = "default_max")]
     max_body_bytes: u32,
+    /// Let requests that are no known A2A operation through (audited as `other`) instead of
+    /// refusing them.
+    #[serde(default)]
+    allow_unclassified: bool,
+    /// Where the card sends clients of each binding; see [`card::Bindings`].
+    jsonrpc_url: Option<String>,
+    rest_url: Option<String>,
+    grpc_url: Option<String>,
 }
 
 fn default_max() -> u32 {
@@ -83,7 +98,23 @@ struct A2a {
     audit: Option<Value>,
 }
 
-fn forbidden(rpc_id: Option<&Value>, message: &str) -> Decision {
+/// A refusal in the binding's own shape. gRPC: Trailers-Only (HTTP 200, the status in the
+/// headers, no body): `UNAUTHENTICATED` when the policy refuses a caller without a principal,
+/// else `PERMISSION_DENIED`.
+fn forbidden(
+    binding: Binding,
+    rpc_id: Option<&Value>,
+    unauthenticated: bool,
+    message: &str,
+) -> Decision {
+    if binding == Binding::Grpc {
+        return Decision::Respond(
+            LocalResponse::new(200)
+                .header("content-type", "application/grpc")
+                .header("grpc-status", if unauthenticated { "16" } else { "7" })
+                .header("grpc-message", grpc::encode_message(message)),
+        );
+    }
     let body = match rpc_id {
         Some(id) => {
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}})
@@ -130,15 +161,43 @@ impl A2a {
         Ok(())
     }
 
+    fn refuse_unclassified(
+        &self,
+        binding: Binding,
+        rpc_id: Option<&Value>,
+        principal: &Option<String>,
+        version: &str,
+        reason: &str,
+    ) -> Decision {
+        let audit = json!({"event": "a2a.operation", "operation": "other",
+            "binding": binding_name(binding), "principal": principal, "a2a_version": version,
+            "decision": "deny", "reason": reason});
+        self.record(&audit);
+        forbidden(binding, rpc_id, false, &format!("Forbidden: {reason}"))
+    }
+
     fn record(&self, audit: &Value) {
         log::info(&format!("a2a-audit {audit}"));
-        let op = audit["operation"].as_str().unwrap_or("?");
-        let decision = audit["decision"].as_str().unwrap_or("?");
+        // Labels come from fixed sets only: a client cannot add series.
+        let op = methods::label(audit["operation"].as_str().unwrap_or_default());
+        let decision = if audit["decision"] == "allow" {
+            "allow"
+        } else {
+            "deny"
+        };
         metrics::counter_add(
             "a2a_operations",
             1,
             &[("operation", op), ("decision", decision)],
         );
+    }
+}
+
+fn binding_name(binding: Binding) -> &'static str {
+    match binding {
+        Binding::JsonRpc => "JSONRPC",
+        Binding::Rest => "HTTP+JSON",
+        Binding::Grpc => "GRPC",
     }
 }
 
@@ -170,6 +229,23 @@ impl Plugin for A2a {
         if !(config.public_prefix.is_empty() || config.public_prefix.starts_with('/')) {
             return Err("`public_prefix` must start with '/'".into());
         }
+        for (key, url) in [
+            ("jsonrpc_url", &config.jsonrpc_url),
+            ("rest_url", &config.rest_url),
+        ] {
+            if let Some(u) = url
+                && card::url_path(u).is_none()
+            {
+                return Err(format!("`{key}` must be an http(s) URL, got {u:?}"));
+            }
+        }
+        if let Some(g) = &config.grpc_url
+            && (g.is_empty() || g.contains('/') || !g.contains(':'))
+        {
+            return Err(format!(
+                "`grpc_url` must be the gateway's gRPC address as `host:port`, got {g:?}"
+            ));
+        }
         Ok(A2a {
             config,
             watch: Watch::None,
@@ -192,49 +268,75 @@ impl Plugin for A2a {
         self.public = self.public_base();
         let method = request::method();
         let path = request::path();
-        let bare = path.split('?').next().unwrap_or_default().to_string();
-        if method == "GET"
-            && (bare.ends_with("/.well-known/agent-card.json")
-                || bare.ends_with("/.well-known/agent.json"))
-        {
-            // The card is fetched whole; no compression to undo.
-            let _ = request::remove_header("accept-encoding");
-            self.watch = Watch::Card {
-                rpc: false,
-                buf: Vec::new(),
-            };
-            return Decision::Continue;
-        }
-        let principal = context::principal();
         let body = request::body().unwrap_or_default();
-        let (op, rpc_id, params) = match methods::rest_operation(&method, &bare) {
-            Some(op) => {
-                let params = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-                (op.to_string(), None, params)
-            }
-            None if method == "POST" => {
-                let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
-                    // Not JSON: the agent answers its own parse error; nothing to authorise.
-                    return Decision::Continue;
+        let content_type = request::header("content-type");
+        let class = classify::classify(&method, &path, content_type.as_deref(), &body);
+        let principal = context::principal();
+        let version = request::header("a2a-version").unwrap_or_else(|| "0.3".into());
+        let (op, binding, rpc_id, params, era) = match class {
+            Class::Card => {
+                // The card is fetched whole; no compression to undo.
+                let _ = request::remove_header("accept-encoding");
+                self.watch = Watch::Card {
+                    rpc: false,
+                    buf: Vec::new(),
                 };
-                let Some(m) = msg.get("method").and_then(Value::as_str) else {
-                    return Decision::Continue;
-                };
-                (
-                    methods::normalise(m).to_string(),
-                    Some(msg.get("id").cloned().unwrap_or(Value::Null)),
-                    msg.get("params").cloned().unwrap_or(Value::Null),
-                )
+                return Decision::Continue;
             }
-            None => return Decision::Continue,
+            Class::Operation {
+                op,
+                binding,
+                rpc_id,
+                params,
+                grpc,
+            } => (op, binding, rpc_id, params, grpc),
+            Class::Ambiguous { binding, reason } => {
+                return self.refuse_unclassified(binding, None, &principal, &version, &reason);
+            }
+            Class::Unclassified {
+                binding,
+                rpc_id,
+                reason,
+            } => {
+                if self.config.allow_unclassified {
+                    let audit = json!({"event": "a2a.operation", "operation": "other",
+                        "binding": binding_name(binding), "principal": principal,
+                        "a2a_version": version, "decision": "allow", "reason": reason});
+                    self.audit = Some(audit);
+                    return Decision::Continue;
+                }
+                return self.refuse_unclassified(
+                    binding,
+                    rpc_id.as_ref(),
+                    &principal,
+                    &version,
+                    &reason,
+                );
+            }
         };
-        let (task, ctx) = ids(&params);
+        let (webhooks, task, ctx) = match era {
+            Some(era) => match grpc::inspect(op, era, &body) {
+                Ok(found) => (
+                    Ok(found.webhooks),
+                    json!(found.task_id),
+                    json!(found.context_id),
+                ),
+                Err(e) => (Err(e), Value::Null, Value::Null),
+            },
+            None => {
+                let (task, ctx) = ids(&params);
+                (Ok(ssrf::urls(&params)), task, ctx)
+            }
+        };
         let mut audit = json!({"event": "a2a.operation", "operation": op,
+                               "binding": binding_name(binding),
                                "principal": principal, "task_id": task, "context_id": ctx,
-                               "a2a_version": request::header("a2a-version").unwrap_or_else(|| "0.3".into())});
-        let verdict = self.allowed(principal.as_deref(), &op).and_then(|()| {
-            if methods::carries_webhook(&op) {
-                for url in ssrf::urls(&params) {
+                               "a2a_version": version});
+        let policy = self.allowed(principal.as_deref(), op);
+        let unauthenticated = policy.is_err() && principal.is_none();
+        let verdict = policy.and_then(|()| {
+            if methods::carries_webhook(op) {
+                for url in webhooks? {
                     ssrf::check(&url, &self.config.push_allow_hosts)?;
                 }
             }
@@ -244,10 +346,15 @@ impl Plugin for A2a {
             audit["decision"] = json!("deny");
             audit["reason"] = json!(why);
             self.record(&audit);
-            return forbidden(rpc_id.as_ref(), &format!("Forbidden: {why}"));
+            return forbidden(
+                binding,
+                rpc_id.as_ref(),
+                unauthenticated,
+                &format!("Forbidden: {why}"),
+            );
         }
         audit["decision"] = json!("allow");
-        if op == "GetExtendedAgentCard" {
+        if op == "GetExtendedAgentCard" && binding != Binding::Grpc {
             self.watch = Watch::Card {
                 rpc: rpc_id.is_some(),
                 buf: Vec::new(),
@@ -300,18 +407,24 @@ impl Plugin for A2a {
             return BodyEnd::default();
         }
         let security = self.config.security.as_ref();
+        let bindings = card::Bindings {
+            public: &self.public,
+            jsonrpc: self.config.jsonrpc_url.as_deref(),
+            rest: self.config.rest_url.as_deref(),
+            grpc: self.config.grpc_url.as_deref(),
+        };
         let tail = if rpc {
             match serde_json::from_slice::<Value>(&buf) {
                 Ok(mut msg) => {
                     if let Some(card) = msg.get_mut("result") {
-                        let _ = card::rewrite_value(card, &self.public, security);
+                        let _ = card::rewrite_value(card, &bindings, security);
                     }
                     msg.to_string().into_bytes()
                 }
                 Err(_) => buf,
             }
         } else {
-            match card::rewrite(&buf, &self.public, security) {
+            match card::rewrite(&buf, &bindings, security) {
                 Ok(out) => out,
                 Err(e) => {
                     // A card the gateway cannot read is not passed on: it would send clients
