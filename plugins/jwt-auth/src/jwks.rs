@@ -65,6 +65,35 @@ fn key(jwk: &Value) -> Result<KeyMaterial, String> {
     }
 }
 
+/// The one token `alg` each kind of key verifies (see `jwt::verify`).
+fn alg_of(material: &KeyMaterial) -> &'static str {
+    match material {
+        KeyMaterial::Rsa(_) => "RS256",
+        KeyMaterial::P256(_) => "ES256",
+        KeyMaterial::Ed25519(_) => "EdDSA",
+        KeyMaterial::Hmac(_) => "HS256",
+    }
+}
+
+/// A key that names an `alg` (RFC 7517 §4.4) is for that algorithm only: one naming another (RS384,
+/// PS256, RSA-OAEP, ...) or a non-string is skipped rather than used for the algorithm we verify.
+/// `kid`, when present, must be a string.
+fn bound_to(jwk: &Value, material: KeyMaterial) -> Result<KeyMaterial, String> {
+    if let Some(alg) = jwk.get("alg")
+        && alg != alg_of(&material)
+    {
+        return Err(format!(
+            "`alg` {alg} is not {} (the only algorithm for a {} key)",
+            alg_of(&material),
+            material.kind()
+        ));
+    }
+    if jwk.get("kid").is_some_and(|k| !k.is_string()) {
+        return Err("`kid` is not a string".into());
+    }
+    Ok(material)
+}
+
 /// The usable keys of a JWKS document, and a note for each key skipped.
 pub fn parse(doc: &[u8]) -> Result<(Vec<Key>, Vec<String>), String> {
     let v: Value = serde_json::from_slice(doc).map_err(|e| format!("JWKS is not JSON: {e}"))?;
@@ -72,10 +101,11 @@ pub fn parse(doc: &[u8]) -> Result<(Vec<Key>, Vec<String>), String> {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for jwk in keys {
-        if jwk["use"].as_str().is_some_and(|u| u != "sig") {
+        // `use` other than "sig" (or not a string): not a signing key.
+        if jwk.get("use").is_some_and(|u| u != "sig") {
             continue;
         }
-        match key(jwk) {
+        match key(jwk).and_then(|material| bound_to(jwk, material)) {
             Ok(material) => out.push(Key {
                 kid: jwk["kid"].as_str().map(str::to_owned),
                 material,

@@ -100,9 +100,15 @@ pub fn parse(token: &str) -> Result<Parsed, TokenError> {
         .ok_or(TokenError::Malformed("no alg"))?
         .to_string();
     check_crit(&header)?;
+    // A `kid` that is not a string would otherwise read as "no kid" and pick the only key.
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(TokenError::Malformed("kid is not a string")),
+    };
     Ok(Parsed {
         alg,
-        kid: header["kid"].as_str().map(str::to_owned),
+        kid,
         claims,
         signing_input: format!("{h}.{c}"),
         signature: b64(s, "signature is not base64url")?,
