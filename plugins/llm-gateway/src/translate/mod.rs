@@ -14,7 +14,7 @@ pub struct Usage {
     pub output: u64,
     /// Input tokens read from the provider's prompt cache (part of `input`).
     pub cache_read: u64,
-    /// Input tokens written to it (Anthropic only; part of `input`).
+    /// Input tokens written to it (part of `input`).
     pub cache_write: u64,
 }
 
@@ -37,13 +37,18 @@ impl Usage {
         self.output = n("output_tokens").unwrap_or(self.output);
     }
 
-    /// As an OpenAI chat-completions `usage` object.
+    /// As an OpenAI chat-completions `usage` object (`cache_write_tokens` only when there are
+    /// some, as OpenAI does).
     pub fn openai(&self) -> serde_json::Value {
+        let mut details = serde_json::json!({"cached_tokens": self.cache_read});
+        if self.cache_write > 0 {
+            details["cache_write_tokens"] = self.cache_write.into();
+        }
         serde_json::json!({
             "prompt_tokens": self.input,
             "completion_tokens": self.output,
             "total_tokens": self.input + self.output,
-            "prompt_tokens_details": {"cached_tokens": self.cache_read},
+            "prompt_tokens_details": details,
         })
     }
 
@@ -94,16 +99,17 @@ pub fn openai_usage(u: &serde_json::Value) -> Usage {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0)
     };
-    let cached = u
-        .pointer("/prompt_tokens_details/cached_tokens")
-        .or_else(|| u.pointer("/input_tokens_details/cached_tokens"))
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
+    let detail = |k: &str| {
+        u.pointer(&format!("/prompt_tokens_details/{k}"))
+            .or_else(|| u.pointer(&format!("/input_tokens_details/{k}")))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
     Usage {
         input: n("prompt_tokens", "input_tokens"),
         output: n("completion_tokens", "output_tokens"),
-        cache_read: cached,
-        cache_write: 0,
+        cache_read: detail("cached_tokens"),
+        cache_write: detail("cache_write_tokens"),
     }
 }
 
@@ -120,7 +126,10 @@ mod tests {
         // A message_delta with only output_tokens keeps the cache counts from message_start.
         u.merge_anthropic(&json!({"output_tokens": 9}));
         assert_eq!((u.input, u.output, u.cache_read), (15, 9, 10));
-        assert_eq!(u.openai()["prompt_tokens_details"]["cached_tokens"], 10);
+        assert_eq!(
+            u.openai()["prompt_tokens_details"],
+            json!({"cached_tokens": 10, "cache_write_tokens": 2})
+        );
         assert_eq!(u.openai()["prompt_tokens"], 15);
         let o = openai_usage(&json!({"prompt_tokens": 20, "completion_tokens": 4,
                                      "prompt_tokens_details": {"cached_tokens": 16}}));
@@ -128,6 +137,11 @@ mod tests {
             o.anthropic(),
             json!({"input_tokens": 4, "cache_creation_input_tokens": 0,
                    "cache_read_input_tokens": 16, "output_tokens": 4})
+        );
+        assert_eq!(
+            o.openai()["prompt_tokens_details"],
+            json!({"cached_tokens": 16}),
+            "no cache writes, no cache_write_tokens"
         );
     }
 }
