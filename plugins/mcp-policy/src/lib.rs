@@ -133,6 +133,54 @@ fn status_of(msg: &Value, id: &Value) -> Option<String> {
     Some(if is_error { "tool-error" } else { "ok" }.into())
 }
 
+/// What a POSTed body asks that the policy decides on.
+#[derive(Debug, PartialEq)]
+enum Ask {
+    /// A `tools/call` request: its id, the tool's public name (`""` when not a string) and its
+    /// arguments.
+    Call {
+        id: Value,
+        tool: String,
+        arguments: Value,
+    },
+    /// A `tools/list` request, whose answer is filtered.
+    List,
+    /// Anything else, including bodies that are not one well-formed request: the next plugin's
+    /// (`mcp-gateway` parses with the same `weir_wire::jsonrpc::parse` and matches methods
+    /// exactly, so what is not a `tools/call` here is not one there either).
+    Other,
+}
+
+fn ask(body: &[u8]) -> Ask {
+    let Ok(jsonrpc::Message::Request { id, method, params }) = jsonrpc::parse(body) else {
+        return Ask::Other;
+    };
+    match method.as_str() {
+        "tools/call" => Ask::Call {
+            id,
+            tool: params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            arguments: params.get("arguments").cloned().unwrap_or(json!({})),
+        },
+        "tools/list" => Ask::List,
+        _ => Ask::Other,
+    }
+}
+
+/// Whether `principal` may call `tool` with `arguments`.
+fn verdict(
+    config: &Config,
+    principal: Option<&str>,
+    tool: &str,
+    arguments: &Value,
+) -> Result<(), String> {
+    rules::tool_allowed(&config.rules, principal, tool)
+        .and_then(|()| rules::arguments_allowed(&config.arguments, tool, arguments))
+}
+
 impl McpPolicy {
     fn server_of<'a>(&self, tool: &'a str) -> &'a str {
         tool.split_once(self.config.separator.as_str())
@@ -156,19 +204,12 @@ impl McpPolicy {
         );
     }
 
-    fn authorise(&mut self, id: Value, params: &Value) -> Decision {
-        let tool = params
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+    fn authorise(&mut self, id: Value, tool: String, arguments: Value) -> Decision {
         let principal = context::principal();
         // The request's trace span carries the tool (see the host's telemetry).
         context::set("trace.mcp.tool", &tool);
         context::set("trace.mcp.server", self.server_of(&tool));
-        let verdict = rules::tool_allowed(&self.config.rules, principal.as_deref(), &tool)
-            .and_then(|()| rules::arguments_allowed(&self.config.arguments, &tool, &arguments));
+        let verdict = verdict(&self.config, principal.as_deref(), &tool, &arguments);
         let call = Call {
             id: id.clone(),
             principal: principal.clone(),
@@ -290,15 +331,13 @@ impl Plugin for McpPolicy {
         if request::method() != "POST" {
             return Decision::Continue;
         }
-        // Anything that is not a well-formed request is the next plugin's to refuse.
-        let Ok(jsonrpc::Message::Request { id, method, params }) =
-            jsonrpc::parse(&request::body().unwrap_or_default())
-        else {
-            return Decision::Continue;
-        };
-        match method.as_str() {
-            "tools/call" => self.authorise(id, &params),
-            "tools/list" => {
+        match ask(&request::body().unwrap_or_default()) {
+            Ask::Call {
+                id,
+                tool,
+                arguments,
+            } => self.authorise(id, tool, arguments),
+            Ask::List => {
                 // The principal is read now: the body phases see only the message.
                 self.watch = Watch::List(Listing {
                     principal: context::principal(),
@@ -307,7 +346,7 @@ impl Plugin for McpPolicy {
                 });
                 Decision::Continue
             }
-            _ => Decision::Continue,
+            Ask::Other => Decision::Continue,
         }
     }
 
@@ -379,3 +418,6 @@ impl Plugin for McpPolicy {
 }
 
 weir_sdk::plugin!(McpPolicy);
+
+#[cfg(test)]
+mod fuzz;
