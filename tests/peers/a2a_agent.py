@@ -1,24 +1,31 @@
 """An A2A agent for the gateway tests, built on the real `a2a-sdk` (spec 1.0).
 
-    python3 a2a_agent.py --port P --log FILE [--compat]     # --compat: also v0.3 on the same URL
+    python3 a2a_agent.py --port P --log FILE [--compat] [--grpc-port G]
+
+--compat also serves v0.3 on the same URL (and the v0.3 gRPC service with --grpc-port);
+--grpc-port also serves the gRPC binding on 127.0.0.1:G (h2c), listed in the card as a GRPC
+interface at `127.0.0.1:G` (the `host:port` form a2a-sdk gRPC clients dial).
 
 The agent answers "echo: <text>" as an artifact. A message containing "wait" keeps its task
 working for up to 20 s (so a test can cancel it). Its card lists its own URL, which a gateway must
 rewrite. Every request is logged to FILE as JSON (`method`, `path`, `a2a_version`,
-`authorization`).
+`authorization`); a gRPC call as `{"grpc": "/service/Method", "method": "Method"}`.
 """
 
 import argparse
 import asyncio
 import json
 
+import grpc
 import uvicorn
+from a2a.compat.v0_3 import a2a_v0_3_pb2_grpc
+from a2a.compat.v0_3.grpc_handler import CompatGrpcHandler
 from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_artifact
 from a2a.server.agent_execution import AgentExecutor, RequestContext
-from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers import DefaultRequestHandler, GrpcHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, TaskState, a2a_pb2_grpc
 from starlette.applications import Starlette
 
 
@@ -75,17 +82,47 @@ def logging_middleware(app, path):
     return wrapped
 
 
+class GrpcLog(grpc.aio.ServerInterceptor):
+    def __init__(self, path):
+        self.path = path
+
+    async def intercept_service(self, continuation, details):
+        md = dict(details.invocation_metadata or ())
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"grpc": details.method, "method": details.method.rsplit("/", 1)[-1],
+                                "a2a_version": md.get("a2a-version")}) + "\n")
+        return await continuation(details)
+
+
+async def serve(app, a, handler):
+    http = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=a.port, log_level="warning"))
+    if not a.grpc_port:
+        return await http.serve()
+    server = grpc.aio.server(interceptors=[GrpcLog(a.log)])
+    a2a_pb2_grpc.add_A2AServiceServicer_to_server(GrpcHandler(handler), server)
+    if a.compat:
+        a2a_v0_3_pb2_grpc.add_A2AServiceServicer_to_server(CompatGrpcHandler(handler), server)
+    server.add_insecure_port(f"127.0.0.1:{a.grpc_port}")
+    await server.start()
+    await asyncio.gather(http.serve(), server.wait_for_termination())
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--compat", action="store_true")
+    p.add_argument("--grpc-port", type=int)
     a = p.parse_args()
     url = f"http://127.0.0.1:{a.port}"
     interfaces = [
         AgentInterface(protocol_binding="JSONRPC", url=url + "/", protocol_version="1.0"),
         AgentInterface(protocol_binding="HTTP+JSON", url=url + "/rest", protocol_version="1.0"),
     ]
+    if a.grpc_port:
+        # First, so a client that supports gRPC prefers it.
+        interfaces.insert(0, AgentInterface(protocol_binding="GRPC", url=f"127.0.0.1:{a.grpc_port}",
+                                            protocol_version="1.0"))
     if a.compat:
         # The card then also carries the v0.3 fields (`url`, `additionalInterfaces`, ...).
         interfaces.append(AgentInterface(protocol_binding="JSONRPC", url=url + "/", protocol_version="0.3"))
@@ -101,7 +138,7 @@ def main():
               + create_jsonrpc_routes(handler, "/", enable_v0_3_compat=a.compat)
               + create_rest_routes(handler, path_prefix="/rest"))
     app = Starlette(routes=routes)
-    uvicorn.run(logging_middleware(app, a.log), host="127.0.0.1", port=a.port, log_level="warning")
+    asyncio.run(serve(logging_middleware(app, a.log), a, handler))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,9 @@ enum Watch {
         rpc: bool,
         buf: Vec<u8>,
     },
+    /// This plugin refused a gRPC call: repeat the status as trailers in case the host streams
+    /// the (empty) body rather than ending the stream with the headers.
+    GrpcStatus(Vec<(String, String)>),
 }
 
 struct A2a {
@@ -98,37 +101,47 @@ struct A2a {
     audit: Option<Value>,
 }
 
-/// A refusal in the binding's own shape. gRPC: Trailers-Only (HTTP 200, the status in the
-/// headers, no body): `UNAUTHENTICATED` when the policy refuses a caller without a principal,
-/// else `PERMISSION_DENIED`.
-fn forbidden(
-    binding: Binding,
-    rpc_id: Option<&Value>,
-    unauthenticated: bool,
-    message: &str,
-) -> Decision {
-    if binding == Binding::Grpc {
-        return Decision::Respond(
-            LocalResponse::new(200)
-                .header("content-type", "application/grpc")
-                .header("grpc-status", if unauthenticated { "16" } else { "7" })
-                .header("grpc-message", grpc::encode_message(message)),
-        );
-    }
-    let body = match rpc_id {
-        Some(id) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}})
-        }
-        None => json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": message}}),
-    };
-    Decision::Respond(
-        LocalResponse::new(403)
-            .header("content-type", "application/json")
-            .body(body.to_string()),
-    )
-}
-
 impl A2a {
+    /// A refusal in the binding's own shape. gRPC: Trailers-Only (HTTP 200, the status in the
+    /// headers, no body): `UNAUTHENTICATED` when the policy refuses a caller without a principal,
+    /// else `PERMISSION_DENIED`.
+    fn forbidden(
+        &mut self,
+        binding: Binding,
+        rpc_id: Option<&Value>,
+        unauthenticated: bool,
+        message: &str,
+    ) -> Decision {
+        if binding == Binding::Grpc {
+            let status = vec![
+                (
+                    "grpc-status".to_string(),
+                    (if unauthenticated { "16" } else { "7" }).to_string(),
+                ),
+                ("grpc-message".to_string(), grpc::encode_message(message)),
+            ];
+            let mut local = LocalResponse::new(200).header("content-type", "application/grpc");
+            for (k, v) in &status {
+                local = local.header(k, v);
+            }
+            self.watch = Watch::GrpcStatus(status);
+            return Decision::Respond(local);
+        }
+        let body = match rpc_id {
+            Some(id) => {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}})
+            }
+            None => {
+                json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": message}})
+            }
+        };
+        Decision::Respond(
+            LocalResponse::new(403)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+    }
+
     fn public_base(&self) -> String {
         if let Some(u) = &self.config.public_url {
             return u.trim_end_matches('/').to_string();
@@ -162,7 +175,7 @@ impl A2a {
     }
 
     fn refuse_unclassified(
-        &self,
+        &mut self,
         binding: Binding,
         rpc_id: Option<&Value>,
         principal: &Option<String>,
@@ -173,7 +186,7 @@ impl A2a {
             "binding": binding_name(binding), "principal": principal, "a2a_version": version,
             "decision": "deny", "reason": reason});
         self.record(&audit);
-        forbidden(binding, rpc_id, false, &format!("Forbidden: {reason}"))
+        self.forbidden(binding, rpc_id, false, &format!("Forbidden: {reason}"))
     }
 
     fn record(&self, audit: &Value) {
@@ -346,7 +359,7 @@ impl Plugin for A2a {
             audit["decision"] = json!("deny");
             audit["reason"] = json!(why);
             self.record(&audit);
-            return forbidden(
+            return self.forbidden(
                 binding,
                 rpc_id.as_ref(),
                 unauthenticated,
@@ -400,12 +413,19 @@ impl Plugin for A2a {
     }
 
     fn on_body_end(&mut self, direction: Direction) -> BodyEnd {
-        let Watch::Card { rpc, buf } = std::mem::replace(&mut self.watch, Watch::None) else {
-            return BodyEnd::default();
-        };
         if direction != Direction::Response {
             return BodyEnd::default();
         }
+        let (rpc, buf) = match std::mem::replace(&mut self.watch, Watch::None) {
+            Watch::Card { rpc, buf } => (rpc, buf),
+            Watch::GrpcStatus(trailers) => {
+                return BodyEnd {
+                    tail: Vec::new(),
+                    trailers,
+                };
+            }
+            Watch::None => return BodyEnd::default(),
+        };
         let security = self.config.security.as_ref();
         let bindings = card::Bindings {
             public: &self.public,
