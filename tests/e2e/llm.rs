@@ -425,6 +425,23 @@ async fn bad_requests_get_provider_style_errors_and_reach_no_provider() {
     assert_eq!(post(&chat, &huge).await.status.as_u16(), 413);
     let r = crate::support::get_with(&chat, &[("authorization", "Bearer k-alice")]).await;
     assert_eq!(r.status.as_u16(), 405);
+    assert_eq!(r.header("allow").as_deref(), Some("POST"));
+    assert_eq!(
+        r.json()["error"]["type"],
+        "invalid_request_error",
+        "{}",
+        r.text()
+    );
+    // Paths the gateway does not serve: Anthropic's shape under /v1/messages, OpenAI's elsewhere.
+    let r = post(&gw.url("/v1/messages/count_tokens"), "{}").await;
+    assert_eq!(r.status.as_u16(), 404);
+    assert_eq!(r.json()["error"]["type"], "not_found_error", "{}", r.text());
+    let r = post(&gw.url("/v1/completions"), "{}").await;
+    assert_eq!(r.status.as_u16(), 404);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Invalid URL (POST /v1/completions)"
+    );
     // The SDK sees its own exception types.
     let out = sdk(
         &gw.url(""),
@@ -688,5 +705,317 @@ fn embeddings_and_responses_pass_through_to_openai_format_providers() {
             .filter(|r| r["stream"] == false && r["status"] == 200)
             .all(|r| r["input_tokens"].as_u64() > Some(0)),
         "{recs:#?}"
+    );
+}
+
+#[test]
+fn system_parts_reach_the_provider_as_separate_blocks() {
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let gw = start(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
+    );
+    let parts = json!([{"type": "text", "text": "Part A."}, {"type": "text", "text": "Part B."}]);
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "claude", "system": parts},
+            {"sdk": "openai", "model": "claude", "system": "Be brief."},
+            {"sdk": "anthropic", "model": "gpt", "system": parts},
+        ]),
+    );
+    assert!(
+        out.iter().all(|o| o["text"] == "echo: hello there"),
+        "{out:?}"
+    );
+    // OpenAI parts → Anthropic's `system` as text blocks, one per part, nothing joined.
+    let to_an = an.received();
+    assert_eq!(to_an[0]["body"]["system"], parts, "{}", to_an[0]);
+    // A plain string stays a string.
+    assert_eq!(to_an[1]["body"]["system"], "Be brief.");
+    // Anthropic blocks → an OpenAI system message with the same text parts.
+    let to_oa = oa.received();
+    assert_eq!(
+        to_oa[0]["body"]["messages"][0],
+        json!({"role": "system", "content": parts}),
+        "{}",
+        to_oa[0]
+    );
+}
+
+#[test]
+fn streamed_usage_carries_the_cached_tokens_the_whole_answer_does() {
+    let oa = Provider::start(&["--cached", "7"]);
+    let an = Provider::start(&["--cached", "7"]);
+    let gw = start(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
+    );
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "claude"},
+            {"sdk": "openai", "model": "claude", "stream": true, "include_usage": true},
+            {"sdk": "anthropic", "model": "gpt"},
+            {"sdk": "anthropic", "model": "gpt", "stream": true},
+        ]),
+    );
+    // An Anthropic provider's cache reads as OpenAI's cached_tokens, streamed or not.
+    let (whole, streamed) = (&out[0]["usage"], &out[1]["usage"]);
+    assert_eq!(
+        whole["prompt_tokens_details"]["cached_tokens"], 7,
+        "{whole}"
+    );
+    assert_eq!(streamed, whole, "streamed usage = whole usage");
+    // An OpenAI provider's cached_tokens as Anthropic's cache_read_input_tokens, with
+    // input_tokens leaving them out (as Anthropic counts), streamed or not.
+    let (whole, streamed) = (&out[2]["usage"], &out[3]["usage"]);
+    assert_eq!(whole["cache_read"], 7, "{whole}");
+    assert_eq!(whole["input"], 2, "\"hello there\" uncached: {whole}");
+    assert_eq!(streamed, whole, "streamed usage = whole usage");
+}
+
+#[test]
+fn tool_call_arguments_that_are_not_json_are_refused_naming_the_call() {
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let gw = start(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
+    );
+    let history = json!([
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_9", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Par"}}]},
+        {"role": "tool", "tool_call_id": "call_9", "content": "sunny"},
+    ]);
+    let anthropic_history = json!([
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": "Paris"}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "sunny"}]},
+    ]);
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "claude", "messages": history, "tools": true},
+            // Refused whichever provider serves the model: a fallback would translate it too.
+            {"sdk": "openai", "model": "gpt", "messages": history, "tools": true, "stream": true},
+            {"sdk": "anthropic", "model": "gpt", "messages": anthropic_history, "tools": true},
+        ]),
+    );
+    for o in &out[..2] {
+        let e = &o["error"];
+        assert_eq!(e["class"], "BadRequestError", "{o}");
+        assert_eq!(e["type"], "invalid_request_error", "{o}");
+        assert_eq!(
+            e["param"], "messages[1].tool_calls[0].function.arguments",
+            "{o}"
+        );
+        assert_eq!(e["code"], "invalid_value", "{o}");
+        let m = e["body"]["message"].as_str().unwrap_or_default();
+        assert!(
+            m.contains("`call_9` (get_weather)") && m.contains("not valid JSON"),
+            "{o}"
+        );
+    }
+    let e = &out[2]["error"];
+    assert_eq!(e["class"], "BadRequestError", "{}", out[2]);
+    assert_eq!(e["body"]["type"], "error");
+    assert_eq!(e["body"]["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        e["body"]["error"]["message"],
+        "messages.1.content.0.tool_use.input: Input should be a valid dictionary"
+    );
+    assert!(oa.received().is_empty() && an.received().is_empty());
+}
+
+#[test]
+fn an_unknown_model_is_answered_as_each_api_does() {
+    let oa = Provider::start(&[]);
+    let gw = start(
+        &[("oa", "openai", oa.port, "10s")],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]",
+    );
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "gpt-9"},
+            {"sdk": "openai", "model": "gpt-9", "stream": true},
+            {"sdk": "anthropic", "model": "gpt-9"},
+            {"sdk": "anthropic", "model": "gpt-9", "stream": true},
+        ]),
+    );
+    for o in &out[..2] {
+        let e = &o["error"];
+        assert_eq!(
+            (e["class"].as_str(), e["status"].as_u64()),
+            (Some("NotFoundError"), Some(404)),
+            "{o}"
+        );
+        assert_eq!(e["code"], "model_not_found", "{o}");
+        // The openai SDK keeps the inner `error` object as the body.
+        assert_eq!(
+            e["body"],
+            json!({"message": "The model `gpt-9` does not exist or you do not have access to it.",
+                   "type": "invalid_request_error", "param": null, "code": "model_not_found"}),
+            "{o}"
+        );
+    }
+    for o in &out[2..] {
+        let e = &o["error"];
+        assert_eq!(
+            (e["class"].as_str(), e["status"].as_u64()),
+            (Some("NotFoundError"), Some(404)),
+            "{o}"
+        );
+        assert_eq!(
+            e["body"],
+            json!({"type": "error", "error": {"type": "not_found_error", "message": "model: gpt-9"}}),
+            "{o}"
+        );
+    }
+    assert!(oa.received().is_empty());
+}
+
+#[tokio::test]
+async fn gateway_errors_are_typed_for_each_client_api() {
+    let failing_oa = Provider::start(&["--fail", "429"]);
+    let failing_an = Provider::start(&["--fail", "500"]);
+    let oa = Provider::start(&[]);
+    let down = free_port();
+    let toml = config(
+        &[
+            ("foa", "openai", failing_oa.port, "10s"),
+            ("fan", "anthropic", failing_an.port, "10s"),
+            ("oa", "openai", oa.port, "10s"),
+            ("down", "openai", down, "10s"),
+        ],
+        "limited = [{ provider = \"foa\", model = \"m\" }]\n\
+         broken = [{ provider = \"fan\", model = \"m\" }]\n\
+         gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\n\
+         gone = [{ provider = \"down\", model = \"m\" }]",
+        "",
+    ) + "\n[routes.chain.config.budgets]\nalice = { total_tokens = 5 }\nbob = { tokens_per_minute = 5 }\n";
+    let gw = Gateway::start_env(&toml, KEYS);
+    // A provider's errors in the other API's types; a provider down (the gateway's own 502)
+    // as an error both SDKs parse, not plain text.
+    let out = sdk(
+        &gw.url(""),
+        "k-bob",
+        json!([
+            {"sdk": "anthropic", "model": "limited"},
+            {"sdk": "openai", "model": "broken"},
+            {"sdk": "openai", "model": "gone"},
+            {"sdk": "anthropic", "model": "gone", "stream": true},
+        ]),
+    );
+    let e = &out[0]["error"];
+    assert_eq!(e["class"], "RateLimitError", "{}", out[0]);
+    assert_eq!(
+        e["body"],
+        json!({"type": "error", "error": {"type": "rate_limit_error", "message": "scripted failure 429"}})
+    );
+    let e = &out[1]["error"];
+    assert_eq!(e["class"], "InternalServerError", "{}", out[1]);
+    assert_eq!(e["type"], "server_error", "{}", out[1]);
+    assert_eq!(e["body"]["message"], "scripted failure 500");
+    let e = &out[2]["error"];
+    assert_eq!(
+        (e["class"].as_str(), e["status"].as_u64()),
+        (Some("InternalServerError"), Some(502)),
+        "{}",
+        out[2]
+    );
+    assert_eq!(e["type"], "server_error", "{}", out[2]);
+    assert!(
+        e["body"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        out[2]
+    );
+    let e = &out[3]["error"];
+    assert_eq!(e["status"], 502, "{}", out[3]);
+    assert_eq!(e["body"]["type"], "error", "{}", out[3]);
+    assert_eq!(e["body"]["error"]["type"], "api_error", "{}", out[3]);
+
+    // A used-up total budget is OpenAI's exhausted quota, not worth retrying.
+    let first = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([{"sdk": "openai", "model": "gpt"}]),
+    );
+    assert_eq!(first[0]["text"], "echo: hello there");
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([{"sdk": "openai", "model": "gpt"}, {"sdk": "anthropic", "model": "gpt"}]),
+    );
+    let e = &out[0]["error"];
+    assert_eq!(e["class"], "RateLimitError", "{}", out[0]);
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("insufficient_quota"), Some("insufficient_quota")),
+        "{}",
+        out[0]
+    );
+    assert_eq!(
+        out[1]["error"]["body"]["error"]["type"], "rate_limit_error",
+        "{}",
+        out[1]
+    );
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.header("x-should-retry").as_deref(), Some("false"));
+    assert_eq!(r.header("retry-after"), None);
+    // A per-minute limit says when to come back: bob's first answer spends his 5 tokens, the
+    // next request is refused (should the minute turn between them, the one after).
+    let bob = |body: &'static str| {
+        send(
+            Request::post(gw.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer k-bob")
+                .body(Full::new(Bytes::from(body)))
+                .expect("request"),
+        )
+    };
+    let mut refused = None;
+    for _ in 0..3 {
+        let r =
+            bob(r#"{"model":"gpt","messages":[{"role":"user","content":"hello there"}]}"#).await;
+        if r.status.as_u16() == 429 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("bob's per-minute limit refuses a request");
+    assert_eq!(
+        r.json()["error"]["code"],
+        "rate_limit_exceeded",
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.header("retry-after")
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| (1..=60).contains(&s)),
+        "{:?}",
+        r.header("retry-after")
     );
 }

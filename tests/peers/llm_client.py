@@ -4,11 +4,14 @@ result per call.
     python3 llm_client.py '{"base": "http://127.0.0.1:P", "key": "...", "calls": [...]}'
 
 A call: {"sdk": "openai"|"anthropic", "model": m, "prompt": "...", "stream": bool,
-         "tools": bool, "include_usage": bool}
+         "tools": bool, "include_usage": bool, "system": str or parts/blocks,
+         "messages": [...] (instead of the prompt, sent as given)}
 -> openai:    {"text", "tool_calls": [[name, arguments as parsed JSON]], "finish", "usage"}
 -> anthropic: {"text", "tool_uses": [[name, input]], "stop", "usage"}
 -> openai-embeddings: {"dims", "usage"}; openai-responses: {"text", "usage" | "final"}
-or {"error": {"class", "status", "message"}} when the SDK raises.
+or {"error": {"class", "status", "message", "body", "type", "code", "param"}} when the SDK
+raises (`body` is the parsed error body the SDK kept; `type`/`code`/`param` the attributes
+the openai SDK reads from it).
 """
 
 import json
@@ -25,7 +28,10 @@ WEATHER_ANTHROPIC = [{"name": "get_weather", "description": "The weather in a ci
 
 
 def with_openai(client, c):
-    args = {"model": c["model"], "messages": [{"role": "user", "content": c.get("prompt", "hello there")}]}
+    messages = c.get("messages") or [{"role": "user", "content": c.get("prompt", "hello there")}]
+    if "system" in c:
+        messages = [{"role": "system", "content": c["system"]}] + messages
+    args = {"model": c["model"], "messages": messages}
     if c.get("tools"):
         args["tools"] = WEATHER_OPENAI
     if not c.get("stream"):
@@ -63,7 +69,9 @@ def with_openai(client, c):
 
 def with_anthropic(client, c):
     args = {"model": c["model"], "max_tokens": 100,
-            "messages": [{"role": "user", "content": c.get("prompt", "hello there")}]}
+            "messages": c.get("messages") or [{"role": "user", "content": c.get("prompt", "hello there")}]}
+    if "system" in c:
+        args["system"] = c["system"]
     if c.get("tools"):
         args["tools"] = WEATHER_ANTHROPIC
     if c.get("stream"):
@@ -75,7 +83,9 @@ def with_anthropic(client, c):
         "text": "".join(b.text for b in m.content if b.type == "text"),
         "tool_uses": [[b.name, b.input] for b in m.content if b.type == "tool_use"],
         "stop": m.stop_reason,
-        "usage": {"input": m.usage.input_tokens, "output": m.usage.output_tokens},
+        "usage": {"input": m.usage.input_tokens, "output": m.usage.output_tokens,
+                  "cache_read": m.usage.cache_read_input_tokens,
+                  "cache_creation": m.usage.cache_creation_input_tokens},
     }
 
 
@@ -108,7 +118,9 @@ def main(spec):
             else:
                 out = with_anthropic(a, c)
         except Exception as e:  # the test asserts on it
-            out = {"error": {"class": type(e).__name__, "status": getattr(e, "status_code", None), "message": str(e)}}
+            out = {"error": {"class": type(e).__name__, "status": getattr(e, "status_code", None), "message": str(e),
+                             "body": getattr(e, "body", None), "type": getattr(e, "type", None),
+                             "code": getattr(e, "code", None), "param": getattr(e, "param", None)}}
         print(json.dumps(out), flush=True)
 
 

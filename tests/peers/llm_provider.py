@@ -2,7 +2,7 @@
 speaks the real wire formats, byte for byte as the official SDKs parse them.
 
     python3 llm_provider.py --port P --log FILE [--fail 429|500] [--cut-after N] [--delay-ms MS]
-                            [--waiting N]
+                            [--waiting N] [--cached N]
 
 - OpenAI: POST /v1/chat/completions (JSON, or SSE `data: {chunk}` ... `data: [DONE]`, with the
   usage chunk only when `stream_options.include_usage`), POST /v1/embeddings (deterministic
@@ -12,7 +12,9 @@ speaks the real wire formats, byte for byte as the official SDKs parse them.
 - vLLM-style GET /metrics (`vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc`); POST
   /admin/load?waiting=N changes the reported queue.
 - The answer is "echo: <last user text>". With tools offered and "weather" in the last user
-  text, the model calls the first tool with {"city": "Paris"}. Usage counts words.
+  text, the model calls the first tool with {"city": "Paris"}. Usage counts words; `--cached N`
+  adds N prompt tokens read from a prompt cache (OpenAI `prompt_tokens_details.cached_tokens`,
+  included in `prompt_tokens`; Anthropic `cache_read_input_tokens`, apart from `input_tokens`).
 - Scripted failures: `--fail` answers every completion with that status; `--cut-after N` closes
   a stream after N content events without ending it; `--delay-ms` waits before answering.
 Every request is appended to FILE as JSON (`path`, `model`, `stream`, `authorization`,
@@ -112,8 +114,10 @@ async def chat(request: Request):
     reply = "echo: " + last_user_text(body.get("messages", []))
     tools = [t["function"]["name"] for t in body.get("tools", []) if t.get("type") == "function"]
     call = wants_tool(body, tools)
-    usage = {"prompt_tokens": prompt_tokens(body), "completion_tokens": 5 if call else words(reply)}
+    usage = {"prompt_tokens": prompt_tokens(body) + ARGS.cached, "completion_tokens": 5 if call else words(reply)}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    if ARGS.cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": ARGS.cached}
     cid, created = "chatcmpl-fake", int(time.time())
     if not body.get("stream"):
         message = {"role": "assistant", "content": None if call else reply}
@@ -163,17 +167,18 @@ async def messages(request: Request):
     tools = [t["name"] for t in body.get("tools", [])]
     call = wants_tool(body, tools)
     in_tokens, out_tokens = prompt_tokens(body), (5 if call else words(reply))
+    cache = {"cache_read_input_tokens": ARGS.cached} if ARGS.cached else {}
     stop = "tool_use" if call else "end_turn"
     content = [{"type": "tool_use", "id": "toolu_1", "name": tools[0], "input": {"city": "Paris"}}] if call else [{"type": "text", "text": reply}]
     if not body.get("stream"):
         return JSONResponse({
             "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens},
+            "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens, **cache},
         })
 
     async def events():
-        yield sse({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": in_tokens, "output_tokens": 1}}}, "message_start")
+        yield sse({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": in_tokens, "output_tokens": 1, **cache}}}, "message_start")
         yield sse({"type": "ping"}, "ping")
         if call:
             yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": tools[0], "input": {}}}, "content_block_start")
@@ -276,6 +281,7 @@ def main():
     p.add_argument("--cut-after", type=int, default=None)
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--waiting", type=int, default=0)
+    p.add_argument("--cached", type=int, default=0)
     ARGS = p.parse_args()
     STATE["waiting"] = ARGS.waiting
     app = Starlette(routes=[
