@@ -11,7 +11,9 @@
 //! | `POST /reload` | reload now: 200 with the new generation, or 422 with every error |
 //! | `PUT /plugins/{name}` | upload a component: validated with every route using it, then written over the plugin's file and activated; 400 with the reason if invalid |
 //!
-//! With `token` set, every request needs `Authorization: Bearer <token>` (else 401).
+//! With `token` set, every request needs `Authorization: Bearer <token>` (else 401); a client
+//! with too many failures gets 429 for a while, whatever it presents. Without a token the API is
+//! read-only (`POST`/`PUT` get 403) unless `allow_unauthenticated` (loopback only) opens it.
 
 use crate::accept::{Backoff, Slots};
 use crate::body::{self, Body};
@@ -25,8 +27,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Largest component accepted by `PUT /plugins/{name}`.
 const MAX_UPLOAD: usize = 256 << 20;
@@ -37,10 +40,10 @@ const MAX_UPLOAD: usize = 256 << 20;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Control>,
-    token: Option<String>,
+    access: Access,
     max_connections: usize,
 ) {
-    let token: Arc<Option<String>> = Arc::new(token);
+    let access = Arc::new(access);
     let name: Arc<str> = Arc::from("admin");
     let metrics = gateway.runtime.services.requests.clone();
     let slots = Slots::new(name.clone(), metrics.clone());
@@ -49,8 +52,8 @@ pub async fn serve(
     let builder = Arc::new(crate::server::connection_builder(&limits));
     let timeouts = crate::server::timeouts(&limits);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match listener.accept().await {
+            Ok((stream, addr)) => (stream, addr.ip()),
             Err(e) => {
                 tokio::time::sleep(backoff.failed(&e)).await;
                 continue;
@@ -68,15 +71,18 @@ pub async fn serve(
             metrics.clone(),
             name.clone(),
         );
-        let (gateway, token, builder) = (gateway.clone(), token.clone(), builder.clone());
+        let (gateway, access, builder) = (gateway.clone(), access.clone(), builder.clone());
         tokio::spawn(async move {
             let io = TokioIo::new(Watched::new(stream, activity.clone()));
             let svc = service_fn(move |req: Request<Incoming>| {
                 let in_flight = activity.begin(req.version());
                 let gateway = gateway.clone();
-                let token = token.clone();
+                let access = access.clone();
                 async move {
-                    let resp = handle(&gateway, &token, req).await;
+                    let resp = match access.check(client, &req) {
+                        Ok(()) => handle(&gateway, req).await,
+                        Err(refusal) => *refusal,
+                    };
                     Ok::<_, std::convert::Infallible>(in_flight.until_sent(resp))
                 }
             });
@@ -113,17 +119,113 @@ fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn authorized(token: &Option<String>, req: &Request<Incoming>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
+/// Who may use the admin API (`[admin] token`, `allow_unauthenticated`).
+pub(crate) enum Access {
+    /// Every request presents this bearer token.
+    Token { token: String, failures: Failures },
+    /// No token: reads only.
+    ReadOnly,
+    /// No token, everything allowed (the operator opted in, on loopback).
+    Open,
+}
+
+/// Failed token checks per client address: a bucket of [`FAILURE_BURST`] refilled at one per
+/// second. An empty bucket means 429 without looking at the token, so guessing is slow.
+#[derive(Default)]
+pub(crate) struct Failures(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+
+const FAILURE_BURST: f64 = 10.0;
+/// Addresses remembered at most (the oldest full buckets are forgotten first).
+const FAILURE_CLIENTS: usize = 4096;
+
+impl Failures {
+    fn level(&self, ip: IpAddr, now: Instant) -> f64 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&ip).map_or(FAILURE_BURST, |(level, at)| {
+            (level + now.duration_since(*at).as_secs_f64()).min(FAILURE_BURST)
+        })
+    }
+
+    fn fail(&self, ip: IpAddr, now: Instant) {
+        let level = self.level(ip, now) - 1.0;
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= FAILURE_CLIENTS {
+            map.retain(|_, (l, at)| *l + now.duration_since(*at).as_secs_f64() < FAILURE_BURST);
+        }
+        map.insert(ip, (level.max(0.0), now));
+    }
+}
+
+impl Access {
+    pub(crate) fn new(config: &crate::config::AdminConfig) -> Access {
+        match (&config.token, config.allow_unauthenticated) {
+            (Some(token), _) => Access::Token {
+                token: token.clone(),
+                failures: Failures::default(),
+            },
+            (None, true) => {
+                tracing::warn!(
+                    "admin API without a token, allow_unauthenticated: anyone who can reach it can reload and replace plugins"
+                );
+                Access::Open
+            }
+            (None, false) => {
+                tracing::warn!(
+                    "admin API without a token: read-only (set [admin] token to reload or upload plugins)"
+                );
+                Access::ReadOnly
+            }
+        }
+    }
+
+    /// `Ok` when the request may go on; else the answer.
+    fn check(&self, client: IpAddr, req: &Request<Incoming>) -> Result<(), Box<Response<Body>>> {
+        match self {
+            Access::Open => Ok(()),
+            Access::ReadOnly if matches!(*req.method(), Method::GET | Method::HEAD) => Ok(()),
+            Access::ReadOnly => Err(Box::new(reply(
+                StatusCode::FORBIDDEN,
+                json!({"error": "the admin API has no token and is read-only: set [admin] token"}),
+            ))),
+            Access::Token { token, failures } => {
+                let now = Instant::now();
+                if failures.level(client, now) < 1.0 {
+                    let mut r = reply(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        json!({"error": "too many failed attempts; retry later"}),
+                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+                    return Err(Box::new(r));
+                }
+                if presents(token, req) {
+                    return Ok(());
+                }
+                failures.fail(client, now);
+                let mut r = reply(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "a valid bearer token is required"}),
+                );
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"weir-admin\""),
+                );
+                Err(Box::new(r))
+            }
+        }
+    }
+}
+
+/// The request carries `Authorization: Bearer <token>` (the scheme in any case, RFC 9110
+/// §11.1), compared in constant time: the token is a credential.
+fn presents(token: &str, req: &Request<Incoming>) -> bool {
     let presented = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare in constant time: the token is a credential.
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, t)| t.trim());
     presented.len() == token.len()
         && presented
             .bytes()
@@ -132,22 +234,7 @@ fn authorized(token: &Option<String>, req: &Request<Incoming>) -> bool {
             == 0
 }
 
-async fn handle(
-    gateway: &Control,
-    token: &Option<String>,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    if !authorized(token, &req) {
-        let mut r = reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "a valid bearer token is required"}),
-        );
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"weir-admin\""),
-        );
-        return r;
-    }
+async fn handle(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/health") => reply(StatusCode::OK, json!({"status": "ok"})),

@@ -41,29 +41,40 @@ pub struct TooLarge {
     pub limit: u64,
 }
 
+/// What went wrong with a client's body on its way up, for the answer when the upstream call
+/// fails because of it.
+#[derive(Debug, Default)]
+pub struct BodyFaults {
+    /// More than the limit passed: the client gets 413.
+    pub too_large: AtomicBool,
+    /// The client's body could not be read (bad chunked framing, a reset): the client gets 400,
+    /// not a 502 blaming the upstream.
+    pub broken: AtomicBool,
+}
+
 pin_project_lite::pin_project! {
-    /// Streams a body through, failing it once more than `limit` bytes passed. The flag lets the
-    /// pipeline answer 413 when the upstream call fails because of it.
+    /// Streams a body through, failing it once more than `limit` bytes passed. The faults let
+    /// the pipeline answer 413 or 400 when the upstream call fails because of the body.
     pub struct Limited<B> {
         #[pin]
         inner: B,
         remaining: u64,
         limit: u64,
-        exceeded: Arc<AtomicBool>,
+        faults: Arc<BodyFaults>,
     }
 }
 
 impl<B> Limited<B> {
-    pub fn new(inner: B, limit: u64) -> (Self, Arc<AtomicBool>) {
-        let exceeded = Arc::new(AtomicBool::new(false));
+    pub fn new(inner: B, limit: u64) -> (Self, Arc<BodyFaults>) {
+        let faults = Arc::new(BodyFaults::default());
         (
             Limited {
                 inner,
                 remaining: limit,
                 limit,
-                exceeded: exceeded.clone(),
+                faults: faults.clone(),
             },
-            exceeded,
+            faults,
         )
     }
 }
@@ -86,14 +97,17 @@ where
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > *this.remaining {
-                        this.exceeded.store(true, Ordering::Relaxed);
+                        this.faults.too_large.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(Box::new(TooLarge { limit: *this.limit }))));
                     }
                     *this.remaining -= n;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                this.faults.broken.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -221,7 +221,14 @@ pub(crate) struct Local {
     pub(crate) status: StatusCode,
     pub(crate) headers: http::HeaderMap,
     pub(crate) body: Bytes,
+    /// The gateway's own error (not a plugin's answer): its body is re-rendered in the route's
+    /// `error_format`.
+    own: bool,
 }
+
+/// Marks a response head as the gateway's own error answer (see [`Local`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnAnswer;
 
 impl Local {
     pub(crate) fn text(status: StatusCode, body: String) -> Local {
@@ -234,6 +241,7 @@ impl Local {
             status,
             headers,
             body: Bytes::from(body),
+            own: true,
         }
     }
 
@@ -252,6 +260,7 @@ impl Local {
             status,
             headers,
             body: Bytes::from(r.body),
+            own: false,
         })
     }
 }
@@ -463,6 +472,9 @@ pub(crate) fn replace_response(ex: &mut Exchange, local: Local) {
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = local.status;
     parts.headers = local.headers;
+    if local.own {
+        parts.extensions.insert(OwnAnswer);
+    }
     ex.response = Some(parts);
     ex.response_body = Some(local.body);
 }

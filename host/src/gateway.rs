@@ -195,7 +195,7 @@ async fn start_admin(
     Ok(Some(tokio::spawn(crate::admin::serve(
         listener,
         gateway.clone(),
-        a.get_ref().token.clone(),
+        crate::admin::Access::new(a.get_ref()),
         a.get_ref().max_connections,
     ))))
 }

@@ -1,11 +1,14 @@
 //! Header rules of a proxy: hop-by-hop fields (RFC 9110 §7.6.1) are not forwarded, upgrades keep
-//! what they need, and `x-forwarded-*` tell the upstream who the client was.
+//! what they need, and `x-forwarded-*` tell the upstream who the client was: believed from a
+//! trusted proxy, replaced for anyone else (a client could otherwise claim any address).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 
 /// Fields that apply to one connection only and never travel through a proxy.
-const HOP_BY_HOP: [&str; 8] = [
+/// `proxy-authorization` is the client's credential for this proxy: consumed here.
+const HOP_BY_HOP: [&str; 9] = [
+    "proxy-authorization",
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -63,14 +66,51 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Sets `x-forwarded-for` (appending the client to any earlier hops), `x-forwarded-proto` and
-/// `x-forwarded-host`.
+/// The client-supplied fields that say who the client was and how it connected.
+const CLIENT_CLAIMS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+];
+
+/// `[forwarded] trusted_proxies`, parsed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub(crate) fn new(config: &crate::config::ForwardedConfig) -> TrustedProxies {
+        TrustedProxies(
+            config
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::config::parse_net(p.get_ref()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Sets `x-forwarded-for`, `x-forwarded-proto` and `x-forwarded-host`. From a `trusted` proxy
+/// the client is appended to the earlier hops and the proxy's `Forwarded`, `X-Real-IP`,
+/// `-proto` and `-host` are kept; from anyone else every such field is replaced.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: SocketAddr,
     scheme: &str,
     host: Option<&str>,
+    trusted: bool,
 ) {
+    if !trusted {
+        for name in CLIENT_CLAIMS {
+            headers.remove(name);
+        }
+    }
     let ip = client.ip().to_string();
     let prev: Vec<&str> = headers
         .get_all("x-forwarded-for")
@@ -87,11 +127,15 @@ pub fn set_forwarded(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
-    );
-    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
+        );
+    }
+    if !headers.contains_key("x-forwarded-host")
+        && let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok())
+    {
         headers.insert("x-forwarded-host", v);
     }
 }
@@ -158,16 +202,42 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
     }
 
-    #[test]
-    fn forwarded_appends_client() {
-        let mut h = map(&[
+    fn claims() -> HeaderMap {
+        map(&[
             ("x-forwarded-for", "203.0.113.9"),
             ("x-forwarded-for", "198.51.100.1"),
-        ]);
-        let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        set_forwarded(&mut h, client, "https", Some("api.example"));
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.1, 127.0.0.1");
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+            ("proxy-authorization", "Basic c2VjcmV0"),
+        ])
+    }
+
+    #[test]
+    fn a_trusted_proxys_claims_are_kept_and_appended_to() {
+        let mut h = claims();
+        let client: SocketAddr = "10.1.2.3:5000".parse().expect("addr");
+        let trusted = TrustedProxies(vec!["10.0.0.0/8".parse().expect("net")]);
+        assert!(trusted.trusts(client.ip()));
+        set_forwarded(&mut h, client, "http", Some("api.example"), true);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.1, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=203.0.113.9");
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
+    }
+
+    #[test]
+    fn anyone_elses_claims_are_replaced_and_proxy_credentials_consumed() {
+        let mut h = claims();
+        let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        assert!(!TrustedProxies::default().trusts(client.ip()));
+        strip_hop_by_hop(&mut h, false);
+        set_forwarded(&mut h, client, "http", Some("api.example"), false);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example");
+        for gone in ["forwarded", "x-real-ip", "proxy-authorization"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
     }
 }

@@ -18,8 +18,9 @@
 //! Everything that can go wrong ends as a response to the client. Retries happen inside
 //! `Upstream::send`, only before any of the response reached the client.
 
-use crate::body::{self, Body, CollectError, Limited};
-use crate::chain::{ChainRun, Local, RequestOutcome, replace_response};
+use crate::body::{self, Body, BodyFaults, CollectError, Limited};
+use crate::chain::{ChainRun, Local, OwnAnswer, RequestOutcome, replace_response};
+use crate::error_body::ErrorStyle;
 use crate::exchange::{Context, Exchange, Phase};
 use crate::headers;
 use crate::observe::Answered;
@@ -34,7 +35,7 @@ use hyper::upgrade::OnUpgrade;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -77,8 +78,13 @@ async fn serve(
     let http1 = req.version() < http::Version::HTTP_2;
     match admit(snap, conn, req).await {
         Ok((flight, ex)) => flight.run(ex).await,
-        Err(Refused(status, msg)) => {
+        Err(Refusal { refused, style }) => {
+            let Refused(status, msg) = refused;
             let mut resp = error(status, &msg);
+            let (content_type, body) = style.render(status, &msg);
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type);
+            *resp.body_mut() = body::full(body);
             if status == StatusCode::REQUEST_TIMEOUT && http1 {
                 // The rest of the body is still on its way: this connection cannot carry
                 // another request. (HTTP/2 resets just the stream.)
@@ -90,30 +96,39 @@ async fn serve(
     }
 }
 
-/// The phases before any plugin runs: the head checked, routed, normalised, the body buffered
-/// if a plugin asked. An `Err` is the gateway's own answer.
+/// The phases before any plugin runs: the head checked, made canonical, routed, normalised,
+/// the body buffered if a plugin asked. An `Err` is the gateway's own answer.
 async fn admit(
     snap: Arc<Snapshot>,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
-) -> Result<(Flight, Box<Exchange>), Refused> {
+) -> Result<(Flight, Box<Exchange>), Refusal> {
     check_head(&snap, &req)?;
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
+    let raw_target = canonicalise(&snap, conn, &mut parts)?;
     let route = route(&snap, conn, &parts)?;
-    check_length(&route, &parts)?;
-    let (limited, too_large) = Limited::new(incoming, route.max_body_size);
-    let authority = normalise(&route, conn, &mut parts, client_upgrade.is_some());
+    let style = ErrorStyle::resolve(route.error_format, parts.uri.path(), &parts.headers);
+    let styled = |refused| Refusal { refused, style };
+    check_length(&route, &parts).map_err(styled)?;
+    let (limited, faults) = Limited::new(incoming, route.max_body_size);
+    let trusted = snap.forwarded.trusts(conn.client.ip());
+    let authority = normalise(&route, conn, &mut parts, client_upgrade.is_some(), trusted);
     let body_timeout = snap.limits.request_body_timeout.0;
-    let (request_body, streaming) = buffer(&route, limited, &too_large, body_timeout)
+    let (request_body, streaming) = buffer(&route, limited, &faults, body_timeout)
         .await
         .inspect_err(|Refused(status, _)| {
             if *status == StatusCode::REQUEST_TIMEOUT {
                 snap.observer.timed_out(&conn.listener, "request_body");
             }
-        })?;
+        })
+        .map_err(styled)?;
     let observer = snap.observer.clone();
     let head_request = parts.method == http::Method::HEAD;
+    let mut context = peer_context(conn);
+    if let Some(raw) = raw_target {
+        context.attributes.insert(RAW_TARGET.into(), raw);
+    }
     let ex = Box::new(Exchange {
         phase: Phase::Request,
         trace: observer.request_span(&parts, &route.name, conn.client),
@@ -121,7 +136,7 @@ async fn admit(
         request_body,
         response: None,
         response_body: None,
-        context: peer_context(conn),
+        context,
         client_addr: conn.client,
         authority,
         scheme: conn.scheme,
@@ -134,10 +149,11 @@ async fn admit(
         snap,
         route,
         run,
+        style,
         head_request,
         client_upgrade,
         streaming,
-        too_large,
+        faults,
         upstream: None,
         upstream_body: None,
         merged: None,
@@ -146,8 +162,97 @@ async fn admit(
     Ok((flight, ex))
 }
 
+/// The context attribute holding the request target as the client sent it, set only when it
+/// differs from the canonical one (for plugins that must see the raw spelling).
+const RAW_TARGET: &str = "weir.raw-target";
+
 /// The gateway's own answer before any plugin ran: a status and a short message.
 struct Refused(StatusCode, Cow<'static, str>);
+
+/// A refusal and the format its answer takes (the route's, once a route is known).
+struct Refusal {
+    refused: Refused,
+    style: ErrorStyle,
+}
+
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Refusal {
+        Refusal {
+            refused,
+            style: ErrorStyle::Text,
+        }
+    }
+}
+
+/// Phase: the request target in its one canonical form (see `canonical.rs`), before routing
+/// and before any plugin sees it; the upstream gets the same form. Refuses what has none
+/// (400), `CONNECT` (405: the gateway does not tunnel) and a request without exactly one host
+/// (400). Returns the target as sent when it differed.
+fn canonicalise(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    parts: &mut http::request::Parts,
+) -> Result<Option<String>, Refused> {
+    let bad = |msg: String| Refused(StatusCode::BAD_REQUEST, msg.into());
+    if parts.method == http::Method::CONNECT {
+        return Err(Refused(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: the gateway does not tunnel".into(),
+        ));
+    }
+    let host = one_host(parts)?
+        .map(|h| crate::canonical::host(&h, conn.scheme))
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    let raw = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let (raw_path, query) = raw
+        .split_once('?')
+        .map_or((raw, None), |(p, q)| (p, Some(q)));
+    let path = crate::canonical::path(raw_path, &snap.paths).map_err(|e| bad(e.to_string()))?;
+    let changed = matches!(path, Cow::Owned(_));
+    let raw_target = changed.then(|| raw.to_string());
+    if changed || parts.uri.authority().is_some() {
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        };
+        parts.uri = target
+            .parse()
+            .map_err(|_| bad("the request target is not valid".into()))?;
+    }
+    if let Some(h) = host {
+        let value = HeaderValue::from_str(&h).map_err(|_| bad(format!("invalid host {h:?}")))?;
+        parts.headers.insert(http::header::HOST, value);
+    }
+    Ok(raw_target)
+}
+
+/// The one host of a request: the target's authority (HTTP/2 `:authority`, an absolute-form
+/// target) or the `Host` field. More than one `Host`, a `Host` that differs from the
+/// authority, or an HTTP/1.1 request without any is malformed (RFC 9112 §3.2, RFC 9113
+/// §8.3.1).
+fn one_host(parts: &http::request::Parts) -> Result<Option<String>, Refused> {
+    let bad = |msg: &'static str| Refused(StatusCode::BAD_REQUEST, msg.into());
+    let mut fields = parts.headers.get_all(http::header::HOST).iter();
+    let field = fields.next();
+    if fields.next().is_some() {
+        return Err(bad("more than one Host field"));
+    }
+    let field = field
+        .map(|v| v.to_str().map_err(|_| bad("the Host field is not text")))
+        .transpose()?;
+    match (parts.uri.authority(), field) {
+        (Some(a), Some(h)) if parts.version >= http::Version::HTTP_2 && a.as_str() != h => {
+            Err(bad("the Host field differs from :authority"))
+        }
+        (Some(a), _) => Ok(Some(a.as_str().to_string())),
+        (None, Some(h)) => Ok(Some(h.to_string())),
+        (None, None) if parts.version == http::Version::HTTP_11 => {
+            Err(bad("an HTTP/1.1 request needs a Host field"))
+        }
+        (None, None) => Ok(None),
+    }
+}
 
 /// Phase: limits on the head as received (hyper's own buffer limit cannot go below 8 KiB).
 fn check_head(snap: &Snapshot, req: &Request<Incoming>) -> Result<(), Refused> {
@@ -194,13 +299,15 @@ fn check_length(route: &Route, parts: &http::request::Parts) -> Result<(), Refus
 }
 
 /// Phase: the head as plugins and the upstream see it: hop-by-hop fields dropped, the route's
-/// rewrite applied, `x-forwarded-*` set, the target in origin-form (the endpoint supplies scheme
-/// and authority). Returns the host the client asked for.
+/// rewrite applied, `x-forwarded-*` set (the client's own kept only from a `trusted` proxy),
+/// the target in origin-form (the endpoint supplies scheme and authority). Returns the host the
+/// client asked for.
 fn normalise(
     route: &Route,
     conn: &ConnInfo,
     parts: &mut http::request::Parts,
     upgrade: bool,
+    trusted: bool,
 ) -> Option<String> {
     let client_host = crate::router::request_host(&parts.uri, &parts.headers).map(str::to_owned);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -216,6 +323,7 @@ fn normalise(
         conn.client,
         conn.scheme,
         client_host.as_deref(),
+        trusted,
     );
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = http::Uri::from(pq);
@@ -232,7 +340,7 @@ type Streaming = Option<Limited<Incoming>>;
 async fn buffer(
     route: &Route,
     limited: Limited<Incoming>,
-    too_large: &AtomicBool,
+    faults: &BodyFaults,
     timeout: std::time::Duration,
 ) -> Result<(Option<Bytes>, Streaming), Refused> {
     let Some(limit) = route.chain.request_body_limit else {
@@ -253,7 +361,7 @@ async fn buffer(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large".into(),
         )),
-        Err(CollectError::Read(_)) if too_large.load(Ordering::Relaxed) => Err(Refused(
+        Err(CollectError::Read(_)) if faults.too_large.load(Ordering::Relaxed) => Err(Refused(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large".into(),
         )),
@@ -280,13 +388,15 @@ struct Flight {
     snap: Arc<Snapshot>,
     route: Arc<Route>,
     run: ChainRun,
+    /// The format of the gateway's own error answers on this route.
+    style: ErrorStyle,
     head_request: bool,
     /// The client's side of an upgrade (WebSocket), if it asked for one.
     client_upgrade: Option<OnUpgrade>,
     /// The request body, unless it was buffered.
     streaming: Streaming,
-    /// Raised when the streaming body passed the route's limit.
-    too_large: Arc<AtomicBool>,
+    /// What went wrong with the streaming body, if anything.
+    faults: Arc<BodyFaults>,
     /// The upstream that answered and the tries it took, for the access log.
     upstream: Option<(String, u32)>,
     upstream_body: Option<UpstreamBody>,
@@ -363,9 +473,13 @@ impl Flight {
             }
             Err(e) => {
                 tracing::warn!(route = &*self.route.name, error = %e, "upstream request failed");
-                let local = if self.too_large.load(Ordering::Relaxed) {
+                let local = if self.faults.too_large.load(Ordering::Relaxed) {
                     let msg = "weir: request body too large\n".to_string();
                     Local::text(StatusCode::PAYLOAD_TOO_LARGE, msg)
+                } else if self.faults.broken.load(Ordering::Relaxed) {
+                    // The client's body broke (bad framing, a reset): the client's fault.
+                    let msg = format!("weir: malformed request body: {e}\n");
+                    Local::text(StatusCode::BAD_REQUEST, msg)
                 } else {
                     let mut local = Local::text(e.status(), format!("weir: {e}\n"));
                     if let Some(secs) = e.retry_after() {
@@ -455,7 +569,7 @@ impl Flight {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "weir: request body too large\n".into(),
             )),
-            Err(CollectError::Read(_)) if self.too_large.load(Ordering::Relaxed) => {
+            Err(CollectError::Read(_)) if self.faults.too_large.load(Ordering::Relaxed) => {
                 Err(Local::text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "weir: request body too large\n".into(),
@@ -509,6 +623,16 @@ impl Flight {
             .response
             .take()
             .unwrap_or_else(|| http::Response::new(()).into_parts().0);
+        if parts.extensions.remove::<OwnAnswer>().is_some() && self.style != ErrorStyle::Text {
+            let msg = ex.response_body.as_deref().unwrap_or_default();
+            let (content_type, body) = self
+                .style
+                .render(parts.status, &String::from_utf8_lossy(msg));
+            parts
+                .headers
+                .insert(http::header::CONTENT_TYPE, content_type);
+            ex.response_body = Some(body);
+        }
         let observer = self.snap.observer.clone();
         observer.response_span(&ex.trace, parts.status.as_u16(), &ex.context);
         let is_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;

@@ -200,6 +200,8 @@ mod tests {
             upstreams: Default::default(),
             plugins: Default::default(),
             limits: Default::default(),
+            paths: Default::default(),
+            forwarded: Default::default(),
             stdio_bridges: Vec::new(),
             config_digest: crate::plugin::digest(config_text.as_bytes()),
             observer: Arc::new(crate::observe::Observer::new(Arc::default())),

@@ -16,9 +16,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// A listener's sockets: one per worker, all bound to the same address with `SO_REUSEPORT` so
-/// the kernel spreads connections across workers. Bound before any worker starts, so a bind
-/// error stops startup before anything is served.
+/// A listener's socket, shared by every worker (each polls its own handle of it). One socket
+/// bound without `SO_REUSEPORT`: another process, such as a second gateway started by mistake,
+/// cannot bind the same port and take a share of the traffic; its bind fails. Bound before any
+/// worker starts, so a bind error stops startup before anything is served.
 pub(crate) struct Listener {
     pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
@@ -26,12 +27,12 @@ pub(crate) struct Listener {
     tls: Option<TlsAcceptor>,
 }
 
-fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn listening_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted gateway bind while old connections sit in TIME_WAIT; it does not let a
+    // second process bind a port that is being listened on.
     socket.set_reuse_address(true)?;
-    #[cfg(unix)]
-    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -45,13 +46,13 @@ impl Listener {
         tls: Option<Arc<rustls::ServerConfig>>,
         workers: usize,
     ) -> std::io::Result<Listener> {
-        let first = reuseport_socket(addr)?;
-        // With port 0 the others must join the port the first one got.
+        let first = listening_socket(addr)?;
         let addr = first.local_addr()?;
-        let mut sockets = vec![first];
+        let mut sockets = Vec::with_capacity(workers);
         for _ in 1..workers {
-            sockets.push(reuseport_socket(addr)?);
+            sockets.push(first.try_clone()?);
         }
+        sockets.push(first);
         Ok(Listener {
             name: name.into(),
             addr,

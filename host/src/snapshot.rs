@@ -27,6 +27,8 @@ pub struct Route {
     pub retry: Option<crate::config::RetryConfig>,
     pub max_body_size: u64,
     pub chain: Arc<Chain>,
+    /// The format of the gateway's own error answers on this route.
+    pub error_format: crate::config::ErrorFormat,
 }
 
 pub struct Snapshot {
@@ -34,6 +36,10 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub plugins: HashMap<String, Arc<LoadedPlugin>>,
     pub limits: Limits,
+    /// How request paths are made canonical (`[paths]`).
+    pub paths: crate::config::PathsConfig,
+    /// Whose `x-forwarded-*` claims are believed (`[forwarded]`).
+    pub(crate) forwarded: crate::headers::TrustedProxies,
     /// The stdio bridges this snapshot's upstreams point at: held here, so a bridge runs as
     /// long as some snapshot (the active one, or an old one with requests in flight) uses it.
     /// Never read: owning them is the point.
@@ -101,6 +107,8 @@ impl Snapshot {
             upstreams,
             plugins,
             limits: file.limits.clone(),
+            paths: file.paths.clone(),
+            forwarded: crate::headers::TrustedProxies::new(&file.forwarded),
             stdio_bridges,
             config_digest: crate::plugin::digest(config.source.as_bytes()),
             observer: Arc::new(crate::observe::Observer::new(
@@ -404,5 +412,6 @@ async fn build_route(
             .unwrap_or(config.file.limits.max_body_size)
             .0,
         chain: Arc::new(Chain::new(entries)),
+        error_format: rc.error_format,
     })
 }

@@ -5,10 +5,12 @@ mod support;
 
 mod a2a;
 mod budgets;
+mod canonical;
 mod capabilities;
 mod chain;
 mod config_errors;
 mod connections;
+mod edges;
 mod failures;
 mod jwt;
 mod kv_backends;

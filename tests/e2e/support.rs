@@ -83,8 +83,7 @@ pub fn plugins_toml(specs: &[(&str, &str)]) -> String {
 /// A free port on 127.0.0.1.
 ///
 /// Never the same port twice in one test run: the kernel may hand a just-released port out
-/// again, and `weir` binds with `SO_REUSEPORT`, so two gateways started by concurrent tests
-/// could otherwise share a port and split (and reset) each other's connections.
+/// again to a test that is still to bind it, while another already uses it.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
@@ -884,4 +883,71 @@ pub fn start_example(
     let path = dir.path().join("weir.toml");
     std::fs::write(&path, config).expect("write config");
     Gateway::start_file_env(dir, &path, listener, env)
+}
+
+/// An HTTP/1.1 exchange over a raw socket, for requests a client library would refuse or
+/// repair (odd targets, two `Host` fields, broken chunked framing). `request` is sent as is and
+/// the response is read until the gateway closes the connection (send `connection: close`).
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    hang_guard("a raw HTTP/1.1 exchange", async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to the gateway");
+        stream.write_all(request).await.expect("send the request");
+        let mut buf = Vec::new();
+        // A reset after the answer (the gateway closing a connection it will not read further)
+        // still leaves the answer read.
+        let _ = stream.read_to_end(&mut buf).await;
+        RawReply::parse(&buf)
+    })
+    .await
+}
+
+/// A response read from a raw socket.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl RawReply {
+    fn parse(buf: &[u8]) -> RawReply {
+        let text = String::from_utf8_lossy(buf);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        RawReply { status, body }
+    }
+
+    /// The JSON the echo backend answered with.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -126,6 +126,80 @@ pub struct ConfigFile {
     /// The access and audit logs; read at start.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// How request paths are brought to their one canonical form.
+    #[serde(default)]
+    pub paths: PathsConfig,
+    /// Which clients' `Forwarded`, `X-Forwarded-*` and `X-Real-IP` fields are believed.
+    #[serde(default)]
+    pub forwarded: ForwardedConfig,
+}
+
+/// `[paths]`: the request path is made canonical once, before routing; routes, plugins and
+/// the upstream all see that one form. These keys say what to do with spellings whose meaning
+/// differs between backends; the defaults refuse them (400).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// `%2F` in a path: `reject` (400), `keep` (a segment character, sent on as `%2F`) or
+    /// `decode` (a `/`, like any separator).
+    pub escaped_slash: EscapedSlash,
+    /// `\` or `%5C` in a path: `reject` (400) or `slash` (read as `/`, as Windows servers do).
+    pub backslash: Backslash,
+    /// `;` in a path (matrix parameters, which some servers strip before routing): `reject`
+    /// (400) or `keep`.
+    pub semicolon: Semicolon,
+    /// `//` is read as `/` (an empty segment is dropped).
+    pub merge_slashes: bool,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            escaped_slash: EscapedSlash::Reject,
+            backslash: Backslash::Reject,
+            semicolon: Semicolon::Reject,
+            merge_slashes: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EscapedSlash {
+    Reject,
+    Keep,
+    Decode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backslash {
+    Reject,
+    Slash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Semicolon {
+    Reject,
+    Keep,
+}
+
+/// An address (`10.0.0.7`) or CIDR range (`10.0.0.0/8`), as `trusted_proxies` takes them.
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// `[forwarded]`: a client's own `Forwarded`, `X-Forwarded-For`/`-Proto`/`-Host` and
+/// `X-Real-IP` are kept (and appended to) only when it connects from a trusted proxy;
+/// from anyone else they are replaced by what the gateway saw.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardedConfig {
+    /// Addresses or CIDR ranges of proxies in front of the gateway, e.g. `["10.0.0.0/8"]`.
+    pub trusted_proxies: Vec<Spanned<String>>,
 }
 
 /// `[logging]`: structured logs to files (relative to this file).
@@ -190,6 +264,10 @@ pub struct AdminConfig {
     pub address: Spanned<String>,
     /// If set, every admin request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Without a `token`, the admin API refuses every request unless this is `true`, which is
+    /// only allowed on a loopback address (and logs a warning at start).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
     /// Open connections to the admin API; past it a new one is accepted and closed at once.
     /// (Head and idle timeouts are `[limits]`' `header_read_timeout` and `idle_timeout`.)
     #[serde(default = "default_admin_max_connections")]
@@ -623,6 +701,21 @@ pub struct RouteConfig {
     pub chain: Vec<Spanned<ChainEntryConfig>>,
     /// Retry settings for this route's requests, key by key over the upstream's `retry`.
     pub retry: Option<Spanned<RetryConfig>>,
+    /// The format of the gateway's own error answers on this route (413, 502, 504, a failing
+    /// plugin's 500): `text` (default), `json`, or `llm` (OpenAI's error shape, Anthropic's
+    /// for the Messages API).
+    #[serde(default)]
+    pub error_format: ErrorFormat,
+}
+
+/// See [`RouteConfig::error_format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorFormat {
+    #[default]
+    Text,
+    Json,
+    Llm,
 }
 
 #[derive(Debug, Default, Deserialize)]

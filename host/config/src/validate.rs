@@ -15,6 +15,7 @@ pub(super) fn validate(config: &Config) -> Vec<Diagnostic> {
     let listener_names = c.listeners();
     c.limits();
     c.admin();
+    c.forwarded();
     c.upstreams();
     c.telemetry();
     c.plugins();
@@ -114,12 +115,37 @@ impl Checker<'_> {
 
     fn admin(&mut self) {
         if let Some(admin) = &self.config.file.admin {
-            let addr = admin.get_ref().address.get_ref();
-            if addr.parse::<SocketAddr>().is_err() {
-                self.err(
+            let a = admin.get_ref();
+            let addr = a.address.get_ref();
+            match addr.parse::<SocketAddr>() {
+                Err(_) => self.err(
                     admin.span(),
                     "admin",
                     format!("invalid address {addr:?}: expected ip:port, e.g. \"127.0.0.1:9901\""),
+                ),
+                Ok(sa) if a.allow_unauthenticated && !sa.ip().is_loopback() => self.err(
+                    admin.span(),
+                    "admin",
+                    format!(
+                        "allow_unauthenticated is only allowed on a loopback address, not {addr}: set a `token`"
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// `[forwarded] trusted_proxies`: each an address or a CIDR range.
+    fn forwarded(&mut self) {
+        for p in &self.config.file.forwarded.trusted_proxies {
+            if super::parse_net(p.get_ref()).is_none() {
+                self.err(
+                    p.span(),
+                    "forwarded",
+                    format!(
+                        "trusted_proxies: {:?} is not an address or CIDR range, e.g. \"10.0.0.0/8\"",
+                        p.get_ref()
+                    ),
                 );
             }
         }
