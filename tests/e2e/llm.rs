@@ -1019,3 +1019,88 @@ async fn gateway_errors_are_typed_for_each_client_api() {
         r.header("retry-after")
     );
 }
+
+/// With `error_format = "llm"`, the gateway's own refusals (before any plugin runs) are API
+/// errors too; the 502 of a provider that is down reaches the client the same way.
+#[test]
+fn the_gateways_own_413_and_502_reach_both_sdks_as_api_errors() {
+    let oa = Provider::start(&[]);
+    let down = free_port();
+    let route = "[[routes]]\nname = \"llm\"\n";
+    let toml = config(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("down", "anthropic", down, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\ngone = [{ provider = \"down\", model = \"m\" }]",
+        "",
+    )
+    .replacen(
+        route,
+        &format!("{route}error_format = \"llm\"\nmax_body_size = \"2KiB\"\n"),
+        1,
+    );
+    assert!(toml.contains("error_format"), "{toml}");
+    let gw = Gateway::start_env(&toml, KEYS);
+    let big = "word ".repeat(1000);
+    let out = sdk(
+        &gw.url(""),
+        "k-alice",
+        json!([
+            {"sdk": "openai", "model": "gpt", "prompt": big},
+            {"sdk": "anthropic", "model": "gpt", "prompt": big, "stream": true},
+            {"sdk": "openai", "model": "gone", "stream": true},
+            {"sdk": "anthropic", "model": "gone"},
+        ]),
+    );
+    // The openai SDK keeps the inner error object; the anthropic SDK the whole body.
+    let e = &out[0]["error"];
+    assert_eq!(e["status"], 413, "{}", out[0]);
+    assert_eq!(e["type"], "invalid_request_error", "{}", out[0]);
+    assert!(
+        e["body"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too large")),
+        "{}",
+        out[0]
+    );
+    let e = &out[1]["error"];
+    assert_eq!(e["status"], 413, "{}", out[1]);
+    assert_eq!(e["body"]["type"], "error", "{}", out[1]);
+    assert_eq!(
+        e["body"]["error"]["type"], "request_too_large",
+        "{}",
+        out[1]
+    );
+    let e = &out[2]["error"];
+    assert_eq!(
+        (e["class"].as_str(), e["status"].as_u64()),
+        (Some("InternalServerError"), Some(502)),
+        "{}",
+        out[2]
+    );
+    assert_eq!(e["type"], "server_error", "{}", out[2]);
+    assert!(
+        e["body"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("down")),
+        "names the upstream: {}",
+        out[2]
+    );
+    let e = &out[3]["error"];
+    assert_eq!(
+        (e["class"].as_str(), e["status"].as_u64()),
+        (Some("InternalServerError"), Some(502)),
+        "{}",
+        out[3]
+    );
+    assert_eq!(e["body"]["error"]["type"], "api_error", "{}", out[3]);
+    assert!(
+        e["body"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("down")),
+        "{}",
+        out[3]
+    );
+    assert!(oa.received().is_empty(), "the 413s reached no provider");
+}
