@@ -329,4 +329,86 @@ mod tests {
         assert!(host(".", "http").is_err());
         assert!(host("a..example", "http").is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A path of plain segments (no dots, no escapes).
+        fn plain_path() -> impl Strategy<Value = String> {
+            prop::collection::vec("[a-zA-Z0-9_~:@!$&'()*+,=-]{1,6}", 1..5)
+                .prop_map(|segs| format!("/{}", segs.join("/")))
+        }
+
+        /// Respells `path` as clients may: escapes of any character (either hex case),
+        /// `./`, `x/../`, `//`.
+        fn respelled(path: String) -> impl Strategy<Value = String> {
+            let n = path.len();
+            (
+                prop::collection::vec(0u8..6, n),
+                prop::collection::vec(any::<bool>(), n),
+            )
+                .prop_map(move |(how, upper)| {
+                    let mut out = String::new();
+                    for (i, c) in path.chars().enumerate() {
+                        let esc = if upper[i] {
+                            format!("%{:02X}", c as u32)
+                        } else {
+                            format!("%{:02x}", c as u32)
+                        };
+                        match (c, how[i]) {
+                            ('/', 1) => out.push_str("/./"),
+                            ('/', 2) => out.push_str("/zz/../"),
+                            ('/', 3) => out.push_str("//"),
+                            ('/', 4) => out.push_str("/%2e/"),
+                            ('/', 5) => out.push_str("/q/%2E%2e/"),
+                            ('/', _) => out.push('/'),
+                            (c, 0 | 1) => out.push(c),
+                            (_, _) => out.push_str(&esc),
+                        }
+                    }
+                    out
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+            /// Any respelling of a plain path is that path: a rule on the plain path decides.
+            #[test]
+            fn every_respelling_is_the_plain_path(
+                (plain, spelled) in plain_path().prop_flat_map(|p| (Just(p.clone()), respelled(p)))
+            ) {
+                let got = strict(&spelled);
+                prop_assert_eq!(got.as_deref(), Ok(plain.as_str()), "{}", spelled);
+            }
+
+            /// Any input: no panic; a canonical form is ASCII, absolute, without empty or dot
+            /// segments, with upper-case escapes of characters that could not stand literally,
+            /// and canonical again (so nothing downstream can read it differently).
+            #[test]
+            fn a_canonical_path_is_a_fixed_point(raw in "/[ -~\\u{80}-\\u{10FFFF}]{0,40}") {
+                let Ok(once) = strict(&raw) else { return Ok(()) };
+                prop_assert!(once.is_ascii() && once.starts_with('/'));
+                prop_assert!(!once.contains("//"), "{}", once);
+                prop_assert!(!once.split('/').any(|s| s == "." || s == ".."), "{}", once);
+                let b = once.as_bytes();
+                for (i, c) in b.iter().enumerate() {
+                    if *c == b'%' {
+                        let hex = &once[i + 1..i + 3];
+                        prop_assert_eq!(hex, hex.to_ascii_uppercase());
+                        let v = u8::from_str_radix(hex, 16).expect("hex");
+                        prop_assert!(!is_pchar(v) && v != b'/', "{}", once);
+                    }
+                }
+                prop_assert_eq!(path(&once, &PathsConfig::default()), Ok(Cow::Borrowed(once.as_str())));
+            }
+
+            /// Raw bytes, escapes included: never a panic.
+            #[test]
+            fn arbitrary_escapes_never_panic(raw in "/(%[0-9a-fA-F]{2}|[a-z./%;\\\\]){0,30}") {
+                let _ = strict(&raw);
+            }
+        }
+    }
 }

@@ -161,6 +161,8 @@ pub struct MetricsRegistry {
     families: DashMap<Arc<str>, PluginFamily>,
     /// Series each plugin created.
     per_plugin: DashMap<Arc<str>, usize>,
+    /// Recordings each plugin lost to its series limit (`weir_metrics_series_dropped_total`).
+    dropped: DashMap<Arc<str>, u64>,
     /// Every name a family occupies, the gateway's and the plugins'. Held while a series or a
     /// family is created, so limits and names are checked once.
     admitting: Mutex<HashMap<String, Owner>>,
@@ -176,6 +178,7 @@ impl Default for MetricsRegistry {
         MetricsRegistry {
             families: DashMap::new(),
             per_plugin: DashMap::new(),
+            dropped: DashMap::new(),
             admitting: Mutex::new(gateway),
         }
     }
@@ -300,7 +303,13 @@ impl MetricsRegistry {
                 return Err(MetricError::TypeConflict(name.into()));
             }
             Some(f) if f.contains(&labels) => f,
-            _ => self.admit(name, family, value.kind(), &labels)?,
+            _ => self
+                .admit(name, family, value.kind(), &labels)
+                .inspect_err(|e| {
+                    if *e == MetricError::TooManySeries {
+                        *self.dropped.entry(plugin.clone()).or_insert(0) += 1;
+                    }
+                })?,
         };
         family.record(&labels, value);
         Ok(())
@@ -362,8 +371,40 @@ impl MetricsRegistry {
     }
 }
 
+impl MetricsRegistry {
+    /// How many recordings `plugin` has lost to its series limit.
+    pub fn series_dropped(&self, plugin: &str) -> u64 {
+        self.dropped.get(plugin).map_or(0, |n| *n)
+    }
+
+    /// `weir_metrics_series_dropped_total{plugin}` (once anything was dropped): recordings
+    /// refused by the series limit. Its name is outside `weir_plugin_`, so no plugin family can
+    /// take it.
+    fn encode_dropped(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.dropped.is_empty() {
+            return Ok(());
+        }
+        let dropped = Family::<SeriesLabels, Counter>::default();
+        for e in self.dropped.iter() {
+            let labels = SeriesLabels {
+                plugin: e.key().clone(),
+                labels: Vec::new(),
+            };
+            dropped.get_or_create(&labels).inc_by(*e.value());
+        }
+        let metric = encoder.encode_descriptor(
+            "weir_metrics_series_dropped",
+            "Plugin metric recordings dropped because the plugin reached its series limit.",
+            None,
+            MetricType::Counter,
+        )?;
+        dropped.encode(metric)
+    }
+}
+
 impl Collector for MetricsRegistry {
-    /// Every family with a series, as `weir_plugin_<name>`, sorted by name.
+    /// Every family with a series, as `weir_plugin_<name>`, sorted by name, then the count of
+    /// recordings the series limit dropped.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut families: Vec<(Arc<str>, PluginFamily)> = self
             .families
@@ -379,7 +420,7 @@ impl Collector for MetricsRegistry {
                 PluginFamily::Histogram(f) => f.encode(metric)?,
             }
         }
-        Ok(())
+        self.encode_dropped(&mut encoder)
     }
 }
 
@@ -516,10 +557,15 @@ mod tests {
         m.counter_add(&p, "many", 1, vec![l("i", "0")])
             .expect("an existing series still counts");
         m.counter_add(&q, "many", 1, vec![]).expect("other plugin");
+        assert_eq!(m.series_dropped("p"), 2);
         let out = render(&Arc::new(m));
         assert!(
             !out.contains("new_family"),
             "a refused family is not exported"
+        );
+        assert!(
+            out.contains("weir_metrics_series_dropped_total{plugin=\"p\"} 2\n"),
+            "{out}"
         );
     }
 

@@ -343,8 +343,13 @@ impl HostState {
                 "metrics call denied: no metrics grant"
             ),
             Some(m) => {
-                if let Err(e) = f(m) {
-                    tracing::warn!(plugin, metric = name, error = %e, "metric dropped");
+                // Past the series limit every new label value is dropped: logged at the
+                // first drop and then at 2, 4, 8, … so a flood cannot flood the log too.
+                if let Err(e) = f(m)
+                    && (e != crate::capability::metrics::MetricError::TooManySeries
+                        || m.series_dropped(plugin).is_power_of_two())
+                {
+                    tracing::warn!(plugin, metric = name, error = %e, dropped = m.series_dropped(plugin), "metric dropped");
                 }
             }
         }
