@@ -78,12 +78,11 @@ impl ErrorStyle {
     }
 }
 
-/// OpenAI's error `type` for a status, as its API uses them.
+/// OpenAI's error `type` for a status, as its API uses them (a 401 is an
+/// `invalid_request_error` there; a 429's type names the exhausted limit).
 fn openai_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        429 => "rate_limit_error",
+        429 => "requests",
         400..=499 => "invalid_request_error",
         _ => "server_error",
     }

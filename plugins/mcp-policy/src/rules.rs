@@ -101,6 +101,10 @@ fn check(rule: &ArgumentRule, value: &Value) -> Result<(), String> {
         let s = value.as_str().ok_or("must be a string")?;
         let s = if s.starts_with('/') {
             normalise(s)
+        } else if s.split(['/', '\\']).any(|seg| seg == "..") {
+            // A relative path has no root to resolve `..` against: `public/../secret`
+            // would pass a `public` prefix while naming something else.
+            return Err("must not climb with `..`".into());
         } else {
             s.to_string()
         };
@@ -154,6 +158,22 @@ fn normalise(path: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_relative_path_cannot_climb_out_of_its_prefix() {
+        let rule: ArgumentRule = serde_json::from_value(
+            json!({"tool": "t", "argument": "path", "starts_with": "public"}),
+        )
+        .expect("rule");
+        assert!(check(&rule, &json!("public/a.txt")).is_ok());
+        for sneaky in [
+            "public/../secret",
+            "public/a/../../secret",
+            "public\\..\\secret",
+        ] {
+            assert!(check(&rule, &json!(sneaky)).is_err(), "{sneaky}");
+        }
+    }
 
     #[test]
     fn globs() {
