@@ -389,7 +389,7 @@ async fn kv_state_survives_a_reload() {
     let backend = Backend::start("app").await;
     let admin = free_port();
     let config = format!(
-        "[admin]\naddress = \"127.0.0.1:{admin}\"\n{}",
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\nallow_unauthenticated = true\n{}",
         rate_limited(&backend, "", 1)
     );
     let gw = Gateway::start(&config);
