@@ -403,8 +403,8 @@ async fn a_malformed_card_and_garbage_bodies_get_clear_errors() {
     );
     assert!(!r.text().contains("127.0.0.1"), "no internal address leaks");
     assert!(gw.log().contains("agent's card is malformed"));
-    // Garbage to a real agent: no operation to authorise, so refused (fail-closed); the gateway
-    // stays up.
+    // Garbage to a real agent: no operation to authorise, so refused (fail-closed) with the
+    // JSON-RPC error a server gives; the gateway stays up.
     for body in ["{not json", "[]", "\"just a string\""] {
         let r = send(
             Request::post(gw.url("/agents/echo/"))
@@ -415,7 +415,13 @@ async fn a_malformed_card_and_garbage_bodies_get_clear_errors() {
                 .expect("request"),
         )
         .await;
-        assert_eq!(r.status.as_u16(), 403, "{body}: {} {}", r.status, r.text());
+        assert_eq!(r.status.as_u16(), 200, "{body}: {} {}", r.status, r.text());
+        let want = if body.starts_with('{') {
+            -32700
+        } else {
+            -32600
+        };
+        assert_eq!(r.json()["error"]["code"], want, "{body}: {}", r.text());
     }
     let ok = post(
         &gw.url("/agents/echo/"),
@@ -433,7 +439,8 @@ async fn a_malformed_card_and_garbage_bodies_get_clear_errors() {
 
 /// One agent behind the gateway over HTTP (`/agents/echo`) and gRPC (routes for both gRPC
 /// services, to the agent's h2c port), both chains `api-key` then `a2a` with `a2a_config`. The
-/// HTTP route's `a2a` names the gateway as the gRPC address. Admin on its own port (token `t`).
+/// HTTP route's `a2a` names the gateway as the gRPC address; the gRPC routes' `a2a` reads no
+/// response bodies (`rewrite_cards = false`). Admin on its own port (token `t`).
 struct GrpcSetup {
     gw: Gateway,
     admin: u16,
@@ -465,7 +472,7 @@ fn grpc_gateway(agent: &Agent, a2a_config: &str) -> GrpcSetup {
          [[routes]]\nname = \"echo\"\nmatch = {{ path_prefix = \"/agents/echo\" }}\nrewrite = {{ prefix = \"/\" }}\nupstream = \"echo\"\n{c2}",
         http = agent.port,
         grpc = agent.grpc_port(),
-        c1 = chain(""),
+        c1 = chain(", rewrite_cards = false"),
         c2 = chain(&format!(", grpc_url = \"127.0.0.1:{port}\"")),
     ));
     let gw = Gateway::start_raw(&toml, format!("127.0.0.1:{port}").parse().expect("addr"));
@@ -538,7 +545,8 @@ fn grpc_calls_are_authorised_audited_and_refused_with_grpc_statuses() {
     // bob may only get tasks.
     let bob = grpc_client(
         json!({"target": target, "card_from": card_from, "key": "k-bob",
-        "calls": [{"op": "send", "text": "not allowed"}, {"op": "get", "id": task}]}),
+        "calls": [{"op": "send", "text": "not allowed"}, {"op": "get", "id": task},
+                  {"op": "get", "id": "no-such-task"}]}),
     );
     let (refused, got) = (&bob["results"][0], &bob["results"][1]);
     assert_eq!(refused["code"], "PERMISSION_DENIED", "{bob}");
@@ -551,6 +559,8 @@ fn grpc_calls_are_authorised_audited_and_refused_with_grpc_statuses() {
     assert_eq!(got["code"], "OK", "{bob}");
     assert_eq!(got["task_id"], task);
     assert_eq!(got["state"], "TASK_STATE_COMPLETED");
+    // The agent's own error (a Trailers-Only answer) comes through intact.
+    assert_eq!(bob["results"][2]["code"], "NOT_FOUND", "{bob}");
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -629,6 +639,7 @@ fn grpc_calls_are_authorised_audited_and_refused_with_grpc_statuses() {
         agent.grpc_calls(),
         [
             "/lf.a2a.v1.A2AService/SendMessage",
+            "/lf.a2a.v1.A2AService/GetTask",
             "/lf.a2a.v1.A2AService/GetTask"
         ],
         "{}",
@@ -651,6 +662,7 @@ fn grpc_calls_are_authorised_audited_and_refused_with_grpc_statuses() {
         [
             expect("alice", "SendMessage", "allow"),
             expect("bob", "SendMessage", "deny"),
+            expect("bob", "GetTask", "allow"),
             expect("bob", "GetTask", "allow"),
             expect("bob", "SendMessage", "deny"),
             expect("bob", "SubscribeToTask", "deny"),
@@ -751,10 +763,17 @@ async fn encoded_and_unclassified_requests_are_refused_unless_allowed() {
             r.text()
         );
     }
-    // A batch, an unknown method and a GET of nothing A2A: not operations, refused.
+    // A batch, a method-less call, an unknown method and a GET of nothing A2A: not operations,
+    // refused (JSON-RPC ones with the error a JSON-RPC server gives for what it does not serve).
     let batch = json!([{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": send}]);
-    let unknown = json!({"jsonrpc": "2.0", "id": 2, "method": "x-made-up"});
-    for body in [batch, unknown] {
+    for (body, code) in [
+        (batch, -32600),
+        (
+            json!({"jsonrpc": "2.0", "id": 2, "method": "x-made-up"}),
+            -32601,
+        ),
+        (json!({"jsonrpc": "2.0", "id": 3, "params": send}), -32600),
+    ] {
         let r = post(
             &gw.url("/agents/echo/"),
             "k-alice",
@@ -762,7 +781,8 @@ async fn encoded_and_unclassified_requests_are_refused_unless_allowed() {
             body.clone(),
         )
         .await;
-        assert_eq!(r.status.as_u16(), 403, "{body}: {}", r.text());
+        assert_eq!(r.status.as_u16(), 200, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], code, "{body}: {}", r.text());
     }
     let r = crate::support::get_with(&gw.url("/agents/echo/"), &[("x-api-key", "k-alice")]).await;
     assert_eq!(r.status.as_u16(), 403, "{}", r.text());
@@ -824,7 +844,10 @@ async fn ten_thousand_made_up_methods_add_no_metric_series() {
         async move {
             let body = json!({"jsonrpc": "2.0", "id": i, "method": format!("made/up/{i}")});
             let r = post(&url, "k-alice", Some("1.0"), body).await;
-            assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+            // The gateway answers as a JSON-RPC server does for a method it does not serve.
+            assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+            assert_eq!(r.json()["error"]["code"], -32601, "{}", r.text());
+            assert_eq!(r.json()["id"], i);
         }
     };
     // A few first, so every series the refusals touch exists before the count.

@@ -113,6 +113,9 @@ def main():
     p.add_argument("--log", required=True)
     p.add_argument("--compat", action="store_true")
     p.add_argument("--grpc-port", type=int)
+    # The card's gRPC URL as `SCHEME://127.0.0.1:G` instead of `127.0.0.1:G` (the A2A TCK parses
+    # it as a URL).
+    p.add_argument("--grpc-scheme")
     a = p.parse_args()
     url = f"http://127.0.0.1:{a.port}"
     interfaces = [
@@ -121,8 +124,10 @@ def main():
     ]
     if a.grpc_port:
         # First, so a client that supports gRPC prefers it.
-        interfaces.insert(0, AgentInterface(protocol_binding="GRPC", url=f"127.0.0.1:{a.grpc_port}",
-                                            protocol_version="1.0"))
+        grpc_url = f"127.0.0.1:{a.grpc_port}"
+        if a.grpc_scheme:
+            grpc_url = f"{a.grpc_scheme}://{grpc_url}"
+        interfaces.insert(0, AgentInterface(protocol_binding="GRPC", url=grpc_url, protocol_version="1.0"))
     if a.compat:
         # The card then also carries the v0.3 fields (`url`, `additionalInterfaces`, ...).
         interfaces.append(AgentInterface(protocol_binding="JSONRPC", url=url + "/", protocol_version="0.3"))

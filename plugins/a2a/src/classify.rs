@@ -40,6 +40,11 @@ pub enum Class {
     },
 }
 
+/// The reason given for a JSON-RPC method that is no A2A operation.
+pub const UNKNOWN_METHOD: &str = "not an A2A method";
+/// The reason given for a `POST` body that is not JSON.
+pub const PARSE_ERROR: &str = "the body is not JSON";
+
 /// Classifies a request from its method, path (with query), `content-type` and body.
 pub fn classify(method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Class {
     let bare = path.split('?').next().unwrap_or_default();
@@ -95,12 +100,23 @@ pub fn classify(method: &str, path: &str, content_type: Option<&str>, body: &[u8
             reason: format!("{} is not an A2A operation", method_label(method)),
         };
     }
-    let Ok(Value::Object(mut msg)) = serde_json::from_slice::<Value>(body) else {
-        return Class::Unclassified {
-            binding,
-            rpc_id: None,
-            reason: "not a JSON-RPC request or an A2A REST operation".into(),
-        };
+    // Any other POST is taken as JSON-RPC, so a refusal is the error a JSON-RPC server gives.
+    let mut msg = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(msg)) => msg,
+        Ok(_) => {
+            return Class::Unclassified {
+                binding: Binding::JsonRpc,
+                rpc_id: Some(Value::Null),
+                reason: "not a single JSON-RPC request".into(),
+            };
+        }
+        Err(_) => {
+            return Class::Unclassified {
+                binding: Binding::JsonRpc,
+                rpc_id: Some(Value::Null),
+                reason: PARSE_ERROR.into(),
+            };
+        }
     };
     let rpc_id = Some(msg.remove("id").unwrap_or(Value::Null));
     let Some(Value::String(m)) = msg.get("method") else {
@@ -121,7 +137,7 @@ pub fn classify(method: &str, path: &str, content_type: Option<&str>, body: &[u8
         None => Class::Unclassified {
             binding: Binding::JsonRpc,
             rpc_id,
-            reason: "not an A2A method".into(),
+            reason: UNKNOWN_METHOD.into(),
         },
     }
 }

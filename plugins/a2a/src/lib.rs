@@ -70,10 +70,18 @@ struct Config {
     /// refusing them.
     #[serde(default)]
     allow_unclassified: bool,
+    /// Rewrite cards (and so stream response bodies through the plugin). `false` on a route
+    /// that serves only gRPC: no body is then touched, and cards on it are refused.
+    #[serde(default = "yes")]
+    rewrite_cards: bool,
     /// Where the card sends clients of each binding; see [`card::Bindings`].
     jsonrpc_url: Option<String>,
     rest_url: Option<String>,
     grpc_url: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max() -> u32 {
@@ -186,6 +194,22 @@ impl A2a {
             "binding": binding_name(binding), "principal": principal, "a2a_version": version,
             "decision": "deny", "reason": reason});
         self.record(&audit);
+        if let (Binding::JsonRpc, Some(id)) = (binding, rpc_id) {
+            // Answered as a JSON-RPC server answers what it does not serve, so clients and
+            // conformance suites see the error they expect; the agent never sees the call.
+            let (code, what) = match reason {
+                classify::UNKNOWN_METHOD => (-32601, "Method not found"),
+                classify::PARSE_ERROR => (-32700, "Parse error"),
+                _ => (-32600, "Invalid Request"),
+            };
+            let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code,
+                "message": format!("{what}: {reason} (refused by the gateway)")}});
+            return Decision::Respond(
+                LocalResponse::new(200)
+                    .header("content-type", "application/json")
+                    .body(body.to_string()),
+            );
+        }
         self.forbidden(binding, rpc_id, false, &format!("Forbidden: {reason}"))
     }
 
@@ -252,11 +276,13 @@ impl Plugin for A2a {
                 return Err(format!("`{key}` must be an http(s) URL, got {u:?}"));
             }
         }
+        // `host:port` (what a2a-sdk clients dial) or a URL such as `grpc://host:port` (what
+        // some other clients parse): whichever the operator's clients expect.
         if let Some(g) = &config.grpc_url
-            && (g.is_empty() || g.contains('/') || !g.contains(':'))
+            && (!g.contains(':') || g.contains(char::is_whitespace))
         {
             return Err(format!(
-                "`grpc_url` must be the gateway's gRPC address as `host:port`, got {g:?}"
+                "`grpc_url` must be the gateway's gRPC address (`host:port` or a URL), got {g:?}"
             ));
         }
         Ok(A2a {
@@ -271,7 +297,13 @@ impl Plugin for A2a {
         Info {
             response_hook: true,
             request_body: BodyAccess::Buffered(self.config.max_body_bytes),
-            response_body: BodyAccess::Streamed,
+            // Only cards are rewritten; without them no response body is touched, so gRPC
+            // streams and Trailers-Only errors pass exactly as the agent sent them.
+            response_body: if self.config.rewrite_cards {
+                BodyAccess::Streamed
+            } else {
+                BodyAccess::None
+            },
         }
     }
 
@@ -287,6 +319,15 @@ impl Plugin for A2a {
         let principal = context::principal();
         let version = request::header("a2a-version").unwrap_or_else(|| "0.3".into());
         let (op, binding, rpc_id, params, era) = match class {
+            Class::Card if !self.config.rewrite_cards => {
+                return self.refuse_unclassified(
+                    Binding::Rest,
+                    None,
+                    &principal,
+                    &version,
+                    "agent cards are not served on this route (`rewrite_cards = false`)",
+                );
+            }
             Class::Card => {
                 // The card is fetched whole; no compression to undo.
                 let _ = request::remove_header("accept-encoding");
@@ -368,6 +409,15 @@ impl Plugin for A2a {
         }
         audit["decision"] = json!("allow");
         if op == "GetExtendedAgentCard" && binding != Binding::Grpc {
+            if !self.config.rewrite_cards {
+                return self.refuse_unclassified(
+                    binding,
+                    None,
+                    &principal,
+                    &version,
+                    "agent cards are not served on this route (`rewrite_cards = false`)",
+                );
+            }
             self.watch = Watch::Card {
                 rpc: rpc_id.is_some(),
                 buf: Vec::new(),
