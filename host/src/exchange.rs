@@ -39,6 +39,8 @@ pub struct Exchange {
     pub late_trace: LateAttributes,
     /// Event streams to follow a plugin's own answer (`outbound.answer-with-events`).
     pub merged: Option<crate::capability::events::MergedEvents>,
+    /// The `[paths]` rules a path a plugin sets is made canonical with.
+    pub paths: crate::config::PathsConfig,
 }
 
 /// The per-request context shared by the plugins of one chain.

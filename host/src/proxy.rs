@@ -143,6 +143,7 @@ async fn admit(
         route: route.name.clone(),
         late_trace: Default::default(),
         merged: None,
+        paths: snap.paths,
     });
     let run = ChainRun::new(route.chain.clone(), route.name.clone(), observer);
     let flight = Flight {

@@ -107,7 +107,7 @@ impl Snapshot {
             upstreams,
             plugins,
             limits: file.limits.clone(),
-            paths: file.paths.clone(),
+            paths: file.paths,
             forwarded: crate::headers::TrustedProxies::new(&file.forwarded),
             stdio_bridges,
             config_digest: crate::plugin::digest(config.source.as_bytes()),

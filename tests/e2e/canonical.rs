@@ -220,3 +220,51 @@ async fn the_options_keep_or_decode_what_the_defaults_refuse() {
     let r = send(&gw, "/open\\..\\admin\\x", "gw.example", None).await;
     assert_eq!(r.status, 401, "read as /admin/x: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_see_the_canonical_target_and_the_raw_one_on_request() {
+    let backend = Backend::start("app").await;
+    let gw = Gateway::start(&format!(
+        "{}[upstreams.app]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"set\"\nmatch = {{ path_prefix = \"/set\" }}\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"probe\", config = {{ set_path = \"/open/%2e%2e/admin/%61?q=%2e\" }} }}]\n\
+         [[routes]]\nname = \"bad\"\nmatch = {{ path_prefix = \"/bad\" }}\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"probe\", config = {{ set_path = \"/a%2fb\" }} }}]\n\
+         [[routes]]\nname = \"seen\"\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"probe\", config = {{ echo_request = true, echo_context = [\"weir.raw-target\"] }} }}]\n",
+        plugins_toml(&[("probe", "")]),
+        backend.endpoint()
+    ));
+    let r = send(&gw, "/x/../%73een/./y?a=%2e", "Gw.Example.", None).await;
+    let seen = r.json();
+    assert_eq!(seen["path"], "/seen/y?a=%2e", "the query is left as sent");
+    assert_eq!(seen["headers"]["x-seen-path"], "/seen/y?a=%2e");
+    assert_eq!(seen["headers"]["x-seen-authority"], "gw.example");
+    assert_eq!(
+        seen["headers"]["x-ctx-weir.raw-target"],
+        "/x/../%73een/./y?a=%2e"
+    );
+    let r = send(&gw, "/seen/plain", "gw.example", None).await;
+    assert_eq!(
+        r.json()["headers"]["x-ctx-weir.raw-target"],
+        "<none>",
+        "set only when the spelling differed"
+    );
+
+    let r = send(&gw, "/set", "gw.example", None).await;
+    assert_eq!(r.json()["headers"]["x-probe-set-path"], "ok");
+    assert_eq!(
+        r.json()["path"],
+        "/admin/a?q=%2e",
+        "a path a plugin sets is made canonical too"
+    );
+    let r = send(&gw, "/bad", "gw.example", None).await;
+    let seen = r.json();
+    assert!(
+        seen["headers"]["x-probe-set-path"]
+            .as_str()
+            .is_some_and(|s| s.contains("InvalidPath")),
+        "{seen}"
+    );
+    assert_eq!(seen["path"], "/bad", "the refused path was not set");
+}

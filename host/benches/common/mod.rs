@@ -56,5 +56,6 @@ pub fn exchange(path: &str, headers: &[(&str, &str)], authority: Option<&str>) -
         trace: opentelemetry::Context::new(),
         late_trace: Default::default(),
         merged: None,
+        paths: Default::default(),
     })
 }

@@ -137,7 +137,7 @@ pub struct ConfigFile {
 /// `[paths]`: the request path is made canonical once, before routing; routes, plugins and
 /// the upstream all see that one form. These keys say what to do with spellings whose meaning
 /// differs between backends; the defaults refuse them (400).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathsConfig {
     /// `%2F` in a path: `reject` (400), `keep` (a segment character, sent on as `%2F`) or

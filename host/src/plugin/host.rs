@@ -306,12 +306,23 @@ impl request::Host for HostState {
     fn remove_header(&mut self, name: String) -> Result<(), EditError> {
         edit(&mut self.req_mut()?.request.headers, Edit::Remove(&name))
     }
+    /// The new path is made canonical like the client's (a plugin cannot hand later plugins
+    /// and the upstream a spelling they would read differently); one without a canonical form
+    /// is `invalid-path`.
     fn set_path(&mut self, path: String) -> Result<(), EditError> {
         let e = self.req_mut()?;
-        if !path.starts_with('/') {
-            return Err(EditError::InvalidPath(path));
-        }
-        let pq: http::uri::PathAndQuery = path
+        let (p, query) = path
+            .split_once('?')
+            .map_or((path.as_str(), None), |(p, q)| (p, Some(q)));
+        let canonical = match crate::canonical::path(p, &e.paths) {
+            Ok(c) if p.starts_with('/') => c,
+            _ => return Err(EditError::InvalidPath(path)),
+        };
+        let target = match query {
+            Some(q) => format!("{canonical}?{q}"),
+            None => canonical.into_owned(),
+        };
+        let pq: http::uri::PathAndQuery = target
             .parse()
             .map_err(|_| EditError::InvalidPath(path.clone()))?;
         let mut parts = std::mem::take(&mut e.request.uri).into_parts();

@@ -70,6 +70,8 @@ struct Config {
     escape: Option<String>,
     /// The file or address `escape` tries.
     escape_target: Option<String>,
+    /// Set the request path to this; `x-probe-set-path` says `ok` or the error.
+    set_path: Option<String>,
 }
 
 /// Which build this is (`probe` or `probe-b`); shown in `x-probe-variant` when `variant` is set.
@@ -235,6 +237,14 @@ impl Plugin for Probe {
             let _ = request::set_header("x-seen-scheme", &request::scheme());
             let _ = request::set_header("x-seen-method", &request::method());
             let _ = request::set_header("x-seen-route", &request::route());
+            let _ = request::set_header("x-seen-path", &request::path());
+        }
+        if let Some(path) = &c.set_path {
+            let outcome = match request::set_path(path) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("{e:?}"),
+            };
+            let _ = request::set_header("x-probe-set-path", &outcome);
         }
         if c.count {
             SERVED.with(|s| s.set(s.get() + 1));
