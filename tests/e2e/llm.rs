@@ -90,6 +90,21 @@ fn start(providers: &[(&str, &str, u16, &str)], models: &str) -> Gateway {
     Gateway::start_env(&config(providers, models, ""), KEYS)
 }
 
+/// An OpenAI-format provider (`oa`, model `gpt`) and an Anthropic-format one (`an`, model
+/// `claude`) behind one gateway.
+fn two_providers() -> (Provider, Provider, Gateway) {
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let gw = start(
+        &[
+            ("oa", "openai", oa.port, "10s"),
+            ("an", "anthropic", an.port, "10s"),
+        ],
+        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
+    );
+    (oa, an, gw)
+}
+
 /// The usage records in the gateway's log.
 fn records(gw: &Gateway) -> Vec<Value> {
     gw.log()
@@ -122,15 +137,7 @@ fn wait_records(gw: &Gateway, n: usize) -> Vec<Value> {
 
 #[test]
 fn both_sdks_get_answers_from_both_formats_streamed_or_not_with_tools() {
-    let oa = Provider::start(&[]);
-    let an = Provider::start(&[]);
-    let gw = start(
-        &[
-            ("oa", "openai", oa.port, "10s"),
-            ("an", "anthropic", an.port, "10s"),
-        ],
-        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
-    );
+    let (oa, an, gw) = two_providers();
     let mut calls = Vec::new();
     for sdk_name in ["openai", "anthropic"] {
         for model in ["gpt", "claude"] {
@@ -710,15 +717,7 @@ fn embeddings_and_responses_pass_through_to_openai_format_providers() {
 
 #[test]
 fn system_parts_reach_the_provider_as_separate_blocks() {
-    let oa = Provider::start(&[]);
-    let an = Provider::start(&[]);
-    let gw = start(
-        &[
-            ("oa", "openai", oa.port, "10s"),
-            ("an", "anthropic", an.port, "10s"),
-        ],
-        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
-    );
+    let (oa, an, gw) = two_providers();
     let parts = json!([{"type": "text", "text": "Part A."}, {"type": "text", "text": "Part B."}]);
     let out = sdk(
         &gw.url(""),
@@ -786,15 +785,7 @@ fn streamed_usage_carries_the_cached_tokens_the_whole_answer_does() {
 
 #[test]
 fn tool_call_arguments_that_are_not_json_are_refused_naming_the_call() {
-    let oa = Provider::start(&[]);
-    let an = Provider::start(&[]);
-    let gw = start(
-        &[
-            ("oa", "openai", oa.port, "10s"),
-            ("an", "anthropic", an.port, "10s"),
-        ],
-        "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]",
-    );
+    let (oa, an, gw) = two_providers();
     let history = json!([
         {"role": "user", "content": "weather in Paris?"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "call_9", "type": "function",
