@@ -186,8 +186,36 @@ fn remove_dot_segments(path: &str, merge_slashes: bool) -> String {
 }
 
 /// The canonical form of a `Host`/`:authority`: lower case, no trailing dot on the name, no
-/// port when it is the scheme's default.
-pub(crate) fn host(authority: &str, scheme: &str) -> Result<String, NotCanonical> {
+/// port when it is the scheme's default. Borrowed when already canonical (the common case).
+pub(crate) fn host<'a>(authority: &'a str, scheme: &str) -> Result<Cow<'a, str>, NotCanonical> {
+    if is_plain_host(authority, scheme) {
+        return Ok(Cow::Borrowed(authority));
+    }
+    respell_host(authority, scheme).map(Cow::Owned)
+}
+
+/// A lower-case DNS name or IPv4 address, without a trailing dot, with a port other than the
+/// scheme's default, if any.
+fn is_plain_host(authority: &str, scheme: &str) -> bool {
+    let (name, port) = authority.split_once(':').unwrap_or((authority, ""));
+    let default = if scheme == "https" { "443" } else { "80" };
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && (authority.len() == name.len()
+            || (!port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok()
+                && port != default
+                && !port.starts_with('0')))
+}
+
+fn respell_host(authority: &str, scheme: &str) -> Result<String, NotCanonical> {
     let bad = || NotCanonical::Host(authority.chars().take(100).collect());
     let parsed: http::uri::Authority = authority.parse().map_err(|_| bad())?;
     if authority.contains('@') || parsed.host().is_empty() || parsed.host().contains("..") {
@@ -313,6 +341,12 @@ mod tests {
 
     #[test]
     fn hosts() {
+        for plain in ["a.example", "a.example:8080", "10.0.0.1:8443"] {
+            assert!(
+                matches!(host(plain, "http"), Ok(Cow::Borrowed(_))),
+                "{plain}"
+            );
+        }
         assert_eq!(
             host("Admin.Example.COM.", "http").as_deref(),
             Ok("admin.example.com")

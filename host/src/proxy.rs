@@ -201,10 +201,15 @@ fn canonicalise(
             "CONNECT is not supported: the gateway does not tunnel".into(),
         ));
     }
-    let host = one_host(parts)?
-        .map(|h| crate::canonical::host(&h, conn.scheme))
-        .transpose()
-        .map_err(|e| bad(e.to_string()))?;
+    // `Some` only when the host field must be (re)written.
+    let host = match one_host(parts)? {
+        None => None,
+        Some((given, in_field)) => match crate::canonical::host(given, conn.scheme) {
+            Ok(Cow::Borrowed(_)) if in_field => None,
+            Ok(h) => Some(h.into_owned()),
+            Err(e) => return Err(bad(e.to_string())),
+        },
+    };
     let raw = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let (raw_path, query) = raw
         .split_once('?')
@@ -231,8 +236,8 @@ fn canonicalise(
 /// The one host of a request: the target's authority (HTTP/2 `:authority`, an absolute-form
 /// target) or the `Host` field. More than one `Host`, a `Host` that differs from the
 /// authority, or an HTTP/1.1 request without any is malformed (RFC 9112 §3.2, RFC 9113
-/// §8.3.1).
-fn one_host(parts: &http::request::Parts) -> Result<Option<String>, Refused> {
+/// §8.3.1). Says whether it came from the `Host` field (else it must be written there).
+fn one_host(parts: &http::request::Parts) -> Result<Option<(&str, bool)>, Refused> {
     let bad = |msg: &'static str| Refused(StatusCode::BAD_REQUEST, msg.into());
     let mut fields = parts.headers.get_all(http::header::HOST).iter();
     let field = fields.next();
@@ -246,8 +251,8 @@ fn one_host(parts: &http::request::Parts) -> Result<Option<String>, Refused> {
         (Some(a), Some(h)) if parts.version >= http::Version::HTTP_2 && a.as_str() != h => {
             Err(bad("the Host field differs from :authority"))
         }
-        (Some(a), _) => Ok(Some(a.as_str().to_string())),
-        (None, Some(h)) => Ok(Some(h.to_string())),
+        (Some(a), _) => Ok(Some((a.as_str(), false))),
+        (None, Some(h)) => Ok(Some((h, true))),
         (None, None) if parts.version == http::Version::HTTP_11 => {
             Err(bad("an HTTP/1.1 request needs a Host field"))
         }
@@ -653,7 +658,13 @@ impl Flight {
             },
         };
         // Plugins that stream the response body see it on its way down; its length may change.
-        if !streamers.is_empty() && !head_request {
+        // Not a gRPC Trailers-Only answer (its status in the head, no body): it must end with
+        // the head, or clients read the head as initial metadata and miss the status.
+        let trailers_only = {
+            use http_body::Body as _;
+            body.is_end_stream() && parts.headers.contains_key("grpc-status")
+        };
+        if !streamers.is_empty() && !head_request && !trailers_only {
             parts.headers.remove(http::header::CONTENT_LENGTH);
             let route = self.route.name.clone();
             body = stream::filter(

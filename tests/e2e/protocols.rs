@@ -485,8 +485,18 @@ async fn grpc_unary_with_trailers_and_error_status() {
         .parse()
         .unwrap_or_else(|e| panic!("gRPC server printed {line:?} instead of a port: {e}"));
 
+    // Plainly, and with a plugin that streams the response body: neither may turn an error's
+    // Trailers-Only answer into a head followed by an empty body without trailers.
+    for chain in ["", "chain = [{ plugin = \"sse-meter\" }]"] {
+        grpc_through_gateway(grpc_port, chain).await;
+    }
+    drop(server);
+}
+
+async fn grpc_through_gateway(grpc_port: u16, chain: &str) {
     let gw = Gateway::start(&format!(
         r#"
+{}
 [upstreams.grpc]
 endpoints = ["http://127.0.0.1:{grpc_port}"]
 protocol = "http2"
@@ -495,7 +505,9 @@ protocol = "http2"
 name = "grpc"
 match = {{ path_prefix = "/weir.test.Echo" }}
 upstream = "grpc"
-"#
+{chain}
+"#,
+        plugins_toml(&[("sse-meter", "capabilities = { metrics = true }")])
     ));
 
     let out = within(
@@ -540,13 +552,12 @@ upstream = "grpc"
     assert_eq!(v["big"]["intact"], true, "{v}");
 
     let missing = &v["missing"];
-    assert_eq!(missing["code"], "NOT_FOUND", "{v}\n{}", gw.log());
+    assert_eq!(missing["code"], "NOT_FOUND", "{chain}: {v}\n{}", gw.log());
     assert_eq!(missing["details"], "no such thing: thing", "{v}");
     assert!(
         has(&missing["trailing"], "x-why", "absent"),
         "trailer of the failed call lost: {v}"
     );
-    drop(server);
 }
 
 // ---------------------------------------------------------------------------------------------
