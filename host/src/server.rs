@@ -16,10 +16,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// A listener's socket, shared by every worker (each polls its own handle of it). One socket
-/// bound without `SO_REUSEPORT`: another process, such as a second gateway started by mistake,
-/// cannot bind the same port and take a share of the traffic; its bind fails. Bound before any
-/// worker starts, so a bind error stops startup before anything is served.
+/// A listener's sockets: one per worker, in one `SO_REUSEPORT` group, so the kernel spreads
+/// new connections evenly across workers (a single shared socket lets whichever worker wakes
+/// first take a whole burst). The port is the gateway's alone:
+///
+/// - before binding, a plain bind (no `SO_REUSEPORT`) checks that no socket holds the address,
+///   so a second gateway started by mistake fails with "address in use";
+/// - a classic BPF program on the group picks among the first `workers` sockets only, which are
+///   ours (a group's sockets are numbered in the order they joined), so a socket another
+///   process adds to the group later never receives a connection.
+///
+/// Bound before any worker starts, so a bind error stops startup before anything is served.
 pub(crate) struct Listener {
     pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
@@ -27,16 +34,76 @@ pub(crate) struct Listener {
     tls: Option<TlsAcceptor>,
 }
 
-fn listening_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Lets a restarted gateway bind while old connections sit in TIME_WAIT; it does not let a
-    // second process bind a port that is being listened on.
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    Ok(socket.into())
+    Ok(socket)
+}
+
+/// Fails with "address in use" if any socket, of any process, is bound to `addr`.
+fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
+/// Steers the group's connections to its first `n` sockets: `A = random % n; return A`.
+fn steer_to_first(socket: &socket2::Socket, n: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Linux's uapi values (linux/filter.h, asm-generic/socket.h): BPF_LD|BPF_W|BPF_ABS,
+    // BPF_ALU|BPF_MOD|BPF_K, BPF_RET|BPF_A, and the ancillary load SKF_AD_OFF + SKF_AD_RANDOM.
+    const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_ALU_MOD_K: u16 = 0x94;
+    const BPF_RET_A: u16 = 0x16;
+    const SKF_AD_RANDOM: u32 = (-0x1000i32 + 56).cast_unsigned();
+    let mut program = [
+        libc::sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: SKF_AD_RANDOM,
+        },
+        libc::sock_filter {
+            code: BPF_ALU_MOD_K,
+            jt: 0,
+            jf: 0,
+            k: n as u32,
+        },
+        libc::sock_filter {
+            code: BPF_RET_A,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies the
+    // program and validates it.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            std::ptr::from_ref(&prog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 impl Listener {
@@ -46,17 +113,21 @@ impl Listener {
         tls: Option<Arc<rustls::ServerConfig>>,
         workers: usize,
     ) -> std::io::Result<Listener> {
-        let first = listening_socket(addr)?;
-        let addr = first.local_addr()?;
-        let mut sockets = Vec::with_capacity(workers);
-        for _ in 1..workers {
-            sockets.push(first.try_clone()?);
+        if addr.port() != 0 {
+            check_free(addr)?;
         }
-        sockets.push(first);
+        let first = reuseport_socket(addr)?;
+        // With port 0 the others must join the port the first one got.
+        let addr = first.local_addr()?.as_socket().unwrap_or(addr);
+        let mut group = vec![first];
+        for _ in 1..workers {
+            group.push(reuseport_socket(addr)?);
+        }
+        steer_to_first(&group[0], group.len())?;
         Ok(Listener {
             name: name.into(),
             addr,
-            sockets,
+            sockets: group.into_iter().map(Into::into).collect(),
             tls: tls.map(TlsAcceptor::from),
         })
     }

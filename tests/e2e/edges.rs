@@ -57,6 +57,39 @@ async fn a_second_gateway_on_a_port_in_use_exits_naming_the_address() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_joins_the_listeners_port_group_gets_no_connection() {
+    use socket2::{Domain, Socket, Type};
+    let backend = Backend::start("app").await;
+    let gw = Gateway::start(&backend_config(&backend));
+    // A process of the same user may still join the SO_REUSEPORT group (the kernel allows
+    // it); the gateway's steering program never picks it.
+    let impostor = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    impostor.set_reuse_address(true).expect("reuseaddr");
+    impostor.set_reuse_port(true).expect("reuseport");
+    impostor
+        .bind(&gw.addr.into())
+        .expect("the kernel lets it join");
+    impostor.listen(128).expect("listen");
+    impostor.set_nonblocking(true).expect("nonblocking");
+    for i in 0..60 {
+        // A fresh connection each time, so each is placed anew.
+        let r = crate::support::raw_http(
+            gw.addr,
+            format!("GET /x{i} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let taken = impostor.accept();
+    assert!(
+        taken
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection went to the impostor: {taken:?}"
+    );
+}
+
 async fn admin(port: u16, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
     let auth = auth.map_or(String::new(), |a| format!("authorization: {a}\r\n"));
     let request = format!(
