@@ -1,5 +1,5 @@
-//! Worker threads: one single-threaded event loop per CPU, each accepting on its own handle of
-//! the listener's socket and owning its own upstream connection pools, so a request is served
+//! Worker threads: one single-threaded event loop per CPU, each accepting on its own
+//! `SO_REUSEPORT` socket and owning its own upstream connection pools, so a request is served
 //! start to end on one thread without cross-thread wake-ups (the nginx model).
 
 use std::cell::Cell;
