@@ -872,26 +872,49 @@ async fn tool_names_made_up_by_clients_never_become_metric_labels() {
         out[1]
     );
     assert_eq!(py.calls(), ["pay"], "made-up tools never reach the server");
+    // 10,000 more distinct names, refused by the policy (alice may only call `py_*`), eight at
+    // a time: each is counted, none becomes a label.
+    use futures_util::StreamExt;
+    let names = futures_util::stream::iter(0..10_000).map(|i| {
+        let url = url.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                "params": {"name": format!("made_up_{i}"), "arguments": {}}});
+            let r = post_raw(&url, &[("x-api-key", "k-alice")], body.to_string()).await;
+            assert!(
+                r.text().contains("made_up_"),
+                "refused naming the tool: {}",
+                r.text()
+            );
+        }
+    });
+    crate::support::hang_guard(
+        "10,000 made-up tool calls",
+        names.buffer_unordered(8).collect::<Vec<()>>(),
+    )
+    .await;
     let scrape = admin_url(&gw, "/metrics");
     let deadline = Instant::now() + crate::support::HANG_GUARD;
     let metrics = loop {
         let text = crate::support::hang_guard("a scrape", crate::support::get(&scrape))
             .await
             .text();
-        let other = text
-            .lines()
-            .find(|l| {
-                l.starts_with("weir_plugin_mcp_tool_calls_total{")
-                    && l.contains("tool=\"other\"")
-                    && l.contains("decision=\"allow\"")
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-        if other.is_some_and(|n| n >= 10.0) {
+        let other = |decision: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("weir_plugin_mcp_tool_calls_total{")
+                        && l.contains("tool=\"other\"")
+                        && l.contains(&format!("decision=\"{decision}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        if other("allow").is_some_and(|n| n >= 10.0) && other("deny").is_some_and(|n| n >= 10_000.0)
+        {
             break text;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for the ten made-up calls in the metrics: {text}"
+            "timed out waiting for the made-up calls in the metrics: {text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -311,3 +311,58 @@ async fn access_and_audit_logs_get_one_json_line_each() {
     assert_eq!(audit[0]["record"]["task_id"], "t-9");
     assert_eq!(audit[0]["record"]["principal"], "alice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_labelling_by_client_input_cannot_grow_metrics_without_bound() {
+    use futures_util::StreamExt;
+    let backend = Backend::start("app").await;
+    let admin = free_port();
+    let gw = Gateway::start(&format!(
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\n{}[upstreams.app]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"r\"\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"probe\", config = {{ count_by = \"x-anything\" }} }}]\n",
+        plugins_toml(&[("probe", "capabilities = { metrics = true }")]),
+        backend.endpoint()
+    ));
+    // An operator's plugin that makes a label of whatever a client sends: 10,000 values.
+    let url = gw.url("/x");
+    let sent = futures_util::stream::iter(0..10_000).map(|i| {
+        let url = url.clone();
+        async move {
+            let r = get_with(&url, &[("x-anything", &format!("v{i}"))]).await;
+            assert_eq!(r.status, 200);
+        }
+    });
+    crate::support::hang_guard(
+        "10,000 requests",
+        sent.buffer_unordered(8).collect::<Vec<()>>(),
+    )
+    .await;
+    let text = get_with(&format!("http://127.0.0.1:{admin}/metrics"), &[])
+        .await
+        .text();
+    check_format(&text);
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let series = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "weir_plugin_probe_requests_total")
+        .count();
+    assert_eq!(series, 1000, "the per-plugin series limit");
+    let counted = counter(&scrape, "weir_plugin_probe_requests_total", &[]);
+    let dropped = counter(
+        &scrape,
+        "weir_metrics_series_dropped_total",
+        &[("plugin", "probe")],
+    );
+    assert_eq!(
+        counted + dropped,
+        10_000.0,
+        "every recording counted or dropped"
+    );
+    assert_eq!(dropped, 9_000.0);
+    assert!(
+        gw.log().matches("metric dropped").count() <= 20,
+        "drops logged at powers of two, not one line each"
+    );
+}

@@ -72,6 +72,9 @@ struct Config {
     escape_target: Option<String>,
     /// Set the request path to this; `x-probe-set-path` says `ok` or the error.
     set_path: Option<String>,
+    /// Count each request in `probe_requests_total{value}`, the label taken from this request
+    /// header, as an operator's plugin might (needs the `metrics` grant).
+    count_by: Option<String>,
 }
 
 /// Which build this is (`probe` or `probe-b`); shown in `x-probe-variant` when `variant` is set.
@@ -238,6 +241,10 @@ impl Plugin for Probe {
             let _ = request::set_header("x-seen-method", &request::method());
             let _ = request::set_header("x-seen-route", &request::route());
             let _ = request::set_header("x-seen-path", &request::path());
+        }
+        if let Some(name) = &c.count_by {
+            let value = request::header(name).unwrap_or_default();
+            weir_sdk::metrics::counter_add("probe_requests", 1, &[("value", &value)]);
         }
         if let Some(path) = &c.set_path {
             let outcome = match request::set_path(path) {
