@@ -320,8 +320,8 @@ async fn a_plugin_labelling_by_client_input_cannot_grow_metrics_without_bound() 
     let gw = Gateway::start(&format!(
         "[admin]\naddress = \"127.0.0.1:{admin}\"\n{}[upstreams.app]\nendpoints = [\"{}\"]\n\
          [[routes]]\nname = \"r\"\nupstream = \"app\"\n\
-         chain = [{{ plugin = \"probe\", config = {{ count_by = \"x-anything\" }} }}]\n",
-        plugins_toml(&[("probe", "capabilities = { metrics = true }")]),
+         chain = [{{ plugin = \"probe-metrics\", config = {{ count_by = \"x-anything\" }} }}]\n",
+        plugins_toml(&[("probe-metrics", "capabilities = { metrics = true }")]),
         backend.endpoint()
     ));
     // An operator's plugin that makes a label of whatever a client sends: 10,000 values.
@@ -353,7 +353,7 @@ async fn a_plugin_labelling_by_client_input_cannot_grow_metrics_without_bound() 
     let dropped = counter(
         &scrape,
         "weir_metrics_series_dropped_total",
-        &[("plugin", "probe")],
+        &[("plugin", "probe-metrics")],
     );
     assert_eq!(
         counted + dropped,

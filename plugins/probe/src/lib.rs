@@ -73,7 +73,8 @@ struct Config {
     /// Set the request path to this; `x-probe-set-path` says `ok` or the error.
     set_path: Option<String>,
     /// Count each request in `probe_requests_total{value}`, the label taken from this request
-    /// header, as an operator's plugin might (needs the `metrics` grant).
+    /// header, as an operator's plugin might. Only in the `probe-metrics` build (which needs
+    /// the `metrics` grant).
     count_by: Option<String>,
 }
 
@@ -89,6 +90,16 @@ thread_local! {
 }
 
 struct Probe(Config);
+
+/// Counts the request under the value of request header `name`.
+#[cfg(feature = "count-by")]
+fn count_by(name: &str) {
+    let value = request::header(name).unwrap_or_default();
+    weir_sdk::metrics::counter_add("probe_requests", 1, &[("value", &value)]);
+}
+
+#[cfg(not(feature = "count-by"))]
+fn count_by(_: &str) {}
 
 fn misbehave(how: &str) -> Decision {
     match how {
@@ -151,6 +162,9 @@ impl Plugin for Probe {
     fn new(config: Config) -> Result<Self, String> {
         if let Some(reason) = &config.reject {
             return Err(reason.clone());
+        }
+        if config.count_by.is_some() && !cfg!(feature = "count-by") {
+            return Err("`count_by` needs the `probe-metrics` build".into());
         }
         if config.upper_body && config.upper_stream {
             return Err("`upper_body` and `upper_stream` exclude each other".into());
@@ -243,8 +257,7 @@ impl Plugin for Probe {
             let _ = request::set_header("x-seen-path", &request::path());
         }
         if let Some(name) = &c.count_by {
-            let value = request::header(name).unwrap_or_default();
-            weir_sdk::metrics::counter_add("probe_requests", 1, &[("value", &value)]);
+            count_by(name);
         }
         if let Some(path) = &c.set_path {
             let outcome = match request::set_path(path) {
