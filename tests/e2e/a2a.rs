@@ -73,14 +73,23 @@ fn gateway(agents: &[(&str, u16)], a2a_config: &str) -> Gateway {
 
 fn python_client(url: &str, binding: &str, key: &str) -> Value {
     let spec = json!({"url": url, "binding": binding, "headers": {"x-api-key": key}});
+    run_peer("a2a_client.py", &spec)
+}
+
+/// Runs a Python a2a-sdk client from `tests/peers` with `spec` (JSON), never through a proxy the
+/// environment may name; returns what it prints.
+fn run_peer(script: &str, spec: &Value) -> Value {
     let out = Command::new("python3")
-        .arg(repo_root().join("tests/peers/a2a_client.py"))
+        .arg(repo_root().join("tests/peers").join(script))
         .arg(spec.to_string())
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("grpc_proxy")
         .output()
-        .expect("run the a2a-sdk client");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(
         out.status.success(),
-        "a2a client failed: {}\n{}",
+        "{script} failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -481,21 +490,7 @@ fn grpc_gateway(agent: &Agent, a2a_config: &str) -> GrpcSetup {
 
 /// Runs `tests/peers/a2a_grpc_client.py` (the a2a-sdk client over gRPC) with `spec`.
 fn grpc_client(spec: Value) -> Value {
-    let out = Command::new("python3")
-        .arg(repo_root().join("tests/peers/a2a_grpc_client.py"))
-        .arg(spec.to_string())
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("grpc_proxy")
-        .output()
-        .expect("run the a2a-sdk gRPC client");
-    assert!(
-        out.status.success(),
-        "a2a gRPC client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    run_peer("a2a_grpc_client.py", &spec)
 }
 
 /// A protobuf length-delimited field.
