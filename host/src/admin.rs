@@ -129,30 +129,70 @@ pub(crate) enum Access {
     Open,
 }
 
-/// Failed token checks per client address: a bucket of [`FAILURE_BURST`] refilled at one per
-/// second. An empty bucket means 429 without looking at the token, so guessing is slow.
+/// Failed token checks per client address: an allowance of [`FAILURE_BURST`] tries that
+/// refills at one per second. The try that empties it locks the address out for
+/// [`LOCKOUT`]: every request from it then gets 429 without the token being looked at, so
+/// guessing is slow and a guesser learns nothing while locked out.
 #[derive(Default)]
-pub(crate) struct Failures(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+pub(crate) struct Failures(Mutex<HashMap<IpAddr, Allowance>>);
+
+/// One address's tries left (as of `at`) and the end of its lockout, if any.
+#[derive(Clone, Copy)]
+struct Allowance {
+    tries: f64,
+    at: Instant,
+    locked_until: Option<Instant>,
+}
 
 const FAILURE_BURST: f64 = 10.0;
-/// Addresses remembered at most (the oldest full buckets are forgotten first).
+const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Addresses remembered at most (those with a full allowance are forgotten first).
 const FAILURE_CLIENTS: usize = 4096;
 
+impl Allowance {
+    fn fresh(now: Instant) -> Allowance {
+        Allowance {
+            tries: FAILURE_BURST,
+            at: now,
+            locked_until: None,
+        }
+    }
+
+    fn tries_at(&self, now: Instant) -> f64 {
+        (self.tries + now.saturating_duration_since(self.at).as_secs_f64()).min(FAILURE_BURST)
+    }
+}
+
 impl Failures {
-    fn level(&self, ip: IpAddr, now: Instant) -> f64 {
+    fn locked(&self, ip: IpAddr, now: Instant) -> bool {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&ip).map_or(FAILURE_BURST, |(level, at)| {
-            (level + now.duration_since(*at).as_secs_f64()).min(FAILURE_BURST)
-        })
+        map.get(&ip)
+            .and_then(|a| a.locked_until)
+            .is_some_and(|until| now < until)
     }
 
     fn fail(&self, ip: IpAddr, now: Instant) {
-        let level = self.level(ip, now) - 1.0;
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= FAILURE_CLIENTS {
-            map.retain(|_, (l, at)| *l + now.duration_since(*at).as_secs_f64() < FAILURE_BURST);
+            map.retain(|_, a| a.tries_at(now) < FAILURE_BURST);
         }
-        map.insert(ip, (level.max(0.0), now));
+        let a = map.entry(ip).or_insert_with(|| Allowance::fresh(now));
+        let tries = a.tries_at(now) - 1.0;
+        *a = if tries < 1.0 {
+            // Locked out; the allowance refills from the end of the lockout.
+            let until = now + LOCKOUT;
+            Allowance {
+                tries: 0.0,
+                at: until,
+                locked_until: Some(until),
+            }
+        } else {
+            Allowance {
+                tries,
+                at: now,
+                locked_until: None,
+            }
+        };
     }
 }
 
@@ -189,13 +229,15 @@ impl Access {
             ))),
             Access::Token { token, failures } => {
                 let now = Instant::now();
-                if failures.level(client, now) < 1.0 {
+                if failures.locked(client, now) {
                     let mut r = reply(
                         StatusCode::TOO_MANY_REQUESTS,
                         json!({"error": "too many failed attempts; retry later"}),
                     );
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from(LOCKOUT.as_secs()),
+                    );
                     return Err(Box::new(r));
                 }
                 if presents(token, req) {
@@ -423,5 +465,37 @@ async fn upload(gateway: &Control, name: String, req: Request<Incoming>) -> Resp
             StatusCode::BAD_REQUEST,
             json!({"errors": d.0.iter().map(ToString::to_string).collect::<Vec<_>>()}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_try_that_empties_the_allowance_locks_the_address_out() {
+        let failures = Failures::default();
+        let (ip, other): (IpAddr, IpAddr) = (
+            "192.0.2.1".parse().expect("ip"),
+            "192.0.2.2".parse().expect("ip"),
+        );
+        let t0 = Instant::now();
+        for _ in 0..9 {
+            failures.fail(ip, t0);
+            assert!(!failures.locked(ip, t0));
+        }
+        failures.fail(ip, t0);
+        assert!(
+            failures.locked(ip, t0 + LOCKOUT / 2),
+            "locked for the whole lockout"
+        );
+        assert!(!failures.locked(other, t0), "per address");
+        let after = t0 + LOCKOUT;
+        assert!(!failures.locked(ip, after));
+        failures.fail(ip, after);
+        assert!(
+            failures.locked(ip, after),
+            "no fresh allowance after a lockout"
+        );
     }
 }
