@@ -499,6 +499,16 @@ fn pb(field: u8, bytes: &[u8]) -> Vec<u8> {
     [&[field << 3 | 2, len][..], bytes].concat()
 }
 
+/// A gateway refusal as gRPC: Trailers-Only with status 7 (`PERMISSION_DENIED`).
+fn assert_denied(r: &crate::support::Reply) {
+    assert_eq!(
+        r.header("grpc-status").as_deref(),
+        Some("7"),
+        "{:?}",
+        r.headers
+    );
+}
+
 /// A raw unary gRPC call over h2c: (HTTP status, headers, body length).
 async fn raw_grpc(gw: &Gateway, path: &str, key: &str, message: &[u8]) -> crate::support::Reply {
     let len = u32::try_from(message.len()).expect("small message");
@@ -583,24 +593,14 @@ fn grpc_calls_are_authorised_audited_and_refused_with_grpc_statuses() {
             &pb(1, b"tasks/x"),
         )
         .await;
-        assert_eq!(
-            r.header("grpc-status").as_deref(),
-            Some("7"),
-            "{:?}",
-            r.headers
-        );
+        assert_denied(&r);
         assert!(
             r.header("grpc-message")
                 .is_some_and(|m| m.contains("SubscribeToTask"))
         );
         // What is no A2A method is refused, whoever asks.
         let r = raw_grpc(gw, "/lf.a2a.v1.A2AService/Frobnicate", "k-alice", b"").await;
-        assert_eq!(
-            r.header("grpc-status").as_deref(),
-            Some("7"),
-            "{:?}",
-            r.headers
-        );
+        assert_denied(&r);
         // A webhook at an internal address, in the protobuf body, is refused (v1.0 layout:
         // TaskPushNotificationConfig{task_id = 3, url = 4}).
         let hook = [
@@ -615,12 +615,7 @@ fn grpc_calls_are_authorised_audited_and_refused_with_grpc_statuses() {
             &hook,
         )
         .await;
-        assert_eq!(
-            r.header("grpc-status").as_deref(),
-            Some("7"),
-            "{:?}",
-            r.headers
-        );
+        assert_denied(&r);
         assert!(
             r.header("grpc-message")
                 .is_some_and(|m| m.contains("internal address")),

@@ -7,6 +7,14 @@ use crate::mcp::{McpServer, client, gateway_config, post_raw, start, strings, to
 use crate::support::{Gateway, eventually, hang_guard};
 use serde_json::{Value, json};
 
+/// `server-everything` (`ev_`) and the Python server (`py_`) federated by one gateway.
+fn ev_and_py() -> (McpServer, McpServer, Gateway) {
+    let ev = McpServer::everything();
+    let py = McpServer::python(&[]);
+    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    (ev, py, gw)
+}
+
 /// The last line of an answering client: what the servers asked it.
 fn answered(out: &[Value]) -> Vec<String> {
     strings(out.last().expect("output"), "answered")
@@ -14,9 +22,7 @@ fn answered(out: &[Value]) -> Vec<String> {
 
 #[test]
 fn servers_requests_are_answered_by_the_client_in_both_eras() {
-    let ev = McpServer::everything();
-    let py = McpServer::python(&[]);
-    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    let (_ev, py, gw) = ev_and_py();
     // Legacy: sampling, elicitation and roots requests from either server reach the client
     // over the call's stream, and its answers reach the server that asked.
     let out = answering_client(
@@ -194,9 +200,7 @@ async fn raw_session(url: &str) -> String {
 
 #[test]
 fn resources_keep_one_name_everywhere_and_named_requests_reach_their_owner() {
-    let ev = McpServer::everything();
-    let py = McpServer::python(&[]);
-    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    let (_ev, _py, gw) = ev_and_py();
     let out = client(
         &gw.url("/mcp"),
         "legacy",
@@ -488,9 +492,7 @@ fn servers_of_either_era_serve_clients_of_either_era() {
 
 #[test]
 fn several_servers_notifications_and_requests_arrive_on_one_merged_stream() {
-    let ev = McpServer::everything();
-    let py = McpServer::python(&[]);
-    let gw = start(&[("ev", ev.endpoint()), ("py", py.endpoint())], "");
+    let (_ev, _py, gw) = ev_and_py();
     // The client's one GET stream carries both servers' standalone streams: `py`'s
     // `list_changed`, `ev`'s resource updates, and `ev`'s own `roots/list` request, whose
     // answer must reach `ev` for its tool to finish.
