@@ -80,11 +80,7 @@ async fn serve(
         Ok((flight, ex)) => flight.run(ex).await,
         Err(Refusal { refused, style }) => {
             let Refused(status, msg) = refused;
-            let mut resp = error(status, &msg);
-            let (content_type, body) = style.render(status, &msg);
-            resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, content_type);
-            *resp.body_mut() = body::full(body);
+            let mut resp = error(style, status, &msg);
             if status == StatusCode::REQUEST_TIMEOUT && http1 {
                 // The rest of the body is still on its way: this connection cannot carry
                 // another request. (HTTP/2 resets just the stream.)
@@ -217,7 +213,7 @@ fn canonicalise(
     let path = crate::canonical::path(raw_path, &snap.paths).map_err(|e| bad(e.to_string()))?;
     let changed = matches!(path, Cow::Owned(_));
     let raw_target = changed.then(|| raw.to_string());
-    if changed || parts.uri.authority().is_some() {
+    if changed {
         let target = match query {
             Some(q) => format!("{path}?{q}"),
             None => path.into_owned(),
@@ -225,6 +221,12 @@ fn canonicalise(
         parts.uri = target
             .parse()
             .map_err(|_| bad("the request target is not valid".into()))?;
+    } else if parts.uri.authority().is_some()
+        && let Some(pq) = parts.uri.path_and_query().cloned()
+    {
+        // Origin-form: the canonical host goes in the `Host` field below, and routing must
+        // not read the authority as the client spelled it.
+        parts.uri = http::Uri::from(pq);
     }
     if let Some(h) = host {
         let value = HeaderValue::from_str(&h).map_err(|_| bad(format!("invalid host {h:?}")))?;
@@ -248,7 +250,9 @@ fn one_host(parts: &http::request::Parts) -> Result<Option<(&str, bool)>, Refuse
         .map(|v| v.to_str().map_err(|_| bad("the Host field is not text")))
         .transpose()?;
     match (parts.uri.authority(), field) {
-        (Some(a), Some(h)) if parts.version >= http::Version::HTTP_2 && a.as_str() != h => {
+        (Some(a), Some(h))
+            if parts.version >= http::Version::HTTP_2 && !a.as_str().eq_ignore_ascii_case(h) =>
+        {
             Err(bad("the Host field differs from :authority"))
         }
         (Some(a), _) => Ok(Some((a.as_str(), false))),
@@ -700,6 +704,7 @@ fn set_length(headers: &mut http::HeaderMap, len: usize) {
 /// The answer to a request shed because its worker is at `max_requests_per_worker`.
 fn overloaded() -> Response<Body> {
     let mut resp = error(
+        ErrorStyle::Text,
         StatusCode::SERVICE_UNAVAILABLE,
         "overloaded: too many requests in flight, retry shortly",
     );
@@ -708,14 +713,13 @@ fn overloaded() -> Response<Body> {
     resp
 }
 
-/// A short plain-text error from the gateway itself.
-pub(crate) fn error(status: StatusCode, msg: &str) -> Response<Body> {
-    let mut resp = Response::new(body::full(Bytes::from(format!("weir: {msg}\n"))));
+/// A short error from the gateway itself, in the route's format (`weir: …` text before routing).
+pub(crate) fn error(style: ErrorStyle, status: StatusCode, msg: &str) -> Response<Body> {
+    let (content_type, body) = style.render(status, msg);
+    let mut resp = Response::new(body::full(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, content_type);
     resp
 }
 
