@@ -1,16 +1,43 @@
-//! `cargo xtask bench [--duration SECS] [--connections N] [--rounds N]`
+//! `cargo xtask bench [--duration SECS] [--connections N] [--rounds N] [--weir PATH]
+//! [--no-micro] [--profile]`
 //!
-//! One run measures, with the same load generator (wrk) against the same backend (an nginx
-//! `return 200`): the backend directly, Weir with no plugins, Weir with a 3-plugin Rust chain
-//! (pooled and fresh instances), and nginx as a reverse proxy. It prints req/s, p50 and p99 and
-//! the ratios that matter, then runs the hook micro-benchmark. Everything binds to 127.0.0.1 and
-//! every run is bounded in time. Compare ratios, not absolute numbers: this machine is shared.
+//! One run measures, with the same backend (an nginx `return 200`) behind every target:
+//!
+//! - the headline targets — nginx as a reverse proxy, Weir with no plugins and Weir with a
+//!   3-plugin Rust chain (pooled instances) — all started at once and measured in interleaved
+//!   rounds (nginx, Weir, chain; nginx, Weir, chain; ...; the median round per target), so that
+//!   a machine getting slower during the run shifts them alike; in three load shapes: HTTP/1.1
+//!   with `wrk -t1 -c32`, HTTP/1.1 with `wrk -t2 -c<connections>` (default 50), and cleartext
+//!   HTTP/2 with prior knowledge with `h2load -c8 -m16`;
+//! - then, one after the other with `wrk -t2 -c<connections>`: the backend directly, the chain
+//!   unmetered, the chain beside 2 CPU hogs, the chain with fresh instances, and a handler
+//!   plugin making the upstream call itself;
+//! - memory: RSS per idle connection (Weir and nginx), per pooled instance and per fresh
+//!   instance in flight (see `bench/memory.rs`).
+//!
+//! It prints one table per load shape, the ratios with their targets ("met" / "NOT met") and
+//! the memory figures, then runs the hook and capability micro-benchmarks (`cargo bench`).
+//!
+//! - `--weir PATH`: use this gateway binary instead of building one; the plugins must already
+//!   be built (`cargo xtask plugins`). The micro-benchmarks, which compile the gateway, are
+//!   then skipped.
+//! - `--no-micro`: skip the micro-benchmarks.
+//! - `--profile`: afterwards, record the no-plugin gateway, the pooled chain and the nginx proxy
+//!   with `perf` under `wrk -t1 -c32`; writes flame graphs and folded stacks to
+//!   `target/bench-profile/` and prints each one's top functions by self time.
+//!
+//! Everything binds to 127.0.0.1 and every run is bounded in time. Compare ratios, not absolute
+//! numbers: this machine is shared.
 
 mod llm;
 mod mcp;
+mod memory;
+mod profile;
+mod proxy;
 mod telemetry;
 pub use llm::llm;
 pub use mcp::mcp;
+pub use proxy::bench;
 pub use telemetry::telemetry;
 
 use crate::{Guard, plugins, sh};
@@ -24,6 +51,10 @@ struct Options {
     duration: u64,
     connections: u64,
     rounds: usize,
+    /// A prebuilt gateway to run instead of building one.
+    weir: Option<PathBuf>,
+    no_micro: bool,
+    profile: bool,
 }
 
 fn options(args: &[String]) -> Result<Options> {
@@ -31,29 +62,36 @@ fn options(args: &[String]) -> Result<Options> {
         duration: 5,
         connections: 50,
         rounds: 3,
+        weir: None,
+        no_micro: false,
+        profile: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = || -> Result<u64> {
-            it.next()
-                .context("missing value")?
-                .parse()
-                .context("not a number")
-        };
+        let mut value = || it.next().with_context(|| format!("{a} takes a value"));
+        let number = |v: &String| v.parse::<u64>().with_context(|| format!("{a} {v}"));
         match a.as_str() {
-            "--duration" => o.duration = value()?,
-            "--connections" => o.connections = value()?,
-            "--rounds" => o.rounds = usize::try_from(value()?)?,
+            "--duration" => o.duration = number(value()?)?,
+            "--connections" => o.connections = number(value()?)?,
+            "--rounds" => o.rounds = usize::try_from(number(value()?)?)?,
+            "--weir" => o.weir = Some(PathBuf::from(value()?)),
+            "--no-micro" => o.no_micro = true,
+            "--profile" => o.profile = true,
             other => bail!("unknown option {other}"),
         }
+    }
+    // A median needs a round, and wrk a connection per thread.
+    if o.rounds == 0 || o.duration == 0 || o.connections == 0 {
+        bail!("--rounds, --duration and --connections must be at least 1");
     }
     Ok(o)
 }
 
-/// Installs wrk, nginx and redis-server from Debian if missing.
+/// Installs wrk, h2load, nginx and redis-server from Debian if missing.
 fn ensure_tools() -> Result<()> {
     crate::ensure_debian(&[
         ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
         ("nginx", "nginx-light"),
         ("redis-server", "redis-server"),
     ])
@@ -108,6 +146,8 @@ fn start_nginx(dir: &Path, name: &str, workers: u32, server: &str) -> Result<Gua
 }
 
 /// The benchmark backend: nginx answering a fixed 200, one worker. Returns it and its port.
+/// `keepalive_requests`: by default nginx closes a connection after 1,000 requests, which
+/// would make every client (wrk, the gateways' pools) reconnect all the time.
 fn start_backend(dir: &Path) -> Result<(Guard, u16)> {
     let port = free_port()?;
     let guard = start_nginx(
@@ -115,7 +155,8 @@ fn start_backend(dir: &Path) -> Result<(Guard, u16)> {
         "backend",
         1,
         &format!(
-            "server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"hello from the backend\\n\"; }} }}"
+            "server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000; \
+             location / {{ return 200 \"hello from the backend\\n\"; }} }}"
         ),
     )?;
     wait_for(port, "backend nginx")?;
@@ -142,7 +183,9 @@ struct Sample {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// Non-2xx responses and socket errors wrk counted.
+    /// Mean latency: h2load reports no percentiles.
+    mean_ms: f64,
+    /// Non-2xx responses and socket errors wrk counted (h2load: failed, errored, timed out).
     errors: u64,
 }
 
@@ -160,10 +203,13 @@ fn parse_latency(s: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|n| n * factor)
 }
 
+/// The headers every request carries: the chain's `api-key` wants the key.
+const BENCH_HEADERS: [&str; 4] = ["-H", "x-api-key: bench-key", "-H", "x-user: alice"];
+
 fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
     wrk_at(
         &format!("http://127.0.0.1:{port}/bench"),
-        &["-H", "x-api-key: bench-key", "-H", "x-user: alice"],
+        &BENCH_HEADERS,
         o.connections,
         seconds,
     )
@@ -171,10 +217,21 @@ fn wrk(port: u16, o: &Options, seconds: u64) -> Result<Sample> {
 
 /// wrk against `url` with `extra` arguments (headers, `-s script.lua`).
 fn wrk_at(url: &str, extra: &[&str], connections: u64, seconds: u64) -> Result<Sample> {
+    // wrk needs at least one connection per thread.
+    wrk_threads(url, extra, connections.min(2), connections, seconds)
+}
+
+/// [`wrk_at`] with `threads` load-generating threads.
+fn wrk_threads(
+    url: &str,
+    extra: &[&str],
+    threads: u64,
+    connections: u64,
+    seconds: u64,
+) -> Result<Sample> {
     let out = Command::new("wrk")
         .args([
-            // wrk needs at least one connection per thread.
-            &format!("-t{}", connections.min(2)),
+            &format!("-t{threads}"),
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",
@@ -319,207 +376,58 @@ fn weir_handler_config(port: u16, backend: u16, plugin_dir: &Path) -> String {
     )
 }
 
-pub fn bench(args: &[String]) -> Result<()> {
-    let o = options(args)?;
-    ensure_tools()?;
-    let (weir, plugin_dir) = build_release()?;
-    let dir = tempdir()?;
-
-    let (_backend, backend) = start_backend(&dir)?;
-
-    type Setup<'a> = Box<dyn Fn(u16) -> Result<Guard> + 'a>;
-    let targets: Vec<(&str, Setup)> = vec![
-        (
-            "backend directly",
-            Box::new(|_| Ok(Guard(Command::new("true").spawn()?))),
-        ),
-        (
-            "nginx reverse proxy",
-            Box::new(|port| {
-                let g = start_nginx(
-                    &dir,
-                    "proxy",
-                    2,
-                    &format!(
-                        "upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}\n  \
-                         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://backend; \
-                         proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-                    ),
-                )?;
-                wait_for(port, "nginx proxy")?;
-                Ok(g)
-            }),
-        ),
-        (
-            "weir, no plugins",
-            Box::new(|port| {
-                start_weir(
-                    &weir,
-                    &dir,
-                    "plain",
-                    &weir_config(port, backend, &plugin_dir, None),
-                    port,
-                )
-            }),
-        ),
-        (
-            "weir, 3 plugins, pooled",
-            Box::new(|port| {
-                start_weir(
-                    &weir,
-                    &dir,
-                    "pooled",
-                    &weir_config(port, backend, &plugin_dir, Some("pooled")),
-                    port,
-                )
-            }),
-        ),
-        (
-            "weir, 3 plugins, pooled, unmetered",
-            Box::new(|port| {
-                let config = weir_config(port, backend, &plugin_dir, Some("pooled"));
-                let config = format!("[runtime]\nmetering = \"off\"\n{config}");
-                start_weir(&weir, &dir, "unmetered", &config, port)
-            }),
-        ),
-        (
-            "weir, 3 plugins, pooled, 2 CPU hogs",
-            Box::new(|port| {
-                let config = weir_config(port, backend, &plugin_dir, Some("pooled"));
-                start_weir(&weir, &dir, "hogged", &config, port)
-            }),
-        ),
-        (
-            "weir, 3 plugins, fresh",
-            Box::new(|port| {
-                start_weir(
-                    &weir,
-                    &dir,
-                    "fresh",
-                    &weir_config(port, backend, &plugin_dir, Some("fresh")),
-                    port,
-                )
-            }),
-        ),
-        (
-            "weir, handler plugin outbound",
-            Box::new(|port| {
-                start_weir(
-                    &weir,
-                    &dir,
-                    "handler",
-                    &weir_handler_config(port, backend, &plugin_dir),
-                    port,
-                )
-            }),
-        ),
-    ];
-
-    let mut results = Vec::new();
-    for (name, setup) in &targets {
-        let port = if *name == "backend directly" {
-            backend
-        } else {
-            free_port()?
-        };
-        let _guard = setup(port)?;
-        // The hogs run while this target is measured: errors are counted, not fatal.
-        let _hogs = crate::Hogs::start(if name.contains("hogs") { 2 } else { 0 })?;
-        let m = measure(port, &o)?;
-        if m.errors > 0 && !name.contains("hogs") {
-            bail!("{name}: wrk saw {} errors", m.errors);
-        }
-        eprintln!("{name:<26} {:>10.0} req/s", m.rps);
-        results.push((*name, m));
-    }
-
-    let get = |n: &str| {
-        results
-            .iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, s)| *s)
-            .unwrap_or_default()
+/// The processes whose parent is `pid` (nginx's workers), from `/proc/*/stat`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    let (nginx, plain, pooled, fresh, handler) = (
-        get("nginx reverse proxy"),
-        get("weir, no plugins"),
-        get("weir, 3 plugins, pooled"),
-        get("weir, 3 plugins, fresh"),
-        get("weir, handler plugin outbound"),
-    );
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "\n## Proxy throughput (wrk -t2 -c{} -d{}s, median of {} rounds, {cpus} CPUs)\n",
-        o.connections, o.duration, o.rounds
-    );
-    println!("| target | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
-    for (name, s) in &results {
-        println!(
-            "| {name} | {:.0} | {:.3} | {:.3} |",
-            s.rps, s.p50_ms, s.p99_ms
-        );
-    }
-    let verdict = |ratio: f64, target: f64| if ratio >= target { "met" } else { "NOT met" };
-    let r1 = plain.rps / nginx.rps;
-    let r2 = pooled.rps / plain.rps;
-    let r3 = fresh.rps / plain.rps;
-    println!("\n| ratio | value | target |\n|---|---:|---|");
-    println!(
-        "| weir no-plugin / nginx | {r1:.2} | ≥ 0.80 ({}) |",
-        verdict(r1, 0.8)
-    );
-    println!(
-        "| 3-plugin chain pooled / no-plugin | {r2:.2} | ≥ 0.70 ({}) |",
-        verdict(r2, 0.7)
-    );
-    println!("| 3-plugin chain fresh / no-plugin | {r3:.2} | (reported) |");
-    println!(
-        "| upstream call via a plugin's `outbound` / host proxy path | {:.2} | (reported) |",
-        handler.rps / plain.rps
-    );
-    println!(
-        "| p99 added by the pooled chain | {:+.3} ms | |",
-        pooled.p99_ms - plain.p99_ms
-    );
-    let (unmetered, hogged) = (
-        get("weir, 3 plugins, pooled, unmetered"),
-        get("weir, 3 plugins, pooled, 2 CPU hogs"),
-    );
-    println!(
-        "| pooled chain with CPU-time budgets / without any interruption | {:.2} | (reported) |",
-        pooled.rps / unmetered.rps
-    );
-    println!(
-        "| errors of the pooled chain while 2 CPU hogs run | {} | 0 ({}) |",
-        hogged.errors,
-        if hogged.errors == 0 { "met" } else { "NOT met" }
-    );
-
-    println!("\n## Hook micro-benchmark\n");
-    sh(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["bench", "--quiet", "-p", "weir", "--bench", "hooks"]),
-    )?;
-
-    println!("\n## Capability calls (kv)\n");
-    sh(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "bench",
-            "--quiet",
-            "-p",
-            "weir",
-            "--bench",
-            "capabilities",
-        ]),
-    )?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    entries
+        .filter_map(|entry| {
+            let child: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // The command name (field 2) may hold spaces and parentheses; the fields after its
+            // last `)` are state, then the parent's pid.
+            let after = stat.rsplit_once(')')?.1;
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
 }
 
-/// Builds the plugins and the release gateway; returns the binary and the plugins' directory.
-/// Both builds follow `CARGO_TARGET_DIR` when it is set (the plugins then land in its
-/// `wasm32-wasip2/release`), so the benchmarks never run stale binaries from elsewhere.
-fn build_release() -> Result<(PathBuf, PathBuf)> {
+/// The gateway binary and the plugins' directory. With `weir` (a prebuilt binary) nothing is
+/// built: the plugins must be in place already.
+fn build_release(weir: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    let root = std::env::current_dir()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(|t| root.join(t));
+    let plugins_dir = match &target {
+        Some(target) => target.join("wasm32-wasip2/release"),
+        None => root.join("plugins/target/wasm32-wasip2/release"),
+    };
+    if let Some(weir) = weir {
+        let weir = root.join(weir);
+        if !weir.is_file() {
+            bail!("--weir {}: no such file", weir.display());
+        }
+        if !plugins_dir.join("api_key.wasm").is_file() {
+            bail!(
+                "no plugins in {} (build them with `cargo xtask plugins`)",
+                plugins_dir.display()
+            );
+        }
+        return Ok((weir, plugins_dir));
+    }
+    build_gateway()?;
+    let weir = match &target {
+        Some(target) => target.join("release/weir"),
+        None => root.join("target/release/weir"),
+    };
+    Ok((weir, plugins_dir))
+}
+
+/// Builds the plugins and the release gateway. Both builds follow `CARGO_TARGET_DIR` when it is
+/// set (the plugins then land in its `wasm32-wasip2/release`), so the benchmarks never run stale
+/// binaries from elsewhere.
+fn build_gateway() -> Result<()> {
     plugins()?;
     sh(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
@@ -528,21 +436,7 @@ fn build_release() -> Result<(PathBuf, PathBuf)> {
             "-p",
             "weir",
         ]),
-    )?;
-    let root = std::env::current_dir()?;
-    Ok(match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(target) => {
-            let target = root.join(target);
-            (
-                target.join("release/weir"),
-                target.join("wasm32-wasip2/release"),
-            )
-        }
-        None => (
-            root.join("target/release/weir"),
-            root.join("plugins/target/wasm32-wasip2/release"),
-        ),
-    })
+    )
 }
 
 fn tempdir() -> Result<PathBuf> {
@@ -659,7 +553,7 @@ fn latency_row(what: &str, mut took: Vec<Duration>) -> String {
 /// first response that shows the change.
 pub fn swaps(args: &[String]) -> Result<()> {
     let n: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    let (weir, built) = build_release()?;
+    let (weir, built) = build_release(None)?;
     let builds = [
         std::fs::read(built.join("probe.wasm"))?,
         std::fs::read(built.join("probe_b.wasm"))?,
@@ -726,7 +620,7 @@ pub fn swaps(args: &[String]) -> Result<()> {
 /// its listener accepting, with an empty compiled-plugin cache (cold) and with the cache the
 /// first start filled (warm). Median of 5 starts each.
 pub fn start(_args: &[String]) -> Result<()> {
-    let (weir, plugin_dir) = build_release()?;
+    let (weir, plugin_dir) = build_release(None)?;
     let dir = tempdir()?;
     let time_start = |cache: &Path| -> Result<Duration> {
         let port = free_port()?;
@@ -768,7 +662,7 @@ pub fn languages(args: &[String]) -> Result<()> {
     let o = options(args)?;
     ensure_tools()?;
     crate::ensure_guest_toolchains()?;
-    let (weir, plugin_dir) = build_release()?;
+    let (weir, plugin_dir) = build_release(o.weir.as_deref())?;
     let examples = std::env::current_dir()?.join("examples/allowlist");
     for lang in LANGUAGES {
         sh(Command::new(&weir)

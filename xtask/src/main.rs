@@ -4,7 +4,10 @@
 //! - `test [--hogs N]`: everything CI runs (installs what the tests need first); with `--hogs`,
 //!   while N processes burn a CPU each alongside (the suite must pass on a busy machine).
 //! - `plugins`: build the first-party plugins for wasm32-wasip2.
-//! - `bench`:   the benchmark: backend, Weir with 0 and 3 plugins, nginx; prints ratios.
+//! - `bench [--duration S] [--connections N] [--rounds N] [--weir PATH] [--no-micro] [--profile]`:
+//!   the benchmark: nginx, Weir with 0 and 3 plugins in interleaved rounds over HTTP/1.1 and
+//!   h2c, then the other targets and the memory figures; prints ratios. `--weir`: a prebuilt
+//!   gateway (nothing built, micro-benchmarks skipped); `--profile`: perf flame graphs.
 //! - `bench-swaps [N]`: swap a plugin N times under the file watcher; prints RSS after 10 and N.
 //! - `bench-start`: startup time with a cold and a warm compiled-plugin cache.
 //! - `bench-languages`: the `allowlist` example in Rust, C, Python and JavaScript.

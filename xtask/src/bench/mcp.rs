@@ -92,7 +92,7 @@ pub fn mcp(args: &[String]) -> Result<()> {
     let o = options(args)?;
     super::ensure_tools()?;
     crate::ensure_python_packages()?;
-    let (weir, plugin_dir) = super::build_release()?;
+    let (weir, plugin_dir) = super::build_release(o.weir.as_deref())?;
     let dir = tempdir()?;
 
     let py = free_port()?;

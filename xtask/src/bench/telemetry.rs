@@ -12,7 +12,7 @@ use anyhow::Result;
 pub fn telemetry(args: &[String]) -> Result<()> {
     let o = options(args)?;
     super::ensure_tools()?;
-    let (weir, _plugins) = super::build_release()?;
+    let (weir, _plugins) = super::build_release(o.weir.as_deref())?;
     let dir = tempdir()?;
     let (_backend, backend) = start_backend(&dir)?;
     let collector = free_port()?;
