@@ -104,7 +104,7 @@ impl ChainEntry {
         let started = site.observer.hook_started(site.trace, &self.plugin, hook);
         let (carry, result) = call(instance, carry).await;
         site.observer
-            .hook_finished(started, &self.plugin.name, hook, &result, describe);
+            .hook_finished(started, &self.plugin, hook, &result, describe);
         let invoked = match result {
             Ok(value) => Invoked::Done(value),
             Err(failure) => {

@@ -7,16 +7,17 @@ use std::net::SocketAddr;
 
 /// Fields that apply to one connection only and never travel through a proxy.
 /// `proxy-authorization` is the client's credential for this proxy: consumed here.
-const HOP_BY_HOP: [&str; 9] = [
-    "proxy-authorization",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
+/// Names, not strings: removing by a string parses it into a name every time.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::PROXY_AUTHORIZATION,
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
 ];
 
 /// True for an HTTP/1.1 upgrade request (`Connection: upgrade` with an `Upgrade` field).
@@ -37,6 +38,11 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// upgrade` and `Upgrade` are kept so the next hop sees the upgrade. `TE: trailers` is kept,
 /// because gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most requests and responses carry none (a `Connection` field is one of them): one pass
+    // over the few fields present instead of a lookup per name.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -54,7 +60,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {
@@ -67,14 +73,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The client-supplied fields that say who the client was and how it connected.
-const CLIENT_CLAIMS: [&str; 6] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-real-ip",
+const CLIENT_CLAIMS: [HeaderName; 6] = [
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// `[forwarded] trusted_proxies`, parsed.
 #[derive(Debug, Clone, Default)]
@@ -106,14 +116,14 @@ pub fn set_forwarded(
     host: Option<&str>,
     trusted: bool,
 ) {
-    if !trusted {
-        for name in CLIENT_CLAIMS {
+    if !trusted && headers.keys().any(|k| CLIENT_CLAIMS.contains(k)) {
+        for name in &CLIENT_CLAIMS {
             headers.remove(name);
         }
     }
     let ip = client.ip().to_string();
     let prev: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
@@ -125,18 +135,18 @@ pub fn set_forwarded(
         format!("{}, {ip}", prev.join(", "))
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !headers.contains_key("x-forwarded-proto") {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(
-            "x-forwarded-proto",
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
         );
     }
-    if !headers.contains_key("x-forwarded-host")
+    if !headers.contains_key(&X_FORWARDED_HOST)
         && let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok())
     {
-        headers.insert("x-forwarded-host", v);
+        headers.insert(X_FORWARDED_HOST, v);
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::exchange::{Context as PluginContext, Exchange, LateAttributes};
 use crate::plugin::{Hook, HookFailure, LoadedPlugin};
-use crate::request_metrics::RequestMetrics;
+use crate::request_metrics::{RequestMetrics, RouteSeries, UpstreamSeries};
 use crate::upstream::UpstreamError;
 use opentelemetry::Context as Trace;
 use opentelemetry::global::BoxedSpan;
@@ -41,6 +41,8 @@ pub(crate) struct RequestStart {
 #[derive(Default)]
 pub(crate) struct Answered {
     pub route: Option<Arc<str>>,
+    /// The route's series (`None`: no route matched).
+    pub series: Option<Arc<RouteSeries>>,
     pub principal: Option<String>,
     pub upstream: Option<String>,
     /// Tries the upstream call took (retries included).
@@ -83,11 +85,17 @@ impl Observer {
     }
 
     /// Records the finished exchange's identity for the metrics and the access log.
-    pub(crate) fn answered(&self, ex: &Exchange, upstream: Option<&(String, u32)>) -> Answered {
+    pub(crate) fn answered(
+        &self,
+        ex: &Exchange,
+        series: &Arc<RouteSeries>,
+        upstream: Option<&(String, u32)>,
+    ) -> Answered {
         let logged = self.access_enabled();
         let upstream = upstream.filter(|_| logged);
         Answered {
             route: Some(ex.route.clone()),
+            series: Some(series.clone()),
             principal: ex.context.principal.clone().filter(|_| logged),
             upstream: upstream.map(|u| u.0.clone()),
             upstream_attempts: upstream.map(|u| u.1),
@@ -125,8 +133,10 @@ impl Observer {
     /// The one exit: the request's series and its access-log line.
     pub(crate) fn request_finished(&self, start: RequestStart, status: u16, by: &Answered) {
         let elapsed = start.started.elapsed();
-        let route = by.route.as_deref().unwrap_or("(none)");
-        self.metrics.request(route, status, elapsed);
+        match &by.series {
+            Some(series) => self.metrics.request_on(series, status, elapsed),
+            None => self.metrics.request("(none)", status, elapsed),
+        }
         if let Some((method, path)) = start.logged {
             crate::access_log::access(serde_json::json!({
                 "method": method,
@@ -161,14 +171,16 @@ impl Observer {
     pub(crate) fn hook_finished<T>(
         &self,
         call: HookCall,
-        plugin: &str,
+        plugin: &LoadedPlugin,
         hook: Hook,
         result: &Result<T, HookFailure>,
         describe: impl FnOnce(&T) -> String,
     ) {
         let failure = result.as_ref().err().map(HookFailure::kind);
+        let phase = (hook.index(), &Hook::NAMES[..]);
+        let elapsed = call.started.elapsed();
         self.metrics
-            .hook(plugin, hook.name(), call.started.elapsed(), failure);
+            .hook_on(&plugin.series, phase, elapsed, failure);
         if call.span.is_some() {
             let outcome = match result {
                 Ok(v) => Ok(describe(v)),
@@ -191,7 +203,7 @@ impl Observer {
     pub(crate) fn upstream_finished<B>(
         &self,
         call: UpstreamCall,
-        name: &str,
+        series: &UpstreamSeries,
         sent: &Result<http::Response<B>, UpstreamError>,
         attempts: u32,
     ) {
@@ -208,7 +220,7 @@ impl Observer {
             Err(UpstreamError::Overflow { .. }) => "overflow",
             Err(_) => "error",
         };
-        self.metrics.upstream(name, outcome);
+        self.metrics.upstream_on(series, outcome);
     }
 }
 

@@ -439,7 +439,8 @@ impl Flight {
             RequestOutcome::Forward { upstream } => self.forward(&mut ex, upstream).await,
         }
         let (ex, streamers) = self.response_chain(ex).await;
-        let answered = snap.observer.answered(&ex, self.upstream.as_ref());
+        let series = &self.route.series;
+        let answered = snap.observer.answered(&ex, series, self.upstream.as_ref());
         (self.into_response(ex, streamers), answered)
     }
 
@@ -468,7 +469,7 @@ impl Flight {
             retry: self.route.retry.as_ref(),
         };
         let sent = target.send(head, payload, opts).await;
-        observer.upstream_finished(call, &target.name, &sent.result, sent.attempts);
+        observer.upstream_finished(call, &target.series, &sent.result, sent.attempts);
         if observer.access_enabled() {
             self.upstream = Some((target.name.clone(), sent.attempts));
         }

@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub(crate) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -303,6 +303,60 @@ struct Plugin {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// A route's request series, kept with the route and resolved on first use: a family lookup
+/// hashes the labels and takes the family's lock, which every worker shares, on every
+/// request otherwise. Series are created when first recorded, as with a lookup, so the
+/// exposition does not change.
+#[derive(Debug)]
+pub(crate) struct RouteSeries {
+    route: Arc<str>,
+    latency: OnceLock<Histogram>,
+    /// Counters by status, 100 to 599.
+    statuses: Box<[OnceLock<Counter>]>,
+}
+
+impl RouteSeries {
+    pub(crate) fn new(route: Arc<str>) -> RouteSeries {
+        RouteSeries {
+            route,
+            latency: OnceLock::new(),
+            statuses: (100..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+}
+
+/// An upstream's `ok` outcome series, resolved on first use (the others are rare).
+#[derive(Debug)]
+pub(crate) struct UpstreamSeries {
+    upstream: Arc<str>,
+    ok: OnceLock<Counter>,
+}
+
+impl UpstreamSeries {
+    pub(crate) fn new(upstream: Arc<str>) -> UpstreamSeries {
+        UpstreamSeries {
+            upstream,
+            ok: OnceLock::new(),
+        }
+    }
+}
+
+/// A plugin's hook latency series by phase, resolved on first use.
+#[derive(Debug, Default)]
+pub(crate) struct HookSeries {
+    plugin: Arc<str>,
+    latency: [OnceLock<Histogram>; 4],
+}
+
+impl HookSeries {
+    pub(crate) fn new(plugin: Arc<str>) -> HookSeries {
+        HookSeries {
+            plugin,
+            latency: Default::default(),
+        }
+    }
+}
+
 fn latency() -> Histogram {
     Histogram::new(BUCKETS)
 }
@@ -369,6 +423,35 @@ impl RequestMetrics {
         n
     }
 
+    /// A request answered on a route whose series are resolved in `series` as they are first
+    /// used, so later requests find them without a lookup.
+    pub(crate) fn request_on(&self, series: &RouteSeries, status: u16, elapsed: Duration) {
+        let latency = series.latency.get_or_init(|| {
+            let route = series.route.clone();
+            self.request_latency.get_or_create(&Route { route }).clone()
+        });
+        latency.observe(elapsed.as_secs_f64());
+        let slot = usize::from(status)
+            .checked_sub(100)
+            .and_then(|i| series.statuses.get(i));
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| {
+                    let route = series.route.clone();
+                    self.requests
+                        .get_or_create(&RouteStatus { route, status })
+                        .clone()
+                })
+                .inc(),
+            None => {
+                let route = series.route.clone();
+                self.requests
+                    .get_or_create(&RouteStatus { route, status })
+                    .inc()
+            }
+        };
+    }
+
     /// A request answered on `route` with `status`, its head after `elapsed`.
     pub(crate) fn request(&self, route: &str, status: u16, elapsed: Duration) {
         let route = self.name(route);
@@ -380,6 +463,20 @@ impl RequestMetrics {
         self.requests
             .get_or_create(&RouteStatus { route, status })
             .inc();
+    }
+
+    /// An upstream call's outcome, the `ok` series resolved once in `series`.
+    pub(crate) fn upstream_on(&self, series: &UpstreamSeries, outcome: &'static str) {
+        if outcome != "ok" {
+            return self.upstream(&series.upstream, outcome);
+        }
+        let ok = series.ok.get_or_init(|| {
+            let upstream = self.name(&series.upstream);
+            self.upstream
+                .get_or_create(&UpstreamOutcome { upstream, outcome })
+                .clone()
+        });
+        ok.inc();
     }
 
     /// An upstream attempt: `ok` (any HTTP answer), `timeout` or `error`.
@@ -451,6 +548,35 @@ impl RequestMetrics {
         self.hook_latency
             .get_or_create(&PluginPhase { plugin, phase })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// One hook call, `phase` being the index of its name in `phases`; its latency series
+    /// resolved once in `series`. A failure is counted by kind (rare: looked up each time).
+    pub(crate) fn hook_on(
+        &self,
+        series: &HookSeries,
+        (phase, phases): (usize, &[&'static str]),
+        elapsed: Duration,
+        failure: Option<&'static str>,
+    ) {
+        let (Some(slot), Some(&name)) = (series.latency.get(phase), phases.get(phase)) else {
+            return self.hook(&series.plugin, "unknown", elapsed, failure);
+        };
+        if let Some(kind) = failure {
+            let plugin = self.name(&series.plugin);
+            self.hook_failures
+                .get_or_create(&PluginKind { plugin, kind })
+                .inc();
+        }
+        let latency = slot.get_or_init(|| {
+            let plugin = self.name(&series.plugin);
+            let labels = PluginPhase {
+                plugin,
+                phase: name,
+            };
+            self.hook_latency.get_or_create(&labels).clone()
+        });
+        latency.observe(elapsed.as_secs_f64());
     }
 
     /// A `kv` or `outbound` call by `plugin` (another `capability` is not counted).

@@ -18,6 +18,8 @@ use weir_stdio_bridge::Bridges;
 
 pub struct Route {
     pub name: Arc<str>,
+    /// Its request series, resolved on first use.
+    pub(crate) series: Arc<crate::request_metrics::RouteSeries>,
     /// Listener names this route serves on; all when `None`.
     pub listeners: Option<Vec<String>>,
     pub matcher: Matcher,
@@ -395,6 +397,9 @@ async fn build_route(
         .as_ref()
         .and_then(|rw| Rewrite::new(rw, &matcher));
     Arc::new(Route {
+        series: Arc::new(crate::request_metrics::RouteSeries::new(
+            name.as_str().into(),
+        )),
         name: name.as_str().into(),
         listeners: rc
             .listeners

@@ -269,6 +269,7 @@ impl Runtime {
             .map_err(wrong_world)?;
         let pre = PluginPre::new(pre).map_err(wrong_world)?;
         Ok(LoadedPlugin {
+            series: crate::request_metrics::HookSeries::new(name.into()),
             name: name.into(),
             path: path.to_path_buf(),
             pre,
@@ -356,6 +357,8 @@ pub struct LoadedPlugin {
     engine: Engine,
     metering: Metering,
     pub(crate) stats: Arc<PluginStats>,
+    /// Its hook latency series, resolved on first use.
+    pub(crate) series: crate::request_metrics::HookSeries,
 }
 
 /// The four hooks a plugin exports (besides `init`), named as in spans and metrics.
@@ -368,6 +371,14 @@ pub(crate) enum Hook {
 }
 
 impl Hook {
+    /// Every hook's name, in the order of [`Hook::index`].
+    pub(crate) const NAMES: [&'static str; 4] =
+        ["on_request", "on_response", "on_body_chunk", "on_body_end"];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Hook::Request => "on_request",

@@ -52,6 +52,8 @@ pub(crate) struct Shared {
 
 pub struct Upstream {
     pub name: String,
+    /// Its outcome series, resolved on first use.
+    pub(crate) series: crate::request_metrics::UpstreamSeries,
     shared: Arc<Shared>,
     balancer: balance::Balancer,
     /// One pool per worker thread, so connections stay on the thread that uses them.
@@ -157,6 +159,7 @@ impl Upstream {
         let retry = cfg.retry.as_ref().map(|r| r.get_ref().clone());
         let limit = |l: &Option<toml::Spanned<usize>>| l.as_ref().map(|v| *v.get_ref());
         Ok(Upstream {
+            series: crate::request_metrics::UpstreamSeries::new(name.into()),
             name: name.to_string(),
             balancer,
             clients: clients.pooled,
