@@ -3,8 +3,8 @@
 //! alone, put under `wrk -t1 -c32`, and recorded with `perf` (DWARF call graphs) for a few
 //! seconds. Writes `target/bench-profile/<target>.svg` (flame graph) and `<target>.folded`
 //! (folded stacks, kernel frames marked `_[k]`), and prints where the samples' leaf frames are
-//! (kernel, the target's own binary, shared libraries, code without a symbol) and the top
-//! functions by self time.
+//! (kernel, the target's own binary, compiled plugins, shared libraries) and the top functions
+//! by self time.
 
 use super::proxy::{Env, Headline};
 use super::{BENCH_HEADERS, Options};
@@ -162,11 +162,14 @@ fn top_self(folded: &str) -> (Vec<(String, u64)>, u64) {
 /// Where the samples' leaf frames are, by weight.
 #[derive(Default)]
 struct Shares {
+    /// The kernel and its vDSO (`clock_gettime`), which inferno marks `_[k]` alike.
     kernel: u64,
     /// The target's own binary.
     own: u64,
+    /// Plugins compiled by Wasmtime, mapped from the compiled-plugin cache (`*.cwasm`).
+    plugins: u64,
     libraries: u64,
-    /// No module: code generated at run time (Wasmtime's compiled plugins), mostly.
+    /// Frames perf could not place in any mapping.
     unresolved: u64,
     samples: u64,
 }
@@ -194,10 +197,14 @@ fn shares(script: &str, exe: &str) -> Shares {
             .strip_suffix(')')
             .and_then(|l| l.rsplit_once(" ("))
             .map_or("", |(_, m)| m);
-        let bucket = if module.starts_with("[kernel") || module.ends_with(".ko") {
+        // `[kernel.kallsyms]`, `[vdso]`, modules; `[unknown]` is no mapping at all.
+        let kernel = module.ends_with(".ko") || (module.starts_with('[') && module != "[unknown]");
+        let bucket = if kernel {
             &mut s.kernel
         } else if module == exe {
             &mut s.own
+        } else if module.ends_with(".cwasm") {
+            &mut s.plugins
         } else if module.starts_with('/') && !module.starts_with("//anon") {
             &mut s.libraries
         } else {
@@ -233,16 +240,14 @@ impl Profile {
             "\n## Profile: {name} (wrk -t1 -c32, perf -F 999 for {RECORD_SECONDS} s, {} samples)\n",
             s.samples
         );
-        let sum = (s.kernel + s.own + s.libraries + s.unresolved).max(1) as f64;
+        let sum = (s.kernel + s.own + s.plugins + s.libraries + s.unresolved).max(1) as f64;
         let pct = |w: u64| 100.0 * w as f64 / sum;
         println!("| leaf frame in | % of samples |\n|---|---:|");
-        println!("| kernel | {:.1} |", pct(s.kernel));
+        println!("| kernel (and vDSO) | {:.1} |", pct(s.kernel));
         println!("| own code ({}) | {:.1} |", self.exe, pct(s.own));
+        println!("| compiled plugins (Wasm) | {:.1} |", pct(s.plugins));
         println!("| shared libraries | {:.1} |", pct(s.libraries));
-        println!(
-            "| no symbol (JIT-compiled plugin code) | {:.1} |",
-            pct(s.unresolved)
-        );
+        println!("| no mapping | {:.1} |", pct(s.unresolved));
         println!("\n| function (self time; `_[k]`: kernel) | % of samples |\n|---|---:|");
         let total = self.total.max(1) as f64;
         for (function, weight) in &self.top {
