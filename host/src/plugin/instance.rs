@@ -217,6 +217,27 @@ impl PluginInstance {
         })
     }
 
+    /// Instantiates `plugin` without calling `init` and drops the instance: for the benchmark
+    /// that shows instantiation and `init` apart.
+    #[doc(hidden)]
+    pub async fn instantiate_only(plugin: &LoadedPlugin) -> Result<(), HookFailure> {
+        let state = HostState::new(
+            plugin.name.clone(),
+            plugin.settings.memory_limit,
+            plugin.caps.clone(),
+        );
+        let mut store = Store::new(&plugin.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
+        store.set_epoch_deadline(1);
+        plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
     /// The largest linear memory this instance has grown to, in bytes.
     pub(crate) fn memory_peak(&self) -> usize {
         self.store.data().limiter.peak

@@ -156,6 +156,9 @@ impl Runtime {
             // batch the remaining decommits to save syscalls and TLB shootdowns.
             .pagemap_scan(wasmtime::Enabled::Auto)
             .linear_memory_keep_resident(2 << 20)
+            // Tables likewise (a component's are a few KiB): reset with memset, not madvise and
+            // page faults.
+            .table_keep_resident(64 << 10)
             .decommit_batch_size(16)
             // Slots keep a module's pages warm for its next instance. Bounded, so that swapping
             // plugins (every swap is a new module) does not grow RSS by a slot per swap.
