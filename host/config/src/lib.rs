@@ -651,8 +651,11 @@ fn default_pool_max_requests() -> u64 {
 fn default_pool_max_memory() -> ByteSize {
     ByteSize::mib(16)
 }
+/// Above the requests one worker commonly has in flight (an HTTP/2 client alone may open 100
+/// streams): a plugin with a response hook keeps its instance for the whole request, and a pool
+/// smaller than that concurrency drops and re-creates instances on every burst.
 fn default_pool_max_idle() -> usize {
-    64
+    256
 }
 
 #[derive(Debug, Clone, Deserialize)]
