@@ -754,3 +754,70 @@ async fn reloads_stop_the_health_checks_of_the_replaced_configuration() {
     );
     assert_eq!(get(&gw.url("/")).await.status, StatusCode::OK);
 }
+
+/// A keep-alive backend that counts the connections it accepted and those still open.
+async fn counting_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, o) = (accepted.clone(), open.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            o.fetch_add(1, Ordering::SeqCst);
+            let o = o.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_once_idle_past_pool_idle_timeout() {
+    let (addr, accepted, open) = counting_backend().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.b]\nendpoints = [\"http://{addr}\"]\npool_idle_timeout = \"300ms\"\n\n\
+         [[routes]]\nname = \"r\"\nupstream = \"b\"\n"
+    ));
+    let c = client();
+    for i in 0..20 {
+        let got = call(&c, "GET", &gw.url(&format!("/{i}")), &[]).await;
+        assert!(
+            matches!(got, Ok((StatusCode::OK, _))),
+            "request {i}: {got:?}"
+        );
+    }
+    // One after the other, the requests share a connection (one per gateway worker at most).
+    let used = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&used),
+        "{used} upstream connections for 20 requests"
+    );
+    // Idle past pool_idle_timeout, the gateway closes them (before the server would).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} idle upstream connections still open",
+            open.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the next request opens a new one.
+    let got = call(&c, "GET", &gw.url("/after"), &[]).await;
+    assert!(
+        matches!(got, Ok((StatusCode::OK, _))),
+        "after idle: {got:?}"
+    );
+    assert!(accepted.load(Ordering::SeqCst) > used);
+}

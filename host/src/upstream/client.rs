@@ -12,6 +12,8 @@ use std::path::Path;
 
 /// The clients `Upstream::new` needs.
 pub(crate) struct Clients {
+    /// The plain-TCP connector, for the HTTP/1.1 pool of `http://` endpoints (`h1.rs`).
+    pub(crate) tcp: HttpConnector,
     pub(crate) pooled: Vec<HttpClient>,
     pub(crate) fresh: Vec<HttpClient>,
     pub(crate) checks: HttpClient,
@@ -30,6 +32,7 @@ pub(crate) fn build(
     http.set_connect_timeout(Some(
         cfg.connect_timeout.unwrap_or(limits.connect_timeout).0,
     ));
+    let tcp = http.clone();
     let tls = tls::client_config(ca_file, client_cert).map_err(|e| e.to_string())?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -58,6 +61,7 @@ pub(crate) fn build(
     }
     let workers = workers.max(1);
     Ok(Clients {
+        tcp,
         pooled: (0..workers)
             .map(|_| pooled.build(connector.clone()))
             .collect(),
@@ -85,11 +89,24 @@ pub(crate) fn classify(
     endpoint: &str,
     err: &hyper_util::client::legacy::Error,
 ) -> (UpstreamError, Failure) {
+    classify_chain(upstream, endpoint, err, err.is_connect())
+}
+
+/// Classifies an error by its chain of sources: timeouts, resets of a connection the server had
+/// closed, and (when `connecting`) failures to reach the endpoint.
+pub(crate) fn classify_chain(
+    upstream: &str,
+    endpoint: &str,
+    err: &(dyn std::error::Error + 'static),
+    connecting: bool,
+) -> (UpstreamError, Failure) {
     let mut reason = err.to_string();
     let (mut timed_out, mut stale) = (false, false);
-    let mut source = std::error::Error::source(err);
+    let mut source = Some(err);
     while let Some(s) = source {
-        reason = format!("{reason}: {s}");
+        if !std::ptr::addr_eq(s, err) {
+            reason = format!("{reason}: {s}");
+        }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
             timed_out |= io.kind() == TimedOut;
@@ -106,7 +123,7 @@ pub(crate) fn classify(
             UpstreamError::Timeout { upstream, endpoint },
             Failure::Timeout,
         )
-    } else if err.is_connect() {
+    } else if connecting {
         let e = UpstreamError::Unreachable {
             upstream,
             endpoint,

@@ -8,12 +8,13 @@
 
 pub(crate) mod balance;
 mod client;
+mod h1;
 pub(crate) mod health;
 mod limits;
 pub(crate) mod retry;
 
 use crate::body::Body;
-use crate::config::{HashBy, Limits, RetryConfig, UpstreamConfig};
+use crate::config::{HashBy, Limits, RetryConfig, UpstreamConfig, UpstreamProtocol};
 use crate::request_metrics::RequestMetrics;
 use bytes::Bytes;
 use client::Failure;
@@ -56,7 +57,11 @@ pub struct Upstream {
     pub(crate) series: crate::request_metrics::UpstreamSeries,
     shared: Arc<Shared>,
     balancer: balance::Balancer,
-    /// One pool per worker thread, so connections stay on the thread that uses them.
+    /// HTTP/1.1 connections to the `http://` endpoints, per worker (`None`: there are none, or
+    /// the upstream speaks HTTP/2).
+    h1: Option<Arc<h1::H1Pool>>,
+    /// One pool per worker thread, so connections stay on the thread that uses them: for HTTPS
+    /// and HTTP/2 endpoints.
     clients: Vec<HttpClient>,
     /// Per worker, without a pool: the one retry after a stale pooled connection.
     fresh: Vec<HttpClient>,
@@ -148,6 +153,15 @@ impl Upstream {
             .transpose()?;
         let balancer = balance::Balancer::new(cfg.balance(), hash_by, &endpoints);
         let clients = client::build(cfg, limits, tls.0, tls.1, workers)?;
+        let plain: Vec<bool> = endpoints
+            .iter()
+            .map(|ep| ep.scheme == Scheme::HTTP && cfg.protocol != UpstreamProtocol::Http2)
+            .collect();
+        let idle_timeout = cfg
+            .pool_idle_timeout
+            .map_or(crate::config::defaults::POOL_IDLE_TIMEOUT, |m| m.0);
+        let max_idle = cfg.max_connections.as_ref().map(|m| *m.get_ref());
+        let h1 = h1::H1Pool::new(clients.tcp, &plain, workers, idle_timeout, max_idle);
         let shared = Arc::new(Shared {
             name: name.into(),
             endpoints,
@@ -162,6 +176,7 @@ impl Upstream {
             series: crate::request_metrics::UpstreamSeries::new(name.into()),
             name: name.to_string(),
             balancer,
+            h1,
             clients: clients.pooled,
             fresh: clients.fresh,
             request_timeout: cfg.request_timeout.unwrap_or(limits.request_timeout).0,
@@ -282,16 +297,10 @@ impl Upstream {
         req: Request<Body>,
         timeout: Duration,
         fresh: bool,
-    ) -> Result<Response<Incoming>, (UpstreamError, Failure)> {
+    ) -> Result<Answer, (UpstreamError, Failure)> {
         let ep = &self.shared.endpoints[i];
-        let worker = crate::worker::current();
-        let client = if fresh {
-            &self.fresh[worker % self.fresh.len()]
-        } else {
-            &self.clients[worker % self.clients.len()]
-        };
         ep.state.start_request();
-        let result = match tokio::time::timeout(timeout, client.request(req)).await {
+        let result = match tokio::time::timeout(timeout, self.call(i, req, fresh)).await {
             Err(_) => Err((
                 UpstreamError::Timeout {
                     upstream: self.name.clone(),
@@ -299,14 +308,13 @@ impl Upstream {
                 },
                 Failure::Timeout,
             )),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(client::classify(&self.name, &ep.label, &e)),
+            Ok(result) => result,
         };
         ep.state.end_request();
         // A failure that says nothing about the endpoint's health (a protocol error, a request
         // the client could not build) neither counts against it nor clears its record.
         match &result {
-            Ok(resp) => {
+            Ok((resp, _)) => {
                 let gateway_error = matches!(resp.status().as_u16(), 502..=504);
                 self.outlier.record(&self.shared, i, gateway_error);
             }
@@ -316,10 +324,36 @@ impl Upstream {
         result
     }
 
+    /// One call on endpoint `i`: this worker's HTTP/1.1 pool for a plain `http://` endpoint,
+    /// else hyper-util's client (`fresh`: without a pool, for the retry after a stale pooled
+    /// connection).
+    async fn call(
+        &self,
+        i: usize,
+        req: Request<Body>,
+        fresh: bool,
+    ) -> Result<Answer, (UpstreamError, Failure)> {
+        let ep = &self.shared.endpoints[i];
+        if !fresh && let Some(h1) = self.h1.as_ref().filter(|p| p.serves(i)) {
+            let (resp, lent) = h1.send(&self.name, i, ep, req).await?;
+            return Ok((resp, Some(lent)));
+        }
+        let worker = crate::worker::current();
+        let client = if fresh {
+            &self.fresh[worker % self.fresh.len()]
+        } else {
+            &self.clients[worker % self.clients.len()]
+        };
+        match client.request(req).await {
+            Ok(resp) => Ok((resp, None)),
+            Err(e) => Err(client::classify(&self.name, &ep.label, &e)),
+        }
+    }
+
     /// After a try: done, or why and after how long to try again.
     fn next_step(
         &self,
-        outcome: Result<Response<Incoming>, (UpstreamError, Failure)>,
+        outcome: Result<Answer, (UpstreamError, Failure)>,
         policy: Option<&Policy<'_>>,
         run: &mut Run,
         deadline: Instant,
@@ -329,7 +363,9 @@ impl Upstream {
             return Step::Done(outcome.map_err(|(e, _)| e));
         }
         let reason = match &outcome {
-            Ok(resp) if policy.is_some_and(|p| p.statuses.contains(&resp.status().as_u16())) => {
+            Ok((resp, _))
+                if policy.is_some_and(|p| p.statuses.contains(&resp.status().as_u16())) =>
+            {
                 Reason::Status
             }
             Ok(_) => return Step::Done(outcome.map_err(|(e, _)| e)),
@@ -455,8 +491,12 @@ impl Run {
     }
 }
 
+/// A response head, and the pooled HTTP/1.1 connection it came on, to give back when its body
+/// ends.
+type Answer = (Response<Incoming>, Option<h1::Lent>);
+
 enum Step {
-    Done(Result<Response<Incoming>, UpstreamError>),
+    Done(Result<Answer, UpstreamError>),
     Retry(Reason, Duration),
 }
 
@@ -464,23 +504,22 @@ impl Sent {
     /// The final result, its body holding the request's admission and its endpoint's
     /// in-flight count until it is done.
     fn done(
-        result: Result<Response<Incoming>, UpstreamError>,
+        result: Result<Answer, UpstreamError>,
         admission: limits::Admission,
         attempts: u32,
         shared: &Arc<Shared>,
         i: usize,
     ) -> Sent {
-        let result = result.map(|resp| {
+        let result = result.map(|(resp, lent)| {
             shared.endpoints[i].state.start_request();
             let lease = Lease {
                 _admission: admission,
                 shared: shared.clone(),
                 endpoint: i,
             };
-            resp.map(|inner| UpstreamBody {
-                inner,
-                lease: Some(lease),
-            })
+            // An upgraded connection belongs to the tunnel, never to the pool.
+            let lent = lent.filter(|_| resp.status() != StatusCode::SWITCHING_PROTOCOLS);
+            resp.map(|inner| UpstreamBody::new(inner, lease, lent))
         });
         Sent { result, attempts }
     }
@@ -530,10 +569,31 @@ impl Drop for Lease {
     }
 }
 
-/// An upstream's response body: releases the request's lease when it ends or is dropped.
+/// An upstream's response body: releases the request's lease when it ends or is dropped, and
+/// gives its pooled connection back when it ends (only then: a body dropped early leaves the
+/// connection unusable).
 pub(crate) struct UpstreamBody {
     inner: Incoming,
     lease: Option<Lease>,
+    lent: Option<h1::Lent>,
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, lease: Lease, lent: Option<h1::Lent>) -> UpstreamBody {
+        use http_body::Body as _;
+        let mut body = UpstreamBody {
+            inner,
+            lease: Some(lease),
+            lent,
+        };
+        // Nothing to read (a HEAD answer, a 204, `content-length: 0`): complete already.
+        if body.inner.is_end_stream()
+            && let Some(lent) = body.lent.take()
+        {
+            lent.give_back();
+        }
+        body
+    }
 }
 
 impl http_body::Body for UpstreamBody {
@@ -549,6 +609,14 @@ impl http_body::Body for UpstreamBody {
         // endpoint is free for the balancer from then on.
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
             self.lease = None;
+        }
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended && let Some(lent) = self.lent.take() {
+            lent.give_back();
         }
         polled
     }
