@@ -151,13 +151,18 @@ impl H1Pool {
         let shards = self.idle.get(i)?.as_ref()?;
         let shard = &shards[worker % shards.len()];
         loop {
-            let mut idle = shard.lock().ok()?.pop()?;
+            let idle = shard.lock().ok()?.pop()?;
             if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
                 continue;
             }
-            // Given back when its response body ended: ready as soon as its connection task
-            // has run once more. An error means the server closed it meanwhile.
-            if idle.sender.ready().await.is_ok() {
+            // Given back when its response body ended, it is ready once its connection task has
+            // run past that end (at once, in practice; else after a yield). One still busy (a
+            // request body still going up after an early answer) is left to finish and close:
+            // waiting for it could hold this request until its timeout.
+            if !idle.sender.is_ready() {
+                tokio::task::yield_now().await;
+            }
+            if idle.sender.is_ready() {
                 return Some(idle.sender);
             }
         }
