@@ -821,3 +821,81 @@ async fn upstream_connections_are_reused_and_closed_once_idle_past_pool_idle_tim
     );
     assert!(accepted.load(Ordering::SeqCst) > used);
 }
+
+/// A backend that answers every request as soon as its head is in, without reading a body, and
+/// keeps the connection open.
+async fn early_answering_backend() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                // Held open (reading and dropping whatever else comes) until the peer leaves.
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_never_waits_for_a_connection_still_sending_an_earlier_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = early_answering_backend().await;
+    // One worker, so the second request looks in the same idle list as the first.
+    let gw = Gateway::start(&format!(
+        "[runtime]\nworkers = 1\n\n[upstreams.b]\nendpoints = [\"http://{backend}\"]\n\
+         request_timeout = \"20s\"\n\n[[routes]]\nname = \"r\"\nupstream = \"b\"\n"
+    ));
+    // A POST whose chunked body never ends: answered early, its connection keeps sending.
+    let mut slow = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    hang_guard("the early answer", async {
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\nok") {
+            let n = slow.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "closed before the answer: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // The next request must get its own connection, not wait on that one until its timeout.
+    let answer = raw_http(
+        gw.addr,
+        b"GET /next HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    drop(slow);
+}
