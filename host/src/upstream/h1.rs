@@ -5,8 +5,9 @@
 //! `(scheme, authority)`, and, because a response body is still streaming when its head
 //! arrives, it spawns a task that puts the connection back once it is idle. Here the worker
 //! takes a connection from its own list and the response body ([`super::UpstreamBody`]) puts it
-//! back when it ends; the next request waits for it to be ready (at once, in practice). TLS and
-//! HTTP/2 endpoints keep hyper-util's client.
+//! back when it ends; it is ready again by the next request (at once, in practice; one that is
+//! not, after a yield, is left to finish and close). TLS and HTTP/2 endpoints keep hyper-util's
+//! client.
 //!
 //! A connection is never put back after a response that did not end (a body dropped early, an
 //! error, an upgrade): it is dropped, and hyper closes it. One whose server closed it, or idle
