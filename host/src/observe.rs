@@ -177,7 +177,7 @@ impl Observer {
         describe: impl FnOnce(&T) -> String,
     ) {
         let failure = result.as_ref().err().map(HookFailure::kind);
-        let phase = (hook.index(), &Hook::NAMES[..]);
+        let phase = (hook.index(), hook.name());
         let elapsed = call.started.elapsed();
         self.metrics
             .hook_on(&plugin.series, phase, elapsed, failure);

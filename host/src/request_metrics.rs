@@ -431,24 +431,18 @@ impl RequestMetrics {
             self.request_latency.get_or_create(&Route { route }).clone()
         });
         latency.observe(elapsed.as_secs_f64());
+        let lookup = || {
+            let route = series.route.clone();
+            self.requests
+                .get_or_create(&RouteStatus { route, status })
+                .clone()
+        };
         let slot = usize::from(status)
             .checked_sub(100)
             .and_then(|i| series.statuses.get(i));
         match slot {
-            Some(slot) => slot
-                .get_or_init(|| {
-                    let route = series.route.clone();
-                    self.requests
-                        .get_or_create(&RouteStatus { route, status })
-                        .clone()
-                })
-                .inc(),
-            None => {
-                let route = series.route.clone();
-                self.requests
-                    .get_or_create(&RouteStatus { route, status })
-                    .inc()
-            }
+            Some(slot) => slot.get_or_init(lookup).inc(),
+            None => lookup().inc(),
         };
     }
 
@@ -550,17 +544,17 @@ impl RequestMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// One hook call, `phase` being the index of its name in `phases`; its latency series
-    /// resolved once in `series`. A failure is counted by kind (rare: looked up each time).
+    /// One hook call of phase `name` (slot `index` in `series`, whose latency series is
+    /// resolved once there). A failure is counted by kind (rare: looked up each time).
     pub(crate) fn hook_on(
         &self,
         series: &HookSeries,
-        (phase, phases): (usize, &[&'static str]),
+        (index, name): (usize, &'static str),
         elapsed: Duration,
         failure: Option<&'static str>,
     ) {
-        let (Some(slot), Some(&name)) = (series.latency.get(phase), phases.get(phase)) else {
-            return self.hook(&series.plugin, "unknown", elapsed, failure);
+        let Some(slot) = series.latency.get(index) else {
+            return self.hook(&series.plugin, name, elapsed, failure);
         };
         if let Some(kind) = failure {
             let plugin = self.name(&series.plugin);

@@ -374,10 +374,7 @@ pub(crate) enum Hook {
 }
 
 impl Hook {
-    /// Every hook's name, in the order of [`Hook::index`].
-    pub(crate) const NAMES: [&'static str; 4] =
-        ["on_request", "on_response", "on_body_chunk", "on_body_end"];
-
+    /// Its slot in a plugin's `HookSeries`.
     pub(crate) fn index(self) -> usize {
         self as usize
     }

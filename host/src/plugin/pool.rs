@@ -3,10 +3,10 @@
 //! An instance serves one request at a time and is dropped instead of returned after a failure,
 //! after `pool_max_requests` requests, or once its memory grew past `pool_max_memory`.
 //!
-//! Idle instances are kept per worker thread (a shard each): a worker takes back the instances
-//! it used last, still in its core's cache, and the workers do not pass one lock's cache line
-//! back and forth on every hook. A worker whose shard is empty borrows from another before it
-//! creates an instance.
+//! Idle instances are kept in one shard per CPU, picked by worker index: a worker takes back
+//! the instances it used last, still in its core's cache, and the workers do not pass one
+//! lock's cache line back and forth on every hook. A worker whose shard is empty borrows from
+//! another before it creates an instance.
 
 use super::{HookFailure, LoadedPlugin, PluginInstance};
 use std::sync::{Arc, Mutex};

@@ -14,6 +14,8 @@ use std::path::Path;
 pub(crate) struct Clients {
     /// The plain-TCP connector, for the HTTP/1.1 pool of `http://` endpoints (`h1.rs`).
     pub(crate) tcp: HttpConnector,
+    /// How long pooled connections may stay idle (`pool_idle_timeout`).
+    pub(crate) idle_timeout: std::time::Duration,
     pub(crate) pooled: Vec<HttpClient>,
     pub(crate) fresh: Vec<HttpClient>,
     pub(crate) checks: HttpClient,
@@ -62,6 +64,7 @@ pub(crate) fn build(
     let workers = workers.max(1);
     Ok(Clients {
         tcp,
+        idle_timeout: idle,
         pooled: (0..workers)
             .map(|_| pooled.build(connector.clone()))
             .collect(),

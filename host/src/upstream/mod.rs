@@ -157,11 +157,8 @@ impl Upstream {
             .iter()
             .map(|ep| ep.scheme == Scheme::HTTP && cfg.protocol != UpstreamProtocol::Http2)
             .collect();
-        let idle_timeout = cfg
-            .pool_idle_timeout
-            .map_or(crate::config::defaults::POOL_IDLE_TIMEOUT, |m| m.0);
         let max_idle = cfg.max_connections.as_ref().map(|m| *m.get_ref());
-        let h1 = h1::H1Pool::new(clients.tcp, &plain, workers, idle_timeout, max_idle);
+        let h1 = h1::H1Pool::new(clients.tcp, &plain, workers, clients.idle_timeout, max_idle);
         let shared = Arc::new(Shared {
             name: name.into(),
             endpoints,
