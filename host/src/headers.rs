@@ -106,12 +106,20 @@ impl TrustedProxies {
     }
 }
 
+/// A client's address as an `x-forwarded-for` entry, formatted once per connection.
+pub fn client_address(client: SocketAddr) -> HeaderValue {
+    let ip = client.ip().to_string();
+    // An IP address is always a valid field value.
+    HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// Sets `x-forwarded-for`, `x-forwarded-proto` and `x-forwarded-host`. From a `trusted` proxy
-/// the client is appended to the earlier hops and the proxy's `Forwarded`, `X-Real-IP`,
-/// `-proto` and `-host` are kept; from anyone else every such field is replaced.
+/// the client (as [`client_address`] formatted it) is appended to the earlier hops and the
+/// proxy's `Forwarded`, `X-Real-IP`, `-proto` and `-host` are kept; from anyone else every such
+/// field is replaced.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    client: SocketAddr,
+    client: &HeaderValue,
     scheme: &str,
     host: Option<&str>,
     trusted: bool,
@@ -121,7 +129,6 @@ pub fn set_forwarded(
             headers.remove(name);
         }
     }
-    let ip = client.ip().to_string();
     let prev: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -130,11 +137,12 @@ pub fn set_forwarded(
         .filter(|v| !v.is_empty())
         .collect();
     let xff = if prev.is_empty() {
-        ip
+        Ok(client.clone())
     } else {
-        format!("{}, {ip}", prev.join(", "))
+        let ip = client.to_str().unwrap_or("unknown");
+        HeaderValue::from_str(&format!("{}, {ip}", prev.join(", ")))
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -229,7 +237,8 @@ mod tests {
         let client: SocketAddr = "10.1.2.3:5000".parse().expect("addr");
         let trusted = TrustedProxies(vec!["10.0.0.0/8".parse().expect("net")]);
         assert!(trusted.trusts(client.ip()));
-        set_forwarded(&mut h, client, "http", Some("api.example"), true);
+        let addr = client_address(client);
+        set_forwarded(&mut h, &addr, "http", Some("api.example"), true);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.51.100.1, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["forwarded"], "for=203.0.113.9");
@@ -242,7 +251,8 @@ mod tests {
         let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         assert!(!TrustedProxies::default().trusts(client.ip()));
         strip_hop_by_hop(&mut h, false);
-        set_forwarded(&mut h, client, "http", Some("api.example"), false);
+        let addr = client_address(client);
+        set_forwarded(&mut h, &addr, "http", Some("api.example"), false);
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example");

@@ -42,6 +42,8 @@ use std::sync::atomic::Ordering;
 pub(crate) struct ConnInfo {
     pub(crate) listener: Arc<str>,
     pub(crate) client: SocketAddr,
+    /// `client`'s address as an `x-forwarded-for` entry, formatted once per connection.
+    pub(crate) client_address: http::HeaderValue,
     pub(crate) scheme: &'static str,
     /// The verified client certificate's identity (mTLS listeners).
     pub(crate) peer: Option<Arc<crate::peer::PeerIdentity>>,
@@ -330,7 +332,7 @@ fn normalise(
     }
     headers::set_forwarded(
         &mut parts.headers,
-        conn.client,
+        &conn.client_address,
         conn.scheme,
         client_host.as_deref(),
         trusted,

@@ -283,6 +283,7 @@ impl WorkerListener {
             let conn = ConnInfo {
                 listener: self.name.clone(),
                 client,
+                client_address: crate::headers::client_address(client),
                 scheme,
                 peer: None,
                 in_flight: shared.in_flight.clone(),
