@@ -119,10 +119,15 @@ fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Who may use the admin API (`[admin] token`, `allow_unauthenticated`).
+/// Who may use the admin API (`[admin] token` or `token_secret`, `allow_unauthenticated`,
+/// `unauthenticated_probes`).
 pub(crate) enum Access {
-    /// Every request presents this bearer token.
-    Token { token: String, failures: Failures },
+    /// Every request presents this bearer token (but probes, when `probes_open`).
+    Token {
+        token: String,
+        failures: Failures,
+        probes_open: bool,
+    },
     /// No token: reads only.
     ReadOnly,
     /// No token, everything allowed (the operator opted in, on loopback).
@@ -197,11 +202,24 @@ impl Failures {
 }
 
 impl Access {
-    pub(crate) fn new(config: &crate::config::AdminConfig) -> Access {
-        match (&config.token, config.allow_unauthenticated) {
+    /// The access `[admin]` asks for; the token read from its `[secrets]` entry when it names one
+    /// (an error names the secret; validation has checked the entry exists).
+    pub(crate) fn new(config: &crate::config::Config) -> anyhow::Result<Access> {
+        let Some(admin) = &config.file.admin else {
+            return Ok(Access::ReadOnly);
+        };
+        let a = admin.get_ref();
+        let token = match (&a.token, &a.token_secret) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(name)) => Some(Self::secret(config, name)?),
+            (None, None) => None,
+        };
+        let probes_open = a.unauthenticated_probes;
+        Ok(match (token, a.allow_unauthenticated) {
             (Some(token), _) => Access::Token {
-                token: token.clone(),
+                token,
                 failures: Failures::default(),
+                probes_open,
             },
             (None, true) => {
                 tracing::warn!(
@@ -215,6 +233,23 @@ impl Access {
                 );
                 Access::ReadOnly
             }
+        })
+    }
+
+    fn secret(
+        config: &crate::config::Config,
+        name: &toml::Spanned<String>,
+    ) -> anyhow::Result<String> {
+        let at = config.location(name.span());
+        let source = config.file.secrets.get(name.get_ref()).map(|s| s.get_ref());
+        match source.and_then(|s| crate::capability::secrets::read(config, s)) {
+            Some(Ok(token)) if !token.is_empty() => Ok(token),
+            Some(Ok(_)) => anyhow::bail!("{at}: admin: token_secret {:?} is empty", name.get_ref()),
+            Some(Err(e)) => anyhow::bail!("{at}: admin: token_secret {:?}: {e}", name.get_ref()),
+            None => anyhow::bail!(
+                "{at}: admin: token_secret {:?} is not in [secrets]",
+                name.get_ref()
+            ),
         }
     }
 
@@ -227,7 +262,12 @@ impl Access {
                 StatusCode::FORBIDDEN,
                 json!({"error": "the admin API has no token and is read-only: set [admin] token"}),
             ))),
-            Access::Token { token, failures } => {
+            Access::Token {
+                probes_open: true, ..
+            } if is_probe(req) => Ok(()),
+            Access::Token {
+                token, failures, ..
+            } => {
                 let now = Instant::now();
                 if failures.locked(client, now) {
                     let mut r = reply(
@@ -256,6 +296,11 @@ impl Access {
             }
         }
     }
+}
+
+/// `GET /health` or `GET /ready` (what `unauthenticated_probes` opens).
+fn is_probe(req: &Request<Incoming>) -> bool {
+    req.method() == Method::GET && matches!(req.uri().path(), "/health" | "/ready")
 }
 
 /// The request carries `Authorization: Bearer <token>` (the scheme in any case, RFC 9110

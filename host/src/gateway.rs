@@ -184,6 +184,7 @@ async fn start_admin(
     let Some(a) = &config.file.admin else {
         return Ok(None);
     };
+    let access = crate::admin::Access::new(config)?;
     let addr: SocketAddr = a.get_ref().address.get_ref().parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!(
@@ -195,7 +196,7 @@ async fn start_admin(
     Ok(Some(tokio::spawn(crate::admin::serve(
         listener,
         gateway.clone(),
-        crate::admin::Access::new(a.get_ref()),
+        access,
         a.get_ref().max_connections,
     ))))
 }

@@ -371,6 +371,34 @@ async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
     );
 }
 
+/// Kubernetes' shape: the token comes from a mounted Secret (a file named in `[secrets]`), and
+/// the kubelet's probes, which cannot present it, still get `/health` and `/ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_comes_from_a_secret_and_probes_need_none_when_opened() {
+    let backend = Backend::start("a").await;
+    let admin = free_port();
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    let token_file = secret_dir.path().join("admin-token");
+    std::fs::write(&token_file, "from-the-secret\n").expect("write token");
+    let table = format!(
+        "[secrets]\nADMIN_TOKEN = {{ file = {:?} }}\n[admin]\naddress = \"127.0.0.1:{admin}\"\ntoken_secret = \"ADMIN_TOKEN\"\nunauthenticated_probes = true\n",
+        token_file.display().to_string()
+    );
+    let (_gw, _plugin_copy, _port) = start(&backend, "one", &table);
+
+    assert_eq!(admin_get(admin, "/health", None).await.status, 200);
+    let ready = admin_get(admin, "/ready", None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["ready"], true);
+    // Everything else still needs the token, read from the file without its newline.
+    assert_eq!(admin_get(admin, "/config", None).await.status, 401);
+    assert_eq!(admin_get(admin, "/metrics", None).await.status, 401);
+    assert_eq!(admin_get(admin, "/config", Some("wrong")).await.status, 401);
+    let cfg = admin_get(admin, "/config", Some("from-the-secret")).await;
+    assert_eq!(cfg.status, 200, "{}", cfg.text());
+    assert_eq!(cfg.json()["generation"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_reports_reloads_and_validates_uploads() {
     let backend = Backend::start("a").await;

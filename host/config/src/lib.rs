@@ -264,6 +264,13 @@ pub struct AdminConfig {
     pub address: Spanned<String>,
     /// If set, every admin request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// The token from a `[secrets]` entry (an environment variable or a file, e.g. a mounted
+    /// Kubernetes Secret) instead of the config file; not with `token`.
+    pub token_secret: Option<Spanned<String>>,
+    /// `GET /health` and `GET /ready` answered without the token: probes (kubelet, a load
+    /// balancer) cannot present one, and the two reveal only that the process runs and serves.
+    #[serde(default)]
+    pub unauthenticated_probes: bool,
     /// Without a `token`, the admin API refuses every request unless this is `true`, which is
     /// only allowed on a loopback address (and logs a warning at start).
     #[serde(default)]

@@ -132,6 +132,31 @@ impl Checker<'_> {
                 ),
                 Ok(_) => {}
             }
+            self.admin_token(a);
+        }
+    }
+
+    /// `token_secret` names a `[secrets]` entry, and is not given with `token`.
+    fn admin_token(&mut self, a: &super::AdminConfig) {
+        let Some(name) = &a.token_secret else {
+            return;
+        };
+        if a.token.is_some() {
+            self.err(
+                name.span(),
+                "admin",
+                "token and token_secret are both set: keep one".to_string(),
+            );
+        } else if !self.config.file.secrets.contains_key(name.get_ref()) {
+            self.err(
+                name.span(),
+                "admin",
+                format!(
+                    "token_secret {:?} is not in [secrets]: add it there, e.g. {} = {{ file = \"...\" }}",
+                    name.get_ref(),
+                    name.get_ref()
+                ),
+            );
         }
     }
 
@@ -864,5 +889,28 @@ mod tests {
                 .any(|m| m.contains("route \"r\": retry: the retry budget")),
             "{e:?}"
         );
+    }
+    #[test]
+    fn the_admin_token_secret_must_name_a_secret_and_not_come_with_a_token() {
+        let src = format!("{BASE}[admin]\ntoken_secret = \"ADMIN\"\n");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(":16: admin: token_secret \"ADMIN\" is not in [secrets]"),
+            "{e:?}"
+        );
+        let both = format!(
+            "{BASE}[secrets]\nADMIN = {{ env = \"X\" }}\n[admin]\ntoken = \"t\"\ntoken_secret = \"ADMIN\"\n"
+        );
+        let e = errors(&both);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("token and token_secret are both set"),
+            "{e:?}"
+        );
+        let good = format!(
+            "{BASE}[secrets]\nADMIN = {{ env = \"X\" }}\n[admin]\ntoken_secret = \"ADMIN\"\nunauthenticated_probes = true\n"
+        );
+        assert_eq!(errors(&good), Vec::<String>::new());
     }
 }
