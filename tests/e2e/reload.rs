@@ -399,6 +399,44 @@ async fn the_admin_token_comes_from_a_secret_and_probes_need_none_when_opened() 
     assert_eq!(cfg.json()["generation"], 1);
 }
 
+/// A ConfigMap mounted as a directory is updated by the kubelet through symlinks: the file is
+/// `..data/gateway.toml`, and `..data` is swapped to a new timestamped directory in one rename.
+/// The gateway, started on the file's symlinked path, follows the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_swapped_the_way_the_kubelet_updates_a_configmap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let backend = Backend::start("a").await;
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin_copy = dir.path().join("probe.wasm");
+    std::fs::copy(plugin("probe"), &plugin_copy).expect("copy plugin");
+    let mount = dir.path().join("etc-weir");
+    let version = |name: &str, tag: &str| {
+        let d = mount.join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let text = config(&backend, &plugin_copy, tag, port, "");
+        std::fs::write(d.join("gateway.toml"), text).expect("write");
+    };
+    version("..2026_11_30_01", "old");
+    symlink("..2026_11_30_01", mount.join("..data")).expect("symlink");
+    symlink("..data/gateway.toml", mount.join("gateway.toml")).expect("symlink");
+    let gw = Gateway::start_file(
+        dir,
+        &mount.join("gateway.toml"),
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+    );
+    let url = gw.url("/");
+    assert_eq!(tag_of(&url).await.as_deref(), Ok("old"));
+
+    // The kubelet's update: a new directory, a temporary link to it renamed over `..data`,
+    // then the old directory removed.
+    version("..2026_11_30_02", "new");
+    symlink("..2026_11_30_02", mount.join("..data_tmp")).expect("symlink");
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).expect("swap");
+    std::fs::remove_dir_all(mount.join("..2026_11_30_01")).expect("remove old");
+    wait_for_tag(&url, "new").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_reports_reloads_and_validates_uploads() {
     let backend = Backend::start("a").await;

@@ -191,6 +191,11 @@ const PY_PACKAGES: &[(&str, &str)] = &[
     ("a2a", "a2a-sdk[http-server]==1.3.0"),
     // Signs the tokens of the JWT tests.
     ("jwt", "pyjwt[crypto]==2.15.1"),
+    // Renders the Helm chart with Helm's own Go SDK, and validates the manifests against the
+    // Kubernetes schemas (tests/deploy).
+    ("helm_python", "helm-python-sdk==0.2.2"),
+    ("kubernetes_validate", "kubernetes-validate==1.37.0"),
+    ("yaml", "pyyaml"),
 ];
 
 /// npm packages for JavaScript plugins (componentize-js) and for turning C core modules into
