@@ -326,7 +326,7 @@ async fn handle(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/health") => reply(StatusCode::OK, json!({"status": "ok"})),
         (Method::GET, "/ready") => {
-            if gateway.is_shutting_down() {
+            if gateway.is_leaving() {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"ready": false, "reason": "shutting down"}),

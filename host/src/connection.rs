@@ -11,7 +11,10 @@
 //! - **Idle.** No request in flight (response bodies included) for `idle_timeout`: HTTP/1.1 is
 //!   closed, HTTP/2 gets GOAWAY and closes once its streams are done.
 //! - **Drain.** On shutdown every connection is told to finish gracefully (HTTP/1.1: after the
-//!   request in flight; HTTP/2: GOAWAY).
+//!   request in flight; HTTP/2: GOAWAY). A connection whose next request has begun to arrive, or
+//!   that has not had its first request yet (a load balancer may have sent it just before the
+//!   listener closed), is told once that request has begun, so it is served rather than cut; its
+//!   head deadline still applies.
 //!
 //! [`Activity`] is what the socket wrapper, the service and the [`Supervisor`] share; the
 //! supervisor runs next to the hyper connection in its task and tells its owner what to do.
@@ -84,6 +87,13 @@ impl Activity {
     fn at(&self, stored: u64) -> Option<Instant> {
         let micros = stored.checked_sub(1)?;
         self.origin.checked_add(Duration::from_micros(micros))
+    }
+
+    /// No request in flight, and one is expected: none yet on this connection, or the bytes of
+    /// the next one have arrived.
+    fn awaiting_head(&self) -> bool {
+        self.active.load(Relaxed) == 0
+            && (self.started.load(Relaxed) == 0 || self.head_at.load(Relaxed) != 0)
     }
 
     fn bytes_arrived(&self) {
@@ -207,6 +217,9 @@ impl<T: AsyncWrite> AsyncWrite for Watched<T> {
     }
 }
 
+/// How often a draining connection that awaits a request looks whether it has begun.
+const DRAIN_RECHECK: Duration = Duration::from_millis(10);
+
 /// The two connection timeouts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -235,6 +248,8 @@ pub(crate) struct Supervisor {
     activity: Arc<Activity>,
     timeouts: Timeouts,
     graceful_sent: bool,
+    /// Shutdown began while a head was awaited: graceful once its request has begun.
+    drain_pending: bool,
     shutdown: tokio::sync::watch::Receiver<bool>,
     metrics: Arc<RequestMetrics>,
     listener: Arc<str>,
@@ -252,6 +267,7 @@ impl Supervisor {
             activity,
             timeouts,
             graceful_sent: false,
+            drain_pending: false,
             shutdown,
             metrics,
             listener,
@@ -283,11 +299,20 @@ impl Supervisor {
     /// to this (`tokio::select!`) and stops when it ends by itself.
     pub(crate) async fn next(&mut self) -> Step {
         loop {
-            let deadline = self.deadline();
+            if self.drain_pending && !self.activity.awaiting_head() {
+                self.drain_pending = false;
+                return Step::Graceful;
+            }
+            let mut deadline = self.deadline().map(|(at, _)| at);
+            if self.drain_pending {
+                // Nothing wakes the supervisor when a request begins: look again shortly.
+                let soon = Instant::now() + DRAIN_RECHECK;
+                deadline = Some(deadline.map_or(soon, |at| at.min(soon)));
+            }
             let activity = self.activity.clone();
             let expired = async {
                 match deadline {
-                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -298,6 +323,10 @@ impl Supervisor {
                 _ = expired => {}
                 _ = self.shutdown.wait_for(|stop| *stop), if !draining => {
                     self.graceful_sent = true;
+                    if activity.awaiting_head() {
+                        self.drain_pending = true;
+                        continue;
+                    }
                     return Step::Graceful;
                 }
             }

@@ -44,6 +44,8 @@ pub(crate) struct Control {
     /// Addresses bound at start; changing them needs a restart.
     listeners: Vec<String>,
     shutting_down: watch::Sender<bool>,
+    /// Set at SIGTERM when a `shutdown_delay` comes before the drain.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -69,7 +71,20 @@ impl Control {
             reload_lock: tokio::sync::Mutex::new(()),
             listeners: listener_addresses(config),
             shutting_down: watch::channel(false).0,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Shutdown is coming (`limits.shutdown_delay`): `/ready` answers 503 and HTTP/1.1
+    /// responses close their connections, while the listeners still accept.
+    pub(crate) fn begin_leaving(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether shutdown is coming or under way: not ready, and no connection kept alive.
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving.load(std::sync::atomic::Ordering::Relaxed) || self.is_shutting_down()
     }
 
     /// Flips the shutdown signal: listeners stop accepting, `/ready` answers 503.

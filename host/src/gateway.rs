@@ -110,6 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::reload::on_sighup(gateway.clone()));
 
     shutdown_signal().await;
+    leave(&gateway, config.file.limits.shutdown_delay.0).await;
     tracing::info!(drain_timeout = ?drain, "shutting down: no new connections; draining requests in flight");
     gateway.begin_shutdown();
     if let Some(admin) = admin {
@@ -125,6 +126,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::telemetry::shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `limits.shutdown_delay`: not ready and closing every HTTP/1.1 connection after its
+/// response, while still accepting, so load balancers move away before the listeners close. A
+/// second SIGTERM/SIGINT ends the delay at once.
+async fn leave(gateway: &Control, delay: Duration) {
+    if delay.is_zero() {
+        return;
+    }
+    gateway.begin_leaving();
+    tracing::info!(shutdown_delay = ?delay, "shutting down: /ready answers 503; serving until the delay ends");
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = shutdown_signal() => {}
+    }
 }
 
 /// Opens the process-wide sinks: the OTLP exporter, the access log and the audit log.

@@ -253,11 +253,6 @@ impl WorkerListener {
             in_flight,
             metrics,
         });
-        let scheme = if shared.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
         loop {
             let accepted = tokio::select! {
                 a = tcp.accept() => a,
@@ -274,31 +269,53 @@ impl WorkerListener {
                 }
             };
             backoff.accepted();
-            let limits = &shared.gateway.current().limits;
-            // Past the cap the stream is dropped here: accepted and closed at once.
-            let Some(slot) = self.slots.take(limits.max_connections) else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let conn = ConnInfo {
-                listener: self.name.clone(),
-                client,
-                client_address: crate::headers::client_address(client),
-                scheme,
-                peer: None,
-                in_flight: shared.in_flight.clone(),
-            };
-            let held = (slot, open.clone());
-            tokio::spawn(serve_connection(
-                stream,
-                conn,
-                shared.clone(),
-                timeouts(limits),
-                held,
-            ));
+            start_connection(&self.name, &self.slots, (stream, client), &shared, &open);
+        }
+        // Connections the kernel has completed but this loop not yet taken would be reset when
+        // the socket closes, and a load balancer may already have sent a request on one: take
+        // them now and serve their first request (the drain waits for it).
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while let std::task::Poll::Ready(Ok((stream, client))) = tcp.poll_accept(&mut cx) {
+            start_connection(&self.name, &self.slots, (stream, client), &shared, &open);
         }
         // Dropping `tcp` closes this worker's socket: new connections are refused.
     }
+}
+
+/// Serves an accepted connection in its own task, unless the listener is at its cap (then
+/// the stream is dropped here: accepted and closed at once).
+fn start_connection(
+    name: &Arc<str>,
+    slots: &Slots,
+    (stream, client): (tokio::net::TcpStream, SocketAddr),
+    shared: &Arc<Shared>,
+    open: &tokio::sync::mpsc::Sender<()>,
+) {
+    let limits = &shared.gateway.current().limits;
+    let Some(slot) = slots.take(limits.max_connections) else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let conn = ConnInfo {
+        listener: name.clone(),
+        client,
+        client_address: crate::headers::client_address(client),
+        scheme: if shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        peer: None,
+        in_flight: shared.in_flight.clone(),
+    };
+    let held = (slot, open.clone());
+    tokio::spawn(serve_connection(
+        stream,
+        conn,
+        shared.clone(),
+        timeouts(limits),
+        held,
+    ));
 }
 
 /// Serves one client connection (after its TLS handshake, if any) until it closes, times out
@@ -387,8 +404,13 @@ where
         let in_flight = activity.begin(req.version());
         let snap = gateway.current();
         let conn = conn.clone();
+        let version = req.version();
+        let gateway = gateway.clone();
         async move {
-            let resp = proxy::handle(snap, conn, req).await;
+            let mut resp = proxy::handle(snap, conn, req).await;
+            if gateway.is_leaving() {
+                close_after(version, &mut resp);
+            }
             Ok::<_, std::convert::Infallible>(in_flight.until_sent(resp))
         }
     });
@@ -407,6 +429,19 @@ where
             Step::Graceful => http.as_mut().graceful_shutdown(),
             Step::Close => return Ok(()),
         }
+    }
+}
+
+/// While the gateway is leaving: an HTTP/1.x response ends its connection (`Connection: close`,
+/// which hyper honours), so a load balancer's next request opens a new connection, refused once
+/// the listeners close, instead of racing the close of an idle one. HTTP/2 has no such header
+/// (its connections get GOAWAY when the drain starts), and a 101 keeps its upgraded connection.
+fn close_after<B>(version: http::Version, resp: &mut http::Response<B>) {
+    if version <= http::Version::HTTP_11 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
 }
 

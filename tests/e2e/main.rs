@@ -25,6 +25,7 @@ mod mtls;
 mod oci;
 mod protocols;
 mod reload;
+mod replicas;
 mod resilience;
 mod routing;
 mod stdio_bridge;

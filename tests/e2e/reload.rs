@@ -371,6 +371,59 @@ async fn sigterm_drains_requests_in_flight_and_refuses_new_connections() {
     );
 }
 
+/// `limits.shutdown_delay`: after SIGTERM the gateway says it is not ready and ends each
+/// HTTP/1.1 connection after its response, but still accepts and serves, so a load balancer
+/// moves away before the listener closes; a second SIGTERM ends the delay and the drain follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_delay_serves_unready_with_connection_close_before_the_listener_closes() {
+    let backend = Backend::start("a").await;
+    let admin = free_port();
+    // A delay longer than the hang guard: it ends when the test sends the second signal.
+    let mut gw = Gateway::start(&format!(
+        "[limits]\nshutdown_delay = \"300s\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[upstreams.a]\nendpoints = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\n",
+        backend.endpoint()
+    ));
+    let before = get(&gw.url("/x")).await;
+    assert_eq!(before.status, 200);
+    assert_eq!(
+        before.header("connection"),
+        None,
+        "kept alive while serving"
+    );
+    assert_eq!(admin_get(admin, "/ready", None).await.status, 200);
+
+    gw.signal("TERM");
+    eventually(
+        "/ready to answer 503 after SIGTERM",
+        async || match admin_get(admin, "/ready", None).await.status.as_u16() {
+            503 => Ok(()),
+            s => Err(format!("/ready answered {s}")),
+        },
+    )
+    .await;
+    // Still accepting and serving, each answer closing its connection.
+    for _ in 0..3 {
+        let r = get(&gw.url("/x")).await;
+        assert_eq!(r.status, 200, "served during the delay");
+        assert_eq!(r.header("connection").as_deref(), Some("close"));
+    }
+    assert!(gw.is_running());
+
+    gw.signal("TERM");
+    eventually(
+        "the listener to close after the second signal",
+        async || match std::net::TcpStream::connect(gw.addr) {
+            Err(_) => Ok(()),
+            Ok(_) => Err("a new connection was accepted".into()),
+        },
+    )
+    .await;
+    let status = gw
+        .wait_exit(HANG_GUARD)
+        .unwrap_or_else(|| panic!("timed out waiting for the gateway to exit"));
+    assert!(status.success(), "exit status {status}");
+}
+
 /// Kubernetes' shape: the token comes from a mounted Secret (a file named in `[secrets]`), and
 /// the kubelet's probes, which cannot present it, still get `/health` and `/ready`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,6 +309,8 @@ fn test(args: &[String]) -> Result<()> {
         ("redis-server", "redis-server"),
         ("docker-registry", "docker-registry"),
         ("htpasswd", "apache2-utils"),
+        // The round-robin load balancer in front of the replica tests.
+        ("nginx", "nginx"),
     ])?;
     // Python, JavaScript and C plugin toolchains for the conformance suite.
     ensure_guest_toolchains()?;

@@ -361,6 +361,10 @@ pub struct Limits {
     /// On SIGTERM/SIGINT: how long requests in flight may take to finish before the process
     /// exits anyway.
     pub drain_timeout: Millis,
+    /// On SIGTERM/SIGINT, before the drain: how long the gateway keeps accepting and serving
+    /// while `/ready` answers 503 and HTTP/1.1 responses carry `Connection: close`, so a load
+    /// balancer moves its traffic away before the listeners close. 0: close at once.
+    pub shutdown_delay: Millis,
     /// Requests one worker serves at once (from the head received to the response head sent);
     /// past it a request gets 503 with `retry-after` without running plugins.
     pub max_requests_per_worker: usize,
@@ -391,6 +395,7 @@ impl Default for Limits {
             connect_timeout: Millis(Duration::from_secs(5)),
             request_timeout: Millis(Duration::from_secs(60)),
             drain_timeout: Millis(Duration::from_secs(30)),
+            shutdown_delay: Millis(Duration::ZERO),
             max_requests_per_worker: 4096,
             max_connections: 10_000,
             header_read_timeout: Millis(Duration::from_secs(10)),
