@@ -29,7 +29,7 @@ impl Provider {
 }
 
 /// Runs `tests/peers/llm_client.py`; one result per call.
-fn sdk(base: &str, key: &str, calls: Value) -> Vec<Value> {
+pub fn sdk(base: &str, key: &str, calls: Value) -> Vec<Value> {
     let spec = json!({"base": base, "key": key, "calls": calls});
     let out = Command::new("python3")
         .arg(repo_root().join("tests/peers/llm_client.py"))
@@ -50,7 +50,7 @@ fn sdk(base: &str, key: &str, calls: Value) -> Vec<Value> {
 }
 
 /// `providers`: (name, format, port, request_timeout); `models`: TOML lines `name = [...]`.
-fn config(providers: &[(&str, &str, u16, &str)], models: &str, extra: &str) -> String {
+pub fn config(providers: &[(&str, &str, u16, &str)], models: &str, extra: &str) -> String {
     let mut s = String::new();
     let mut table = String::new();
     let mut names = Vec::new();
@@ -84,7 +84,7 @@ fn config(providers: &[(&str, &str, u16, &str)], models: &str, extra: &str) -> S
     s
 }
 
-const KEYS: &[(&str, &str)] = &[("TEST_OA_KEY", "oa-secret"), ("TEST_AN_KEY", "an-secret")];
+pub const KEYS: &[(&str, &str)] = &[("TEST_OA_KEY", "oa-secret"), ("TEST_AN_KEY", "an-secret")];
 
 fn start(providers: &[(&str, &str, u16, &str)], models: &str) -> Gateway {
     Gateway::start_env(&config(providers, models, ""), KEYS)
@@ -106,7 +106,7 @@ fn two_providers() -> (Provider, Provider, Gateway) {
 }
 
 /// The usage records in the gateway's log.
-fn records(gw: &Gateway) -> Vec<Value> {
+pub fn records(gw: &Gateway) -> Vec<Value> {
     gw.log()
         .lines()
         .filter_map(|l| {

@@ -418,3 +418,99 @@ async fn ready_is(admin: u16, status: u16) {
     })
     .await;
 }
+
+/// `llm-gateway` on three replicas sharing Redis: a token budget is charged each streamed
+/// answer's usage exactly once whichever replica served it, and an answer cached by one replica
+/// is served by the others without calling the provider.
+#[test]
+fn llm_budgets_and_caches_are_shared_by_three_replicas() {
+    use crate::llm::{KEYS, Provider, config, records, sdk};
+    let redis = Redis::start();
+    let oa = Provider::start(&[]);
+    let an = Provider::start(&[]);
+    let providers = [
+        ("oa", "openai", oa.port, "10s"),
+        ("an", "anthropic", an.port, "10s"),
+    ];
+    let models = "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]\nclaude = [{ provider = \"an\", model = \"claude-x\" }]";
+    let body = || {
+        config(&providers, models, &kv(&redis))
+            + "\n[routes.chain.config.budgets]\nalice = { total_tokens = 30 }\n[routes.chain.config.cache]\nttl_s = 60\n"
+    };
+    let replicas = replicas(body, KEYS);
+    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+
+    // Streams of both formats through the balancer ("hello there": 2 prompt + 3 completion
+    // tokens each). 30 tokens: six are served, the seventh is refused at 30 of 30.
+    let calls: Vec<_> = (0..8)
+        .map(|i| match i % 2 {
+            0 => json!({"sdk": "openai", "model": "claude", "stream": true}),
+            _ => json!({"sdk": "anthropic", "model": "gpt", "stream": true}),
+        })
+        .collect();
+    let out = sdk(&lb.url(""), "k-alice", json!(calls));
+    let served = out.iter().take_while(|r| r.get("error").is_none()).count();
+    assert_eq!(served, 6, "30 tokens at 5 per streamed answer: {out:#?}");
+    assert!(
+        out[6]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("token budget exhausted for alice: used 30 of 30")),
+        "{out:#?}"
+    );
+    let alice = |gw: &Gateway| {
+        records(gw)
+            .iter()
+            .filter(|r| r["principal"] == "alice")
+            .count()
+    };
+    poll(|| replicas.iter().map(|(_, gw)| alice(gw)).sum::<usize>() >= 6);
+    let by_replica: Vec<usize> = replicas.iter().map(|(_, gw)| alice(gw)).collect();
+    assert!(
+        by_replica.iter().filter(|&&n| n > 0).count() >= 2,
+        "the answers came from several replicas: {by_replica:?}"
+    );
+
+    // bob (no budget) asks the same question of each replica in turn: the first call reaches
+    // the provider, the next two are served from the entry the first replica stored.
+    let chats = || {
+        oa.received()
+            .iter()
+            .filter(|r| r["path"] == "/v1/chat/completions")
+            .count()
+    };
+    let before = chats();
+    let ask = |gw: &Gateway| {
+        sdk(
+            &gw.url(""),
+            "k-bob",
+            json!([{"sdk": "openai", "model": "gpt", "prompt": "what is the capital of france"}]),
+        )
+        .remove(0)
+    };
+    let first = ask(&replicas[0].1);
+    assert_eq!(first["text"], "echo: what is the capital of france");
+    assert_eq!(chats(), before + 1);
+    for (addr, gw) in &replicas[1..] {
+        assert_eq!(ask(gw), first, "replica {addr} serves the cached answer");
+        // The usage record is logged as the answer ends: wait for it.
+        let hit = poll(|| {
+            records(gw)
+                .into_iter()
+                .any(|r| r["principal"] == "bob" && r["cache_hit"] == "exact")
+        });
+        assert!(hit, "replica {addr} recorded a cache hit");
+    }
+    assert_eq!(chats(), before + 1, "the provider was called once");
+}
+
+/// Polls `check` until it holds or the hang guard passes; returns its last answer.
+fn poll(check: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + crate::support::HANG_GUARD;
+    while !check() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
