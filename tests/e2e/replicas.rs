@@ -514,3 +514,105 @@ fn poll(check: impl Fn() -> bool) -> bool {
     }
     true
 }
+
+/// A plugin rollout through a registry: three replicas run `oci://…:stable` (each with its own
+/// cache, as on separate machines); the tag moves to another build while a load loop runs
+/// through the balancer. Each replica is seen to switch, no request fails, and no request mixes
+/// builds (its request hook and response hook ran the same one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_oci_tag_reaches_every_replica_with_no_mixed_answers() {
+    let registry = crate::support::Registry::start(None);
+    let reference = registry.reference("weir/rollout:stable");
+    let push_cache = tempfile::tempdir().expect("cache");
+    let push = |wasm: &str| {
+        let out = crate::support::weir_command()
+            .env("XDG_CACHE_HOME", push_cache.path())
+            .args(["plugin", "push"])
+            .arg(crate::support::plugin(wasm))
+            .arg(&reference)
+            .output()
+            .expect("run weir plugin push");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    push("probe");
+    let backend = Backend::start("app").await;
+    let body = format!(
+        "[reload]\nregistry_poll = \"300ms\"\n[upstreams.app]\nendpoints = [\"{}\"]\n[plugins.probe]\npath = \"{reference}\"\npull = \"always\"\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"probe\", config = {{ variant = true, tag = \"oci\" }} }}]\n",
+        backend.endpoint()
+    );
+    let caches: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("cache"))
+        .collect();
+    let replicas: Vec<(SocketAddr, Gateway)> = caches
+        .iter()
+        .map(|cache| {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let env = [("XDG_CACHE_HOME", cache.path().to_str().expect("utf-8 path"))];
+            (addr, start_replica(addr, &body, &env))
+        })
+        .collect();
+    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+
+    // What one request saw: the build of its request hook and of its response hook.
+    async fn variant(url: &str) -> Result<String, String> {
+        let r = crate::support::get(url).await;
+        let (request, response) = (r.seen("x-probe-variant"), r.header("x-probe-variant"));
+        match (r.status.as_u16(), request, response) {
+            (200, Some(q), Some(p)) if q == p => Ok(q),
+            (status, q, p) => Err(format!("status {status}, request {q:?}, response {p:?}")),
+        }
+    }
+    for (addr, _) in &replicas {
+        assert_eq!(
+            variant(&format!("http://{addr}/x")).await.as_deref(),
+            Ok("a")
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (stop, url) = (stop.clone(), lb.url("/x"));
+        async move {
+            let (mut seen, mut bad) = (std::collections::BTreeMap::new(), Vec::new());
+            // Bounded: at most 20,000 requests, and it stops once every replica switched.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match variant(&url).await {
+                    Ok(v) => *seen.entry(v).or_insert(0u32) += 1,
+                    Err(e) => bad.push(e),
+                }
+            }
+            (seen, bad)
+        }
+    });
+    push("probe_b");
+    for (addr, gw) in &replicas {
+        let url = format!("http://{addr}/x");
+        crate::support::eventually(
+            "each replica to serve the new build",
+            async || match variant(&url).await {
+                Ok(v) if v == "b" => Ok(()),
+                other => Err(format!("replica {addr}: {other:?}")),
+            },
+        )
+        .await;
+        assert!(
+            gw.log().contains("registry tag moved; reloading"),
+            "{}",
+            gw.log()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (seen, bad) = load.await.expect("load loop");
+    assert!(bad.is_empty(), "failed or mixed answers: {bad:?}");
+    assert!(
+        seen.contains_key("a"),
+        "the load ran before the move: {seen:?}"
+    );
+}
