@@ -37,7 +37,10 @@ PRODUCTION = {
     "redis": {"mode": "external", "url": "redis://redis.shared.svc:6379/2"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "admin": {"existingSecret": "weir-admin-token"},
-    "secrets": {"OPENAI_KEY": {"secretName": "llm-keys", "key": "openai"}},
+    "secrets": {
+        "OPENAI_KEY": {"secretName": "llm-keys", "key": "openai"},
+        "ANTHROPIC_KEY": {"secretName": "llm-keys", "key": "anthropic", "as": "env"},
+    },
     "config": """
 [plugins.llm-gateway]
 path = "/usr/lib/weir/plugins/llm-gateway.wasm"
@@ -164,7 +167,10 @@ def weir_check(where, toml):
         path = os.path.join(tmp, "gateway.toml")
         with open(path, "w") as f:
             f.write(toml)
-        r = subprocess.run([WEIR, "check", "--config", path], capture_output=True, text=True, timeout=300)
+        env = dict(os.environ)
+        for name in re.findall(r'^(\w+) = \{ env = "\w+" \}', toml, re.M):
+            env[name] = f"value-of-{name}"
+        r = subprocess.run([WEIR, "check", "--config", path], capture_output=True, text=True, timeout=300, env=env)
         if r.returncode != 0:
             fail(where, f"weir check refused the rendered config:\n{r.stdout}{r.stderr}\n--- config ---\n{toml}")
 
@@ -211,7 +217,14 @@ def check_production():
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     if volumes.get("secret-openai-key", {}).get("secret", {}).get("secretName") != "llm-keys":
         fail(where, f"the OPENAI_KEY Secret is not mounted: {sorted(volumes)}")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    ref = env.get("ANTHROPIC_KEY", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    if ref != {"name": "llm-keys", "key": "anthropic"} or "secret-anthropic-key" in volumes:
+        fail(where, f"ANTHROPIC_KEY is not passed from its Secret as an environment variable: {ref}")
     toml = gateway_toml(docs)
+    if 'ANTHROPIC_KEY = { env = "ANTHROPIC_KEY" }' not in toml:
+        fail(where, "the env secret is not in [secrets]")
     if 'url = "redis://redis.shared.svc:6379/2"' not in toml:
         fail(where, "the external Redis URL is not in [kv]")
     weir_check(where, toml)
