@@ -616,3 +616,44 @@ async fn a_moved_oci_tag_reaches_every_replica_with_no_mixed_answers() {
         "the load ran before the move: {seen:?}"
     );
 }
+
+/// The bound where a budget is not exact: it is checked when a request arrives and charged when
+/// its answer ends, so requests in flight together when it runs out all finish. Four streamed
+/// requests at once across the replicas against 12 tokens (5 each): three would pass one by
+/// one, at most all four pass together, and each served answer is charged exactly once.
+#[test]
+fn a_token_budget_overshoots_at_most_by_the_requests_in_flight_across_replicas() {
+    use crate::llm::{KEYS, Provider, config, sdk};
+    let redis = Redis::start();
+    let oa = Provider::start(&[]);
+    let providers = [("oa", "openai", oa.port, "10s")];
+    let models = "gpt = [{ provider = \"oa\", model = \"gpt-4o\" }]";
+    let body = || {
+        config(&providers, models, &kv(&redis))
+            + "\n[routes.chain.config.budgets]\nalice = { total_tokens = 12 }\n"
+    };
+    let replicas = replicas(body, KEYS);
+    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    let base = lb.url("");
+    let stream = json!([{"sdk": "openai", "model": "gpt", "stream": true}]);
+    let together: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, stream) = (base.clone(), stream.clone());
+            std::thread::spawn(move || sdk(&base, "k-alice", stream).remove(0))
+        })
+        .collect();
+    let served = together
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .filter(|r| r.get("error").is_none())
+        .count();
+    assert!((3..=4).contains(&served), "{served} served");
+    let refused = sdk(&base, "k-alice", stream).remove(0);
+    let want = format!("used {} of 12", 5 * served);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&want)),
+        "each served answer charged once ({want}): {refused}"
+    );
+}
