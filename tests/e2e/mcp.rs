@@ -498,7 +498,7 @@ fn a_restarted_server_is_recovered_on_the_next_call() {
     assert!(gw.log().contains("lost the session; re-initialising"));
 }
 
-fn wait_for_file(path: &Path) {
+pub fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
         assert!(

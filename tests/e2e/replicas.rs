@@ -1,7 +1,7 @@
 //! Many replicas, one gateway: three `weir` processes behind a round-robin nginx (Debian's), one
 //! `redis-server` for plugin state, and real clients. Nothing pins a client to a replica.
 
-use crate::mcp::{McpServer, client_spec, gateway_config};
+use crate::mcp::{McpServer, client_spec, gateway_config, wait_for_file};
 use crate::support::{Backend, Gateway, Redis, free_port, plugins_toml, post, wait_for_port};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -160,18 +160,6 @@ fn start_replica(addr: SocketAddr, body: &str, env: &[(&str, &str)]) -> Gateway 
 
 fn kv(redis: &Redis) -> String {
     format!("\n[kv]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url())
-}
-
-fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The official Python MCP client keeps one session through the balancer: the replica that
