@@ -299,7 +299,7 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     let backend = Backend::start("app").await;
     let body = |admin: u16| {
         format!(
-            "[limits]\nshutdown_delay = \"2s\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[upstreams.app]\nendpoints = [\"{}\"]\n{}\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"headers\", config = {{ response = {{ set = {{ \"x-via\" = \"weir\" }} }} }} }}]\n",
+            "[limits]\nshutdown_delay = \"5s\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n[upstreams.app]\nendpoints = [\"{}\"]\n{}\n[[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"headers\", config = {{ response = {{ set = {{ \"x-via\" = \"weir\" }} }} }} }}]\n",
             backend.endpoint(),
             plugins_toml(&[("headers", "")]),
         )
