@@ -44,7 +44,7 @@ pub(crate) struct Control {
     /// Addresses bound at start; changing them needs a restart.
     listeners: Vec<String>,
     shutting_down: watch::Sender<bool>,
-    /// Set at SIGTERM when a `shutdown_delay` comes before the drain.
+    /// Set at SIGTERM (before `shutdown_delay`, if any, and the drain).
     leaving: std::sync::atomic::AtomicBool,
 }
 
@@ -82,13 +82,15 @@ impl Control {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether shutdown is coming or under way: not ready, and no connection kept alive.
+    /// Whether shutdown is coming or under way: not ready, and no connection kept alive. One
+    /// atomic load: every response asks.
     pub(crate) fn is_leaving(&self) -> bool {
-        self.leaving.load(std::sync::atomic::Ordering::Relaxed) || self.is_shutting_down()
+        self.leaving.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Flips the shutdown signal: listeners stop accepting, `/ready` answers 503.
     pub(crate) fn begin_shutdown(&self) {
+        self.begin_leaving();
         self.shutting_down.send_replace(true);
     }
 

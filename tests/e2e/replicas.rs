@@ -150,6 +150,11 @@ fn replicas(body: impl Fn() -> String, env: &[(&str, &str)]) -> Vec<(SocketAddr,
         .collect()
 }
 
+/// nginx over `replicas`.
+fn balance(replicas: &[(SocketAddr, Gateway)]) -> Lb {
+    Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>())
+}
+
 fn start_replica(addr: SocketAddr, body: &str, env: &[(&str, &str)]) -> Gateway {
     let config = format!("[[listeners]]\nname = \"main\"\naddress = \"{addr}\"\n\n{body}");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -172,7 +177,7 @@ fn an_mcp_session_continues_on_every_replica_and_after_its_creator_dies() {
     let servers = [("py", py.endpoint())];
     let env = [("WEIR_TEST_PY_TOKEN", "server-secret")];
     let mut replicas = replicas(|| gateway_config(&servers, "", "") + &kv(&redis), &env);
-    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    let lb = balance(&replicas);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (signal, resume) = (dir.path().join("paused"), dir.path().join("resume"));
@@ -250,7 +255,7 @@ async fn a_rate_limit_admits_exactly_n_across_three_replicas_under_concurrent_lo
         )
     };
     let replicas = replicas(body, &[]);
-    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    let lb = balance(&replicas);
 
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -426,7 +431,7 @@ fn llm_budgets_and_caches_are_shared_by_three_replicas() {
             + "\n[routes.chain.config.budgets]\nalice = { total_tokens = 30 }\n[routes.chain.config.cache]\nttl_s = 60\n"
     };
     let replicas = replicas(body, KEYS);
-    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    let lb = balance(&replicas);
 
     // Streams of both formats through the balancer ("hello there": 2 prompt + 3 completion
     // tokens each). 30 tokens: six are served, the seventh is refused at 30 of 30.
@@ -543,7 +548,7 @@ async fn a_moved_oci_tag_reaches_every_replica_with_no_mixed_answers() {
             (addr, start_replica(addr, &body, &env))
         })
         .collect();
-    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    let lb = balance(&replicas);
 
     // What one request saw: the build of its request hook and of its response hook.
     async fn variant(url: &str) -> Result<String, String> {
@@ -621,7 +626,7 @@ fn a_token_budget_overshoots_at_most_by_the_requests_in_flight_across_replicas()
             + "\n[routes.chain.config.budgets]\nalice = { total_tokens = 12 }\n"
     };
     let replicas = replicas(body, KEYS);
-    let lb = Lb::start(&replicas.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    let lb = balance(&replicas);
     let base = lb.url("");
     let stream = json!([{"sdk": "openai", "model": "gpt", "stream": true}]);
     let together: Vec<_> = (0..4)
