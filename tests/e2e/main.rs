@@ -13,6 +13,7 @@ mod connections;
 mod deploy;
 mod edges;
 mod failures;
+mod guardrails;
 mod jwt;
 mod kv_backends;
 mod llm;

@@ -4,6 +4,7 @@ result per call.
     python3 llm_client.py '{"base": "http://127.0.0.1:P", "key": "...", "calls": [...]}'
 
 A call: {"sdk": "openai"|"anthropic", "model": m, "prompt": "...", "stream": bool,
+         "prompt_bytes": N (instead of the prompt: N bytes of "x", too many for a command line),
          "tools": bool, "include_usage": bool, "system": str or parts/blocks,
          "messages": [...] (instead of the prompt, sent as given)}
 -> openai:    {"text", "tool_calls": [[name, arguments as parsed JSON]], "finish", "usage"}
@@ -27,8 +28,12 @@ WEATHER_ANTHROPIC = [{"name": "get_weather", "description": "The weather in a ci
                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 
 
+def prompt(c):
+    return "x" * c["prompt_bytes"] if "prompt_bytes" in c else c.get("prompt", "hello there")
+
+
 def with_openai(client, c):
-    messages = c.get("messages") or [{"role": "user", "content": c.get("prompt", "hello there")}]
+    messages = c.get("messages") or [{"role": "user", "content": prompt(c)}]
     if "system" in c:
         messages = [{"role": "system", "content": c["system"]}] + messages
     args = {"model": c["model"], "messages": messages}
@@ -69,7 +74,7 @@ def with_openai(client, c):
 
 def with_anthropic(client, c):
     args = {"model": c["model"], "max_tokens": 100,
-            "messages": c.get("messages") or [{"role": "user", "content": c.get("prompt", "hello there")}]}
+            "messages": c.get("messages") or [{"role": "user", "content": prompt(c)}]}
     if "system" in c:
         args["system"] = c["system"]
     if c.get("tools"):

@@ -9,6 +9,9 @@ speaks the real wire formats, byte for byte as the official SDKs parse them.
   hashed bag-of-words vectors), POST /v1/responses (text input; JSON or SSE events), GET
   /v1/models.
 - Anthropic: POST /v1/messages (JSON, or SSE `message_start` ... `message_stop`).
+- OpenAI moderation: POST /v1/moderations (`input` a string or a list of strings); a text
+  containing "violent" or "bomb" is flagged `violence`, "hateful" is flagged `hate`.
+  `--moderation-delay-ms` waits before answering (a slow moderation service).
 - vLLM-style GET /metrics (`vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc`); POST
   /admin/load?waiting=N changes the reported queue.
 - The answer is "echo: <last user text>". With tools offered and "weather" in the last user
@@ -254,6 +257,24 @@ async def responses(request: Request):
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+FLAGS = {"violence": ("violent", "bomb"), "hate": ("hateful",)}
+
+
+async def moderations(request: Request):
+    body = await read(request)
+    if ARGS.moderation_delay_ms:
+        await asyncio.sleep(ARGS.moderation_delay_ms / 1000)
+    inputs = body.get("input", "")
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    results = []
+    for text in inputs:
+        low = str(text).lower()
+        cats = {c: any(w in low for w in words) for c, words in FLAGS.items()}
+        results.append({"flagged": any(cats.values()), "categories": cats,
+                        "category_scores": {c: (0.9 if on else 0.01) for c, on in cats.items()}})
+    return JSONResponse({"id": "modr-fake", "model": body.get("model") or "omni-moderation-latest", "results": results})
+
+
 async def models(request: Request):
     return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
 
@@ -282,6 +303,7 @@ def main():
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--waiting", type=int, default=0)
     p.add_argument("--cached", type=int, default=0)
+    p.add_argument("--moderation-delay-ms", type=int, default=0)
     ARGS = p.parse_args()
     STATE["waiting"] = ARGS.waiting
     app = Starlette(routes=[
@@ -290,6 +312,7 @@ def main():
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/moderations", moderations, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/load", load, methods=["POST"]),
     ])

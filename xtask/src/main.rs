@@ -366,6 +366,8 @@ fn test(args: &[String]) -> Result<()> {
         "jwt-auth",
         "-p",
         "cache",
+        "-p",
+        "guardrails",
     ]))?;
     // The SDK's doc examples compile (`no_run`: they call host imports) so they cannot rot.
     sh(cargo().args([
