@@ -754,3 +754,80 @@ fn invalid_detector_settings_are_refused_with_the_route_and_plugin_named() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_upstream_receives_is_what_was_inspected() {
+    let backend = crate::support::Backend::start("app").await;
+    let gw = Gateway::start(&format!(
+        "{}[upstreams.app]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"app\"\nmatch = {{ path_prefix = \"/\" }}\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"guardrails\", config = {{ detectors = [\
+         {{ kind = \"email\", action = \"redact\" }}, {{ kind = \"cloud-key\", action = \"block\" }}] }} }}]\n",
+        plugins_toml(&[(
+            "guardrails",
+            "capabilities = { metrics = true, outbound = [], secrets = [] }"
+        )]),
+        backend.endpoint()
+    ));
+    let post = |body: &'static str, content_type: &'static str, encoding: Option<&'static str>| {
+        let mut b = Request::post(gw.url("/notes")).header("content-type", content_type);
+        if let Some(e) = encoding {
+            b = b.header("content-encoding", e);
+        }
+        crate::support::send(b.body(Full::new(Bytes::from(body))).expect("request"))
+    };
+    // A key twice: this plugin reads the last; the upstream gets only what was read, whatever
+    // its own parser would have kept.
+    let r = post(
+        r#"{"note":"AKIAIOSFODNN7EXAMPLE","note":"fine"}"#,
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["body"], r#"{"note":"fine"}"#);
+    let hits = backend.hits();
+    let r = post(
+        r#"{"note":"fine","note":"AKIAIOSFODNN7EXAMPLE"}"#,
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        backend.hits(),
+        hits,
+        "a blocked request reached the upstream"
+    );
+    // JSON escapes are read as the upstream will read them.
+    let r = post(
+        r#"{"note":"\u0062ob@example.com"}"#,
+        "application/json",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["body"], r#"{"note":"***@*******.***"}"#);
+    // Text is inspected as text.
+    let r = post("mail bob@example.com", "text/plain", None).await;
+    assert_eq!(r.json()["body"], "mail ***@*******.***");
+    // A compressed body cannot be read: refused, not passed unseen.
+    let r = post("\u{1f}\u{8b}...", "application/json", Some("gzip")).await;
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert!(r.text().contains("compressed"), "{}", r.text());
+    // A binary protocol (the gRPC binding) cannot be read either: a gRPC status says so.
+    let r = post("\0\0\0\0\u{5}hello", "application/grpc", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("grpc-status").as_deref(), Some("9"));
+    assert!(
+        r.header("grpc-message")
+            .unwrap_or_default()
+            .contains("gRPC bodies are binary")
+    );
+    assert_eq!(backend.hits(), hits + 2);
+    let audit = audit(&gw);
+    let uninspectable = audit
+        .iter()
+        .filter(|r| r["detector"] == "uninspectable")
+        .count();
+    assert_eq!(uninspectable, 2, "{audit:#?}");
+}

@@ -114,14 +114,20 @@ async fn custom_guardrails_in_python_and_js_block_and_redact_on_one_chain() {
          [upstreams.app]\nendpoints = [\"{endpoint}\"]\n\
          [plugins.employee-id]\npath = {employee:?}\ninstances = \"pooled\"\n\
          [plugins.project-code]\npath = {project:?}\ninstances = \"pooled\"\n\
+         [plugins.guardrails]\npath = {builtin:?}\ninstances = \"pooled\"\n\
+         capabilities = {{ metrics = true, outbound = [], secrets = [] }}\n\
          [[routes]]\nname = \"llm\"\nmatch = {{ path_prefix = \"/v1\" }}\nupstream = \"app\"\n\
          chain = [{{ plugin = \"employee-id\" }}, {{ plugin = \"project-code\" }}]\n\
          [[routes]]\nname = \"globex\"\nmatch = {{ path_prefix = \"/globex\" }}\nupstream = \"app\"\n\
-         chain = [{{ plugin = \"employee-id\", config = {{ prefix = \"GLOBEX\" }} }}]\n",
+         chain = [{{ plugin = \"employee-id\", config = {{ prefix = \"GLOBEX\" }} }}]\n\
+         [[routes]]\nname = \"chained\"\nmatch = {{ path_prefix = \"/chained\" }}\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"guardrails\", config = {{ detectors = [{{ kind = \"email\", action = \"redact\" }}] }} }}, \
+         {{ plugin = \"employee-id\" }}, {{ plugin = \"project-code\" }}]\n",
         audit = audit_log.display().to_string(),
         endpoint = backend.endpoint(),
         employee = employee_wasm.display().to_string(),
         project = project_wasm.display().to_string(),
+        builtin = plugin("guardrails").display().to_string(),
     ));
 
     // An employee id: 400 in OpenAI's error shape, and the upstream never sees the request.
@@ -259,6 +265,35 @@ async fn custom_guardrails_in_python_and_js_block_and_redact_on_one_chain() {
         .map(|((route, plugin), (record, _))| (route, plugin, record))
         .collect();
     assert_eq!(logged, want);
+
+    // After the built-in `guardrails` (here redacting e-mail addresses): each plugin of the chain
+    // sees the request as the one before left it.
+    let both = chat("Mail a@example.com about PRJ-ABCD");
+    let r = post_json(&gw.url("/chained/v1/chat/completions"), &both).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let upstream: Value = serde_json::from_str(r.json()["body"].as_str().expect("body"))
+        .expect("the body is still JSON");
+    assert_eq!(
+        upstream["messages"][0]["content"],
+        "Mail *@*******.*** about [project]"
+    );
+    let hits = backend.hits();
+    let r = post_json(
+        &gw.url("/chained/v1/chat/completions"),
+        &chat("a@example.com is ACME-222222"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(backend.hits(), hits, "the upstream saw a blocked request");
+    let records = eventually("the built-in plugin's records", async || {
+        let n = audit_records(&gw.log())
+            .iter()
+            .filter(|(r, p)| p == "guardrails" && r["detector"] == "email")
+            .count();
+        if n == 2 { Ok(n) } else { Err(format!("{n}")) }
+    })
+    .await;
+    assert_eq!(records, 2);
 
     // The examples' own smoke tests (they build again, so not while the gateway runs on them).
     drop(gw);

@@ -29,12 +29,14 @@
 //! Everything binds to 127.0.0.1 and every run is bounded in time. Compare ratios, not absolute
 //! numbers: this machine is shared.
 
+mod guardrails;
 mod llm;
 mod mcp;
 mod memory;
 mod profile;
 mod proxy;
 mod telemetry;
+pub use guardrails::guardrails;
 pub use llm::llm;
 pub use mcp::mcp;
 pub use proxy::bench;

@@ -54,6 +54,7 @@ fn main() -> Result<()> {
         Some("bench-languages") => bench::languages(&args[1..]),
         Some("bench-mcp") => bench::mcp(&args[1..]),
         Some("bench-llm") => bench::llm(&args[1..]),
+        Some("bench-guardrails") => bench::guardrails(&args[1..]),
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(

@@ -119,6 +119,11 @@ impl Guardrails {
         if is_grpc(content_type.as_deref()) {
             return Err(Refusal::Uninspectable("gRPC bodies are binary"));
         }
+        let encoded = request::header("content-encoding")
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        if encoded && !body.is_empty() {
+            return Err(Refusal::Uninspectable("the body is compressed"));
+        }
         if body.is_empty() {
             return Ok(None);
         }
@@ -276,6 +281,16 @@ impl Guardrails {
             ex.skip = true;
             return Decision::Continue;
         }
+        let principal = ex.principal.as_deref();
+        if self
+            .guard
+            .detectors
+            .iter()
+            .any(|d| d.applies(true, principal))
+        {
+            // Answers are inspected: ask for them uncompressed.
+            let _ = request::set_header("accept-encoding", "identity");
+        }
         let body = request::body().unwrap_or_default();
         let mut v = match self.read(ex, &body) {
             Ok(Some(v)) => v,
@@ -286,6 +301,9 @@ impl Guardrails {
                     return Decision::Continue;
                 }
                 let message = format!("guardrails cannot inspect this request: {why}");
+                if is_grpc(request::header("content-type").as_deref()) {
+                    return Decision::Respond(protocol::grpc_refusal(&message));
+                }
                 return self.refuse(ex, &message, 415);
             }
         };
@@ -303,9 +321,13 @@ impl Guardrails {
         if let Some(refusal) = self.moderate(ex, &texts) {
             return refusal;
         }
-        if changed {
+        // A JSON body always goes on as inspected, re-encoded: a body with a key twice
+        // (`"messages"` clean, then `"messages"` not) would otherwise reach an upstream whose
+        // parser keeps the other one than this plugin's parser does.
+        let json = ex.protocol != Protocol::Text;
+        if changed || json {
             let out = match &v {
-                Value::String(s) if ex.protocol == Protocol::Text => s.clone().into_bytes(),
+                Value::String(s) if !json => s.clone().into_bytes(),
                 other => other.to_string().into_bytes(),
             };
             if let Err(e) = request::set_body(&out) {
@@ -355,15 +377,57 @@ impl Guardrails {
             protocol::withheld(protocol, &mut v, method.as_deref(), &message, ex.mcp);
             changed = true;
         }
+        // JSON goes on as inspected, re-encoded (see `request`).
         match (changed, v) {
+            (_, v) if is_json => v.to_string().into_bytes(),
             (false, _) => buf,
-            (true, Value::String(s)) if !is_json => s.into_bytes(),
+            (true, Value::String(s)) => s.into_bytes(),
             (true, v) => v.to_string().into_bytes(),
         }
     }
 }
 
 impl Guardrails {
+    /// How the answer now starting is inspected (called from `on-response`).
+    fn answer_for(&self, ex: &Exchange) -> Answer {
+        let principal = ex.principal.as_deref();
+        let inspects = self
+            .guard
+            .detectors
+            .iter()
+            .any(|d| d.applies(true, principal));
+        if !inspects || ex.skip {
+            return Answer::Pass;
+        }
+        // The request asked for an uncompressed answer (see `request`); an upstream that
+        // compresses anyway sends what cannot be read.
+        let encoded = response::header("content-encoding")
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        if encoded {
+            if self.uninspectable(ex, true, "the answer is compressed") {
+                return Answer::Pass;
+            }
+            let _ = response::remove_header("content-encoding");
+            return Answer::Whole {
+                buf: Vec::new(),
+                over: Over::Withholding,
+            };
+        }
+        if is_event_stream(response::header("content-type").as_deref()) {
+            return Answer::Stream(StreamInspector::new(
+                ex.protocol,
+                self.guard.max_holdback,
+                self.guard.max_body_bytes as usize,
+                ex.rpc.clone(),
+                ex.mcp,
+            ));
+        }
+        Answer::Whole {
+            buf: Vec::new(),
+            over: Over::No,
+        }
+    }
+
     /// The refusal that replaces an answer that cannot be inspected.
     fn withheld(&self, ex: &Exchange, why: &str) -> Vec<u8> {
         let mut v = Value::Null;
@@ -418,32 +482,11 @@ impl Plugin for Guardrails {
     }
 
     fn on_response(&mut self) -> ResponseDecision {
-        let Some(ex) = self.exchange.as_mut() else {
+        let Some(mut ex) = self.exchange.take() else {
             return ResponseDecision::Continue;
         };
-        let principal = ex.principal.as_deref();
-        let inspects = self
-            .guard
-            .detectors
-            .iter()
-            .any(|d| d.applies(true, principal));
-        let content_type = response::header("content-type");
-        ex.answer = if !inspects || ex.skip {
-            Answer::Pass
-        } else if is_event_stream(content_type.as_deref()) {
-            Answer::Stream(StreamInspector::new(
-                ex.protocol,
-                self.guard.max_holdback,
-                self.guard.max_body_bytes as usize,
-                ex.rpc.clone(),
-                ex.mcp,
-            ))
-        } else {
-            Answer::Whole {
-                buf: Vec::new(),
-                over: Over::No,
-            }
-        };
+        ex.answer = self.answer_for(&ex);
+        self.exchange = Some(ex);
         ResponseDecision::Continue
     }
 

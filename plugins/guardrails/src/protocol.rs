@@ -328,6 +328,25 @@ pub fn refusal(
     }
 }
 
+/// A gRPC refusal: Trailers-Only, `FAILED_PRECONDITION` (9) with the message, which gRPC
+/// clients raise with that status.
+pub fn grpc_refusal(message: &str) -> LocalResponse {
+    let encoded: String = message
+        .bytes()
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    LocalResponse::new(200)
+        .header("content-type", "application/grpc")
+        .header("grpc-status", "9")
+        .header("grpc-message", encoded)
+}
+
 /// A whole (not streamed) answer rewritten to say it was withheld: the status has already gone,
 /// so this is the protocol's own way of saying so in a successful answer — OpenAI's
 /// `finish_reason: content_filter` with a `refusal`, Anthropic's `stop_reason: refusal`, a

@@ -77,9 +77,9 @@ pub struct StreamInspector {
     mcp: McpAnswer,
 }
 
-/// Where the held-back part of `text` begins (see the module docs).
-pub fn hold_from(text: &str, found: &[Found], phrase_words: usize, max_holdback: usize) -> usize {
-    let t = text.as_bytes();
+/// Where the held-back words of `t` begin: the last `phrase_words` words, and the words before
+/// them that contain a digit or are `Bearer`.
+fn held_words(t: &[u8], phrase_words: usize) -> usize {
     let ws = |b: u8| b.is_ascii_whitespace();
     let mut pos = t.len();
     for _ in 0..phrase_words {
@@ -96,7 +96,7 @@ pub fn hold_from(text: &str, found: &[Found], phrase_words: usize, max_holdback:
             gap -= 1;
         }
         if gap == pos || gap == 0 || pos - gap > 2 {
-            break;
+            return pos;
         }
         let mut s = gap;
         while s > 0 && !ws(t[s - 1]) {
@@ -104,12 +104,31 @@ pub fn hold_from(text: &str, found: &[Found], phrase_words: usize, max_holdback:
         }
         let token = &t[s..gap];
         let numeric = token.iter().any(u8::is_ascii_digit) || token == b"+";
-        if numeric || token.eq_ignore_ascii_case(b"bearer") {
-            pos = s;
-        } else {
-            break;
+        if !(numeric || token.eq_ignore_ascii_case(b"bearer")) {
+            return pos;
         }
+        pos = s;
     }
+}
+
+/// Where the held-back part of `text` begins (see the module docs).
+pub fn hold_from(text: &str, found: &[Found], phrase_words: usize, max_holdback: usize) -> usize {
+    let t = text.as_bytes();
+    // A last word that ends in punctuation no match continues (`Sure,` `note:`) and has no
+    // digit is complete: nothing needs holding back for it. This keeps the first token of most
+    // answers from waiting for the second.
+    let last = t
+        .iter()
+        .rposition(u8::is_ascii_whitespace)
+        .map_or(0, |p| p + 1);
+    let word = &t[last..];
+    let closed = word.last().is_some_and(|b| b",;:!?)\"'".contains(b))
+        && !word.iter().any(u8::is_ascii_digit);
+    let mut pos = if closed && phrase_words <= 1 {
+        t.len()
+    } else {
+        held_words(t, phrase_words)
+    };
     if let Some(p) = open_private_key(text) {
         pos = pos.min(p);
     }
@@ -375,7 +394,8 @@ impl StreamInspector {
             self.mode = Mode::Ended;
             return;
         }
-        if changed {
+        // JSON goes on as inspected, re-encoded (a key twice is sent once).
+        if changed || !v.is_string() {
             let text = match &v {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -679,6 +699,9 @@ mod tests {
         let text = "The quick brown fox";
         assert_eq!(&text[hold_from(text, &ins.find(text), 1, 4096)..], "fox");
         assert_eq!(&text[hold_from(text, &[], 2, 4096)..], "brown fox");
+        assert_eq!(hold_from("Sure, here it is:", &[], 1, 4096), 17);
+        let text = "call (415) 555-0100,";
+        assert_eq!(&text[hold_from(text, &[], 1, 4096)..], "(415) 555-0100,");
         let text = "pay 4111 1111 now";
         assert_eq!(
             &text[hold_from(text, &ins.find(text), 1, 4096)..],

@@ -13,8 +13,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn body(model: &str, stream: bool) -> String {
+    chat(model, stream, "hello there")
+}
+
+/// A chat completion request asking `prompt` (plain text: quotes, backslashes and line ends
+/// are escaped here, nothing else is).
+pub(super) fn chat(model: &str, stream: bool, prompt: &str) -> String {
+    let prompt = prompt
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     format!(
-        r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"hello there"}}]}}"#
+        r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
     )
 }
 
@@ -31,13 +41,18 @@ fn script(dir: &Path, file: &str, model: &str) -> Result<String> {
 
 /// Seconds until the first content token of a streamed completion arrives.
 fn first_token(port: u16, model: &str) -> Result<Duration> {
-    let body = body(model, true);
+    first_token_at(port, "/v1/chat/completions", &body(model, true))
+}
+
+/// Seconds until the first content token (the fake provider's `echo:`) of the streamed
+/// completion `body` posted to `path` arrives.
+pub(super) fn first_token_at(port: u16, path: &str, body: &str) -> Result<Duration> {
     let started = Instant::now();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
          content-type: application/json\r\nauthorization: Bearer bench-key\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )?;

@@ -8,6 +8,9 @@
 //! past it. It catches the common, copied attacks cheaply; it is no classifier. Chain a model-
 //! based check (the `moderation` detector pointed at one) where more is needed.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 /// One slot: alternatives, and whether the slot may be skipped.
 type Slot = (&'static [&'static str], bool);
 
@@ -186,35 +189,56 @@ const MARKERS: &[(&str, f64)] = &[
     ("<system>", 0.4),
 ];
 
-/// The text as lower-case words.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+/// The words of a lower-cased text.
+fn words(lower: &str) -> Vec<&str> {
+    lower
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase().replace('\'', ""))
         .collect()
 }
 
-fn matches_at(words: &[String], at: usize, slots: &[Slot]) -> bool {
+fn matches_at(words: &[&str], at: usize, slots: &[Slot]) -> bool {
     let Some(((alts, optional), rest)) = slots.split_first() else {
         return true;
     };
-    let here = words.get(at).is_some_and(|w| alts.contains(&w.as_str()));
+    let here = words.get(at).is_some_and(|w| alts.contains(w));
     (here && matches_at(words, at + 1, rest)) || (*optional && matches_at(words, at, rest))
+}
+
+/// For each word that starts a rule, the rules it starts (no rule starts with an optional
+/// slot), so each word of a text costs one lookup.
+fn starters() -> &'static HashMap<&'static str, Vec<usize>> {
+    static MAP: OnceLock<HashMap<&'static str, Vec<usize>>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut m: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        for (i, (_, _, slots)) in RULES_TABLE.iter().enumerate() {
+            for w in slots[0].0 {
+                m.entry(*w).or_default().push(i);
+            }
+        }
+        m
+    })
 }
 
 /// The score (0–1) and the names of the rules that matched.
 pub fn score(text: &str) -> (f64, Vec<&'static str>) {
-    let w = words(text);
     let lower = text.to_lowercase();
+    let w = words(&lower);
     let mut hits: Vec<(&'static str, f64)> = Vec::new();
-    for (name, weight, slots) in RULES_TABLE {
-        if hits.iter().any(|(n, _)| n == name) {
+    let starters = starters();
+    for at in 0..w.len() {
+        let Some(rules) = starters.get(w[at]) else {
             continue;
-        }
-        if (0..w.len()).any(|i| matches_at(&w, i, slots)) {
-            hits.push((name, *weight));
+        };
+        for &r in rules {
+            let (name, weight, slots) = RULES_TABLE[r];
+            if !hits.iter().any(|(n, _)| *n == name) && matches_at(&w, at, slots) {
+                hits.push((name, weight));
+            }
         }
     }
+    // In table order, whatever the order in the text.
+    hits.sort_by_key(|(n, _)| RULES_TABLE.iter().position(|(m, _, _)| m == n));
     if let Some((_, weight)) = MARKERS.iter().find(|(m, _)| lower.contains(m)) {
         hits.push(("chat-template-marker", *weight));
     }

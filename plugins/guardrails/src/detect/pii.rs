@@ -312,11 +312,14 @@ pub fn iban(text: &str, out: &mut Vec<Span>) {
             && head[2].is_ascii_digit()
             && head[3].is_ascii_digit()
             && starts_token(t, i);
-        let len = IBAN_LENGTHS
-            .iter()
-            .find(|(c, _)| c.as_bytes() == &head[..2])
-            .map(|(_, l)| *l);
-        if let (true, Some(len)) = (looks, len)
+        let len = || {
+            IBAN_LENGTHS
+                .iter()
+                .find(|(c, _)| c.as_bytes() == &head[..2])
+                .map(|(_, l)| *l)
+        };
+        if looks
+            && let Some(len) = len()
             && let Some(e) = iban_at(t, i, len)
         {
             out.push(Span { start: i, end: e });

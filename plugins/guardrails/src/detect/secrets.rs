@@ -53,7 +53,9 @@ pub fn cloud_key(text: &str, out: &mut Vec<Span>) {
     let t = text.as_bytes();
     let mut i = 0;
     'next: while i < t.len() {
-        if i > 0 && token_char(t[i - 1]) {
+        // Every prefix starts with one of these: most positions are ruled out by one compare.
+        let first = matches!(t[i], b'A' | b'g' | b'x' | b's' | b'r');
+        if !first || (i > 0 && token_char(t[i - 1])) {
             i += 1;
             continue;
         }
