@@ -93,6 +93,7 @@ name = "tickets"
 kind = "regex"
 patterns = ["TICKET-[0-9]{5}"]
 action = "record"
+principals = ["alice"]
 [[routes.chain.config.detectors]]
 name = "codenames"
 kind = "words"
@@ -153,6 +154,24 @@ fn llm_gateway(port: u16, moderation_port: u16, guard: &str, detectors: &str) ->
         .expect("llm entry");
     let toml = format!("{}{guard_entry}{}", &toml[..at], &toml[at..]);
     Gateway::start_env(&toml, KEYS)
+}
+
+/// The gateway's `/metrics`, from the admin address in its config (HTTP/1.0, read to the end).
+fn admin_metrics(gw: &Gateway) -> String {
+    use std::io::{Read, Write};
+    let config = std::fs::read_to_string(&gw.config).expect("config");
+    let admin = config
+        .split("[admin]\naddress = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an [admin] address")
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&admin).expect("connect to the admin listener");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read /metrics");
+    out
 }
 
 fn prompts(provider: &Provider) -> Vec<String> {
@@ -276,6 +295,28 @@ fn llm_detectors_block_redact_and_record_as_configured_for_both_sdks() {
         records.iter().all(|r| r["principal"] == "alice"),
         "{records:#?}"
     );
+    // Counted with bounded labels: the configured detector names, actions and directions.
+    let metrics = admin_metrics(&gw);
+    for (detector, action) in [
+        ("email", "redact"),
+        ("iban", "block"),
+        ("tickets", "record"),
+    ] {
+        let labels = [
+            format!("detector=\"{detector}\""),
+            format!("action=\"{action}\""),
+            "direction=\"request\"".to_string(),
+            "plugin=\"guardrails\"".to_string(),
+        ];
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("weir_plugin_guardrail_hits_total{")
+                    && labels.iter().all(|x| l.contains(x.as_str()))),
+            "no {labels:?} in\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains("bob@example.com") && !metrics.contains("TICKET-"));
     assert_no_secret_in_audit(
         &gw,
         &[
@@ -307,8 +348,11 @@ fn streamed_answers_are_redacted_across_deltas_and_a_blocked_stream_ends_with_an
             {"sdk": "anthropic", "model": "claude", "prompt": leak, "stream": true},
             {"sdk": "openai", "model": "gpt", "prompt": leak},
             {"sdk": "anthropic", "model": "claude", "prompt": leak},
+            // `tickets` applies to alice only.
+            {"sdk": "openai", "model": "gpt", "prompt": "see TICKET-12345"},
         ]),
     );
+    assert_eq!(out[6]["text"], "echo: see TICKET-12345");
     // The fake provider streams the echo word by word: the card arrives in four deltas.
     for i in [0, 1] {
         assert_eq!(
@@ -345,6 +389,10 @@ fn streamed_answers_are_redacted_across_deltas_and_a_blocked_stream_ends_with_an
     assert!(h.contains(&("card-out".into(), "redact".into())), "{h:?}");
     assert!(h.contains(&("card-in".into(), "record".into())), "{h:?}");
     assert_eq!(h.iter().filter(|x| x.0 == "leak").count(), 4, "{h:?}");
+    assert!(
+        !h.iter().any(|x| x.0 == "tickets"),
+        "bob is not in `principals`: {h:?}"
+    );
     assert_no_secret_in_audit(&gw, &["4111"]);
 }
 

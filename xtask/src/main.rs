@@ -14,6 +14,8 @@
 //! - `bench-mcp`: an MCP `tools/call` round trip through the MCP gateway plugins vs directly.
 //! - `bench-llm`: a chat completion through `llm-gateway` (with and without translation) vs
 //!   directly, and the time to the first streamed token.
+//! - `bench-guardrails`: the same LLM route with and without every built-in guardrail detector:
+//!   cost per KiB scanned and added time to the first streamed token.
 //! - `modules [-v]`: the host crates' module graphs; fails on a cycle.
 //! - `fn-length [N]`: the N longest host functions; fails if one is over 100 lines.
 //! - `bench-telemetry`: proxy throughput with tracing off, at 100 % and at 1 % sampling.
@@ -58,7 +60,7 @@ fn main() -> Result<()> {
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test [--hogs N]|plugins|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-telemetry>"
+                "usage: cargo xtask <run|test [--hogs N]|plugins|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-guardrails|bench-telemetry>"
             );
             std::process::exit(2);
         }

@@ -100,17 +100,37 @@ impl<'a> Inspection<'a> {
         out
     }
 
-    /// The most words one active phrase has (1 when there is none): a stream holds back that
-    /// many words, so a phrase split across deltas is still seen whole.
-    pub fn phrase_words(&self) -> usize {
-        self.active
-            .iter()
-            .filter_map(|&d| match self.guard.detectors[d].kind {
-                Kind::Words(_, n) => Some(n),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1)
+    /// How many of the last words of `text` may be the beginning of an active phrase (0 when
+    /// none): a stream holds them back, so a phrase split across deltas is still seen whole.
+    /// The last word may be cut short (`project fal`).
+    pub fn phrase_start(&self, text: &str) -> usize {
+        let mut best = 0;
+        for &d in &self.active {
+            let Kind::Words(_, phrases) = &self.guard.detectors[d].kind else {
+                continue;
+            };
+            let longest = phrases.iter().map(Vec::len).max().unwrap_or(0);
+            let tail: Vec<String> = text
+                .split_whitespace()
+                .rev()
+                .take(longest)
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            for p in phrases {
+                for k in (best + 1..=p.len().min(tail.len())).rev() {
+                    let t = &tail[tail.len() - k..];
+                    let whole = t[..k - 1] == p[..k - 1];
+                    if whole && p[k - 1].starts_with(t[k - 1].as_str()) {
+                        best = k;
+                        break;
+                    }
+                }
+            }
+        }
+        best
     }
 
     /// Runs the prompt-injection detectors over `text`, tallying a hit.

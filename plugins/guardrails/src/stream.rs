@@ -6,8 +6,9 @@
 //! a delta goes out with only the part of the buffer that can no longer be the start of a match,
 //! and the rest is **held back** until the next delta decides it. What is held back:
 //!
-//! - the last word (a match may continue it), and the words before it that contain a digit
-//!   (card, phone, IBAN, SSN groups) or are `Bearer`;
+//! - the last word (a match may continue it) unless it ends in punctuation and has no digit,
+//!   the last words when they may begin a `words` phrase, and the words before them that
+//!   contain a digit (card, phone, IBAN, SSN groups) or are `Bearer`;
 //! - a PEM private-key block that has begun but not ended;
 //! - any match that crosses that point;
 //! - never more than `max_holdback` bytes: beyond, the oldest text goes out (a secret longer
@@ -112,7 +113,7 @@ fn held_words(t: &[u8], phrase_words: usize) -> usize {
 }
 
 /// Where the held-back part of `text` begins (see the module docs).
-pub fn hold_from(text: &str, found: &[Found], phrase_words: usize, max_holdback: usize) -> usize {
+pub fn hold_from(text: &str, found: &[Found], phrase_start: usize, max_holdback: usize) -> usize {
     let t = text.as_bytes();
     // A last word that ends in punctuation no match continues (`Sure,` `note:`) and has no
     // digit is complete: nothing needs holding back for it. This keeps the first token of most
@@ -124,10 +125,10 @@ pub fn hold_from(text: &str, found: &[Found], phrase_words: usize, max_holdback:
     let word = &t[last..];
     let closed = word.last().is_some_and(|b| b",;:!?)\"'".contains(b))
         && !word.iter().any(u8::is_ascii_digit);
-    let mut pos = if closed && phrase_words <= 1 {
+    let mut pos = if closed && phrase_start == 0 {
         t.len()
     } else {
-        held_words(t, phrase_words)
+        held_words(t, phrase_start.max(1))
     };
     if let Some(p) = open_private_key(text) {
         pos = pos.min(p);
@@ -434,7 +435,7 @@ impl StreamInspector {
         let cut = if last {
             text.len()
         } else {
-            hold_from(&text, &found, ins.phrase_words(), self.max_holdback)
+            hold_from(&text, &found, ins.phrase_start(&text), self.max_holdback)
         };
         // A blocking detector that matched blocks now, whether its match is released yet or not.
         let blocker = found
@@ -692,22 +693,43 @@ mod tests {
     }
 
     #[test]
+    fn only_the_words_that_may_begin_a_phrase_are_held_for_it() {
+        let g = guard(
+            json!([{"kind": "words", "words": ["project falcon", "blue harvest moon"],
+                              "action": "block"}]),
+        );
+        let mut placeholders = Placeholders::default();
+        let ins = Inspection::new(&g, true, None, &mut placeholders);
+        assert_eq!(ins.phrase_start("echo:"), 0);
+        assert_eq!(ins.phrase_start("about the Project"), 1);
+        assert_eq!(ins.phrase_start("about the project fal"), 2);
+        assert_eq!(ins.phrase_start("a Blue Harvest"), 2);
+        assert_eq!(
+            ins.phrase_start("a blue harvest moon"),
+            3,
+            "its last word may go on"
+        );
+        let input = openai_stream(&["echo:", " the", " project", " fal", "con", " is", " secret"]);
+        let (out, blocked) = run(&g, Protocol::OpenAi, &input, 9);
+        assert_eq!(blocked, Some(0), "{}", String::from_utf8_lossy(&out));
+        assert!(!openai_text(&out).0.to_lowercase().contains("project"));
+    }
+
+    #[test]
     fn ordinary_words_are_held_back_by_one_word_at_most() {
         let g = guard(json!([{"kind": "payment-card", "action": "redact"}]));
         let mut placeholders = Placeholders::default();
         let ins = Inspection::new(&g, true, None, &mut placeholders);
         let text = "The quick brown fox";
-        assert_eq!(&text[hold_from(text, &ins.find(text), 1, 4096)..], "fox");
+        assert_eq!(&text[hold_from(text, &ins.find(text), 0, 4096)..], "fox");
         assert_eq!(&text[hold_from(text, &[], 2, 4096)..], "brown fox");
-        assert_eq!(hold_from("Sure, here it is:", &[], 1, 4096), 17);
+        assert_eq!(hold_from("Sure, here it is:", &[], 0, 4096), 17);
         let text = "call (415) 555-0100,";
-        assert_eq!(&text[hold_from(text, &[], 1, 4096)..], "(415) 555-0100,");
+        assert_eq!(&text[hold_from(text, &[], 0, 4096)..], "(415) 555-0100,");
         let text = "pay 4111 1111 now";
-        assert_eq!(
-            &text[hold_from(text, &ins.find(text), 1, 4096)..],
-            "4111 1111 now"
-        );
+        let found = ins.find(text);
+        assert_eq!(&text[hold_from(text, &found, 0, 4096)..], "4111 1111 now");
         let long = "9".repeat(5000);
-        assert_eq!(long.len() - hold_from(&long, &[], 1, 4096), 4096);
+        assert_eq!(long.len() - hold_from(&long, &[], 0, 4096), 4096);
     }
 }

@@ -32,9 +32,9 @@ pub enum Kind {
     Jwt,
     /// Operator patterns.
     Regex(Vec<Regex>),
-    /// Operator words and phrases, one case-insensitive whole-word pattern, and the most
-    /// words in one phrase (a stream holds back that many words).
-    Words(Regex, usize),
+    /// Operator words and phrases, one case-insensitive whole-word pattern, and each phrase
+    /// as lower-case words (a stream holds back the words that may begin one).
+    Words(Regex, Vec<Vec<String>>),
     /// Heuristic prompt-injection score, hitting from this threshold.
     Injection(f64),
     /// The external moderation service.
@@ -114,9 +114,13 @@ impl Kind {
                 let alternatives: Vec<String> =
                     d.words.iter().map(|w| regex::escape(w.trim())).collect();
                 let pattern = format!(r"(?i)\b(?:{})\b", alternatives.join("|"));
-                let longest = d.words.iter().map(|w| w.split_whitespace().count()).max();
+                let phrases = d
+                    .words
+                    .iter()
+                    .map(|w| w.split_whitespace().map(str::to_lowercase).collect())
+                    .collect();
                 let r = Regex::new(&pattern).map_err(|e| format!("`words`: {e}"))?;
-                Kind::Words(r, longest.unwrap_or(1))
+                Kind::Words(r, phrases)
             }
             "prompt-injection" => {
                 let t = d.threshold.unwrap_or(0.5);
