@@ -37,6 +37,15 @@ fn hits(gw: &Gateway) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Each `(detector, action)` has an audit record.
+fn assert_hits(gw: &Gateway, expected: &[(&str, &str)]) {
+    let h = hits(gw);
+    for (detector, action) in expected {
+        let pair = (detector.to_string(), action.to_string());
+        assert!(h.contains(&pair), "no audit record {pair:?} in {h:?}");
+    }
+}
+
 /// The audit log lines never carry what matched.
 fn assert_no_secret_in_audit(gw: &Gateway, secrets: &[&str]) {
     for line in gw.log().lines().filter(|l| l.contains("guardrail-audit")) {
@@ -265,27 +274,25 @@ fn llm_detectors_block_redact_and_record_as_configured_for_both_sdks() {
     assert!(seen[0].contains("<EMAIL_1>") && seen[0].contains("<PHONE_1>"));
 
     // Audit: every hit, with its action, and never the value.
-    let h = hits(&gw);
-    for expected in [
-        ("email", "redact"),
-        ("phone", "redact"),
-        ("us-ssn", "redact"),
-        ("iban", "block"),
-        ("cloud-key", "block"),
-        ("prompt-injection", "block"),
-        ("codenames", "block"),
-        ("private-key", "block"),
-        ("bearer-token", "redact"),
-        ("jwt", "redact"),
-        ("ip-address", "record"),
-        ("tickets", "record"),
-    ] {
-        assert!(
-            h.contains(&(expected.0.to_string(), expected.1.to_string())),
-            "no audit record {expected:?} in {h:?}"
-        );
-    }
+    assert_hits(
+        &gw,
+        &[
+            ("email", "redact"),
+            ("phone", "redact"),
+            ("us-ssn", "redact"),
+            ("iban", "block"),
+            ("cloud-key", "block"),
+            ("prompt-injection", "block"),
+            ("codenames", "block"),
+            ("private-key", "block"),
+            ("bearer-token", "redact"),
+            ("jwt", "redact"),
+            ("ip-address", "record"),
+            ("tickets", "record"),
+        ],
+    );
     // The look-alikes hit nothing but what they are (an IP address and a ticket, recorded).
+    let h = hits(&gw);
     assert!(
         !h.iter().any(|(d, _)| d == "card-in" || d == "card-out"),
         "{h:?}"
@@ -552,18 +559,15 @@ fn mcp_tool_arguments_and_results_are_guarded_for_the_python_client() {
         3,
         "{calls:?}"
     );
-    let h = hits(&gw);
-    for expected in [
-        ("email", "redact"),
-        ("cloud-key", "block"),
-        ("prompt-injection", "block"),
-        ("ip-address", "redact"),
-    ] {
-        assert!(
-            h.contains(&(expected.0.into(), expected.1.into())),
-            "{expected:?} in {h:?}"
-        );
-    }
+    assert_hits(
+        &gw,
+        &[
+            ("email", "redact"),
+            ("cloud-key", "block"),
+            ("prompt-injection", "block"),
+            ("ip-address", "redact"),
+        ],
+    );
     assert!(audit(&gw).iter().all(|r| r["protocol"] == "mcp"));
     assert_no_secret_in_audit(&gw, &["bob@example.com", "AKIA", "10.1.2.3"]);
 }
@@ -671,17 +675,14 @@ fn a2a_message_parts_are_guarded_on_both_bindings_streamed_or_not() {
         !bodies.contains("123-45-6789") && !bodies.contains("AKIA"),
         "{bodies}"
     );
-    let h = hits(&gw);
-    for expected in [
-        ("us-ssn", "redact"),
-        ("cloud-key", "block"),
-        ("secret-project", "redact"),
-    ] {
-        assert!(
-            h.contains(&(expected.0.into(), expected.1.into())),
-            "{expected:?} in {h:?}"
-        );
-    }
+    assert_hits(
+        &gw,
+        &[
+            ("us-ssn", "redact"),
+            ("cloud-key", "block"),
+            ("secret-project", "redact"),
+        ],
+    );
     assert!(
         audit(&gw).iter().all(|r| r["protocol"] == "a2a"),
         "{:#?}",

@@ -163,11 +163,10 @@ impl Guardrails {
         v: &mut Value,
     ) -> (Option<scan::Tally>, bool, Vec<String>) {
         let moderated = self.moderators(ex).next().is_some();
-        let principal = ex.principal.clone();
         let mut ins = Inspection::new(
             &self.guard,
             false,
-            principal.as_deref(),
+            ex.principal.as_deref(),
             &mut ex.placeholders,
         );
         let mut changed = false;
@@ -352,27 +351,27 @@ impl Guardrails {
             Err(_) => (Value::String(text), false),
         };
         let protocol = if is_json { ex.protocol } else { Protocol::Text };
-        let principal = ex.principal.clone();
         let method = v
             .get("id")
             .and_then(|id| ex.rpc.iter().find(|(i, _)| i == id))
             .map(|(_, m)| m.clone());
-        let mut ins = Inspection::new(
+        let (mut changed, blocked) = inspect_answer(
             &self.guard,
-            true,
-            principal.as_deref(),
+            &ex.principal,
+            ex.protocol,
             &mut ex.placeholders,
+            |ins| {
+                let mut changed = false;
+                protocol::texts(protocol, true, method.as_deref(), &mut v, &mut |s| {
+                    if let Some(n) = ins.text(s) {
+                        *s = n;
+                        changed = true;
+                    }
+                });
+                (changed, ins.tally.blocked)
+            },
         );
-        let mut changed = false;
-        protocol::texts(protocol, true, method.as_deref(), &mut v, &mut |s| {
-            if let Some(n) = ins.text(s) {
-                *s = n;
-                changed = true;
-            }
-        });
-        let tally = ins.tally;
-        audit::hits(&self.guard, &tally, &self.scope(ex, true));
-        if let Some(det) = tally.blocked {
+        if let Some(det) = blocked {
             let message = protocol::reason(&self.guard.detectors[det].name, true);
             protocol::withheld(protocol, &mut v, method.as_deref(), &message, ex.mcp);
             changed = true;
@@ -526,25 +525,14 @@ impl Plugin for Guardrails {
                 Vec::new()
             }
             Answer::Stream(s) => {
-                let principal = ex.principal.clone();
-                let mut ins = Inspection::new(
+                let on_large = self.guard.uninspectable;
+                inspect_answer(
                     &self.guard,
-                    true,
-                    principal.as_deref(),
+                    &ex.principal,
+                    ex.protocol,
                     &mut ex.placeholders,
-                );
-                let out = s.chunk(&chunk, &mut ins, self.guard.uninspectable);
-                let tally = ins.tally;
-                audit::hits(
-                    &self.guard,
-                    &tally,
-                    &audit::Scope {
-                        direction: "response",
-                        protocol: ex.protocol.name(),
-                        principal: principal.as_deref(),
-                    },
-                );
-                out
+                    |ins| s.chunk(&chunk, ins, on_large),
+                )
             }
         }
     }
@@ -574,25 +562,39 @@ impl Plugin for Guardrails {
                 self.withheld(&ex, "the answer is larger than max_body_bytes")
             }
             Answer::Whole { buf, .. } => self.whole_answer(&mut ex, buf),
-            Answer::Stream(mut s) => {
-                let principal = ex.principal.clone();
-                let mut ins = Inspection::new(
-                    &self.guard,
-                    true,
-                    principal.as_deref(),
-                    &mut ex.placeholders,
-                );
-                let out = s.end(&mut ins);
-                let tally = ins.tally;
-                audit::hits(&self.guard, &tally, &self.scope(&ex, true));
-                out
-            }
+            Answer::Stream(mut s) => inspect_answer(
+                &self.guard,
+                &ex.principal,
+                ex.protocol,
+                &mut ex.placeholders,
+                |ins| s.end(ins),
+            ),
         };
         BodyEnd {
             tail,
             trailers: Vec::new(),
         }
     }
+}
+
+/// Runs `f` with an inspection of the current answer, then audits what it found.
+fn inspect_answer<T>(
+    guard: &Guard,
+    principal: &Option<String>,
+    protocol: Protocol,
+    placeholders: &mut Placeholders,
+    f: impl FnOnce(&mut Inspection) -> T,
+) -> T {
+    let principal = principal.as_deref();
+    let mut ins = Inspection::new(guard, true, principal, placeholders);
+    let out = f(&mut ins);
+    let scope = audit::Scope {
+        direction: "response",
+        protocol: protocol.name(),
+        principal,
+    };
+    audit::hits(guard, &ins.tally, &scope);
+    out
 }
 
 weir_sdk::plugin!(Guardrails);

@@ -188,3 +188,11 @@ impl Kind {
         }
     }
 }
+
+/// The texts `f` finds in `text` (for the scanners' tests).
+#[cfg(test)]
+pub fn found(f: fn(&str, &mut Vec<Span>), text: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    f(text, &mut v);
+    v.iter().map(|s| text[s.start..s.end].to_string()).collect()
+}

@@ -369,12 +369,7 @@ fn mod97(chars: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn found(f: fn(&str, &mut Vec<Span>), text: &str) -> Vec<String> {
-        let mut v = Vec::new();
-        f(text, &mut v);
-        v.iter().map(|s| text[s.start..s.end].to_string()).collect()
-    }
+    use crate::detect::found;
 
     #[test]
     fn cards_need_the_luhn_check_and_a_token_of_their_own() {

@@ -196,12 +196,7 @@ pub fn jwt(text: &str, out: &mut Vec<Span>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn found(f: fn(&str, &mut Vec<Span>), text: &str) -> Vec<String> {
-        let mut v = Vec::new();
-        f(text, &mut v);
-        v.iter().map(|s| text[s.start..s.end].to_string()).collect()
-    }
+    use crate::detect::found;
 
     #[test]
     fn keys_by_prefix_and_length() {
