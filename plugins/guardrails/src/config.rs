@@ -156,8 +156,10 @@ pub struct Config {
     pub mcp_block: McpBlock,
 }
 
+/// 1 MiB: with every detector on, inspecting it takes about 50 ms of CPU, half the default
+/// `hook_budget` (docs/plugins.md says how to raise both).
 fn default_max_body() -> u32 {
-    4 << 20
+    1 << 20
 }
 fn default_max_holdback() -> usize {
     4096
