@@ -3,13 +3,17 @@
 //! `llm-audit {...}`, `a2a-audit {...}`), each to its own file, written by a background thread
 //! so a slow disk never holds a request. A full queue drops lines and counts them
 //! (`weir_log_lines_dropped_total`).
+//!
+//! The last [`RECENT`] audit records are also kept in memory, with or without an audit log,
+//! for the admin API's `GET /audit` (and the console's audit view).
 
 use serde_json::{Value, json};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Lines queued per log before new ones are dropped.
@@ -24,6 +28,16 @@ struct Sink {
 static ACCESS: OnceLock<Sink> = OnceLock::new();
 static AUDIT: OnceLock<Sink> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Audit records kept in memory for `GET /audit`.
+pub const RECENT: usize = 1000;
+static RECENT_AUDIT: Mutex<VecDeque<Value>> = Mutex::new(VecDeque::new());
+
+/// The last audit records, newest first.
+pub fn recent_audit(limit: usize) -> Vec<Value> {
+    let recent = RECENT_AUDIT.lock().unwrap_or_else(|e| e.into_inner());
+    recent.iter().rev().take(limit).cloned().collect()
+}
 
 /// Lines not written because a log's queue was full.
 pub fn dropped() -> u64 {
@@ -105,8 +119,14 @@ pub fn audit_record(message: &str) -> Option<Value> {
 
 /// Writes a plugin's audit record to the audit log.
 pub fn audit(plugin: &str, route: &str, trace_id: Option<&str>, record: Value) {
-    let Some(sink) = AUDIT.get() else { return };
     let line = json!({"ts_ms": now_ms(), "plugin": plugin, "route": route,
                       "trace_id": trace_id, "record": record});
-    send(sink, line.to_string());
+    if let Some(sink) = AUDIT.get() {
+        send(sink, line.to_string());
+    }
+    let mut recent = RECENT_AUDIT.lock().unwrap_or_else(|e| e.into_inner());
+    if recent.len() == RECENT {
+        recent.pop_front();
+    }
+    recent.push_back(line);
 }

@@ -6,13 +6,16 @@
 //! | `GET /ready` | 200 while serving, 503 once shutdown began |
 //! | `GET /config` | active generation, activation time, config and plugin digests, last reload error |
 //! | `GET /plugins` | each plugin: path, digest, routes using it, instantiations, failures |
+//! | `GET /routes` | each route in match order: match, rewrite, upstream, chain (plugin, instance policy, `on_error`, grants, config with credentials redacted) |
+//! | `GET /audit?limit=N` | the last audit records plugins wrote (at most 1,000 kept), newest first |
+//! | `GET /ui`, `/ui/*` | the web console's static files (no data: every view reads the API with the token; see [`crate::console`]) |
 //! | `GET /upstreams` | each upstream's endpoints: URL, weight, state (healthy, ejected, unhealthy), consecutive failures, requests in flight, ejections |
 //! | `GET /metrics` | the gateway's series and the plugins', Prometheus text format 0.0.4 |
 //! | `POST /reload` | reload now: 200 with the new generation, or 422 with every error |
 //! | `PUT /plugins/{name}` | upload a component: validated with every route using it, then written over the plugin's file and activated; 400 with the reason if invalid |
 //!
 //! With `token` set, every request needs `Authorization: Bearer <token>` (else 401); a client
-//! with too many failures gets 429 for a while, whatever it presents. Without a token the API is
+//! that presented too many wrong tokens gets 429 for a while, whatever it presents. Without a token the API is
 //! read-only (`POST`/`PUT` get 403) unless `allow_unauthenticated` (loopback only) opens it.
 
 use crate::accept::{Backoff, Slots};
@@ -79,9 +82,12 @@ pub async fn serve(
                 let gateway = gateway.clone();
                 let access = access.clone();
                 async move {
-                    let resp = match access.check(client, &req) {
-                        Ok(()) => handle(&gateway, req).await,
-                        Err(refusal) => *refusal,
+                    let resp = match crate::console::asset(&req) {
+                        Some(file) => file,
+                        None => match access.check(client, &req) {
+                            Ok(()) => handle(&gateway, req).await,
+                            Err(refusal) => *refusal,
+                        },
                     };
                     Ok::<_, std::convert::Infallible>(in_flight.until_sent(resp))
                 }
@@ -283,7 +289,11 @@ impl Access {
                 if presents(token, req) {
                     return Ok(());
                 }
-                failures.fail(client, now);
+                // Only a presented token is a guess: a browser's token-less requests (the
+                // console's icon, a page opened before signing in) never lock anyone out.
+                if req.headers().contains_key(http::header::AUTHORIZATION) {
+                    failures.fail(client, now);
+                }
                 let mut r = reply(
                     StatusCode::UNAUTHORIZED,
                     json!({"error": "a valid bearer token is required"}),
@@ -339,6 +349,8 @@ async fn handle(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
         (Method::GET, "/plugins") => plugins(gateway),
         (Method::GET, "/metrics") => metrics(gateway),
         (Method::GET, "/upstreams") => upstreams(gateway),
+        (Method::GET, "/routes") => reply(StatusCode::OK, (*gateway.current().described).clone()),
+        (Method::GET, "/audit") => audit(req.uri().query()),
         (Method::POST, "/reload") => match gateway.reload("admin API", &HashMap::new()).await {
             Ok(generation) => reply(StatusCode::OK, json!({"generation": generation})),
             Err(d) => reply(
@@ -412,6 +424,21 @@ fn plugins(gateway: &Control) -> Response<Body> {
         .collect();
     out.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
     reply(StatusCode::OK, json!({"plugins": out}))
+}
+
+/// `GET /audit?limit=N` (default 200).
+fn audit(query: Option<&str>) -> Response<Body> {
+    let limit = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let records = crate::access_log::recent_audit(limit);
+    reply(
+        StatusCode::OK,
+        json!({"records": records, "kept": crate::access_log::RECENT}),
+    )
 }
 
 fn upstreams(gateway: &Control) -> Response<Body> {

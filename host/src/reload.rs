@@ -204,6 +204,7 @@ mod tests {
             forwarded: Default::default(),
             stdio_bridges: Vec::new(),
             config_digest: crate::plugin::digest(config_text.as_bytes()),
+            described: Arc::default(),
             observer: Arc::new(crate::observe::Observer::new(Arc::default())),
         }
     }

@@ -50,6 +50,8 @@ pub struct Snapshot {
     /// The digest of the configuration text this snapshot was built from (the file watcher's
     /// baseline).
     pub config_digest: String,
+    /// The routes as `GET /routes` shows them (see [`crate::describe`]).
+    pub described: Arc<serde_json::Value>,
     /// Where the request path reports (metrics, access log, traces).
     pub observer: Arc<crate::observe::Observer>,
 }
@@ -113,6 +115,7 @@ impl Snapshot {
             forwarded: crate::headers::TrustedProxies::new(&file.forwarded),
             stdio_bridges,
             config_digest: crate::plugin::digest(config.source.as_bytes()),
+            described: Arc::new(crate::describe::routes(config)),
             observer: Arc::new(crate::observe::Observer::new(
                 runtime.services.requests.clone(),
             )),

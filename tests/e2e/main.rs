@@ -10,6 +10,7 @@ mod capabilities;
 mod chain;
 mod config_errors;
 mod connections;
+mod console;
 mod deploy;
 mod edges;
 mod failures;

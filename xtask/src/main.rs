@@ -16,11 +16,14 @@
 //!   directly, and the time to the first streamed token.
 //! - `bench-guardrails`: the same LLM route with and without every built-in guardrail detector:
 //!   cost per KiB scanned and added time to the first streamed token.
+//! - `console [--check]`: build the web console into `host/console/dist` (`--check`: fail if
+//!   the committed build is not what the sources make); prints what it adds to the binary.
 //! - `modules [-v]`: the host crates' module graphs; fails on a cycle.
 //! - `fn-length [N]`: the N longest host functions; fails if one is over 100 lines.
 //! - `bench-telemetry`: proxy throughput with tracing off, at 100 % and at 1 % sampling.
 
 mod bench;
+mod console;
 mod fn_length;
 mod modules;
 
@@ -46,6 +49,7 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("hog") => hog(),
         Some("plugins") => plugins(),
+        Some("console") => console::console(&args[1..]),
         Some("modules") => modules::check(args.get(1).is_some_and(|a| a == "-v")),
         Some("fn-length") => {
             fn_length::check(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10))
@@ -60,7 +64,7 @@ fn main() -> Result<()> {
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test [--hogs N]|plugins|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-guardrails|bench-telemetry>"
+                "usage: cargo xtask <run|test [--hogs N]|plugins|console [--check]|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-guardrails|bench-telemetry>"
             );
             std::process::exit(2);
         }
@@ -276,6 +280,40 @@ pub(crate) fn ensure_guest_toolchains() -> Result<()> {
     Ok(())
 }
 
+/// npm packages of the console's browser tests: Playwright's library (driving Debian's
+/// Chromium; no browser download) and axe-core (the accessibility rules).
+const BROWSER_PACKAGES: &[&str] = &["playwright-core@1.64.1", "axe-core@4.14.1"];
+
+/// Debian's Chromium and the browser-test packages, in `target/guest-tools/browser`.
+fn ensure_browser() -> Result<()> {
+    ensure_debian(&[("chromium", "chromium")])?;
+    // Screenshots need a font; Chromium without recommends brings none.
+    if !Path::new("/usr/share/fonts/truetype/dejavu").exists() {
+        sh(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "fonts-dejavu-core",
+        ]))?;
+    }
+    let dir = guest_tools_dir()?.join("browser");
+    let have = ["playwright-core", "axe-core"].iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    });
+    if !have {
+        std::fs::create_dir_all(&dir)?;
+        sh(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .args(BROWSER_PACKAGES))?;
+    }
+    Ok(())
+}
+
 /// Where the npm guest toolchains live: `target/guest-tools` of this checkout.
 pub(crate) fn guest_tools_dir() -> Result<std::path::PathBuf> {
     Ok(std::env::current_dir()?.join("target/guest-tools"))
@@ -317,6 +355,10 @@ fn test(args: &[String]) -> Result<()> {
     ])?;
     // Python, JavaScript and C plugin toolchains for the conformance suite.
     ensure_guest_toolchains()?;
+    // Chromium and Playwright for the console's browser tests; the console's bundle must be
+    // what its sources build.
+    ensure_browser()?;
+    console::console(&["--check".to_string()])?;
     plugins()?;
     sh(cargo().args(["fmt", "--all", "--check"]))?;
     fn_length::check(5)?;
