@@ -8,6 +8,7 @@
 //! | `GET /plugins` | each plugin: path, digest, routes using it, instantiations, failures |
 //! | `GET /routes` | each route in match order: match, rewrite, upstream, chain (plugin, instance policy, `on_error`, grants, config with credentials redacted) |
 //! | `GET /audit?limit=N` | the last audit records plugins wrote (at most 1,000 kept), newest first |
+//! | `POST /mcp/catalog` | an MCP route's tools, prompts and resources as the principal behind the given credentials sees them (see [`crate::catalog`]) |
 //! | `GET /ui`, `/ui/*` | the web console's static files (no data: every view reads the API with the token; see [`crate::console`]) |
 //! | `GET /upstreams` | each upstream's endpoints: URL, weight, state (healthy, ejected, unhealthy), consecutive failures, requests in flight, ejections |
 //! | `GET /metrics` | the gateway's series and the plugins', Prometheus text format 0.0.4 |
@@ -358,6 +359,7 @@ async fn handle(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
                 json!({"errors": d.0.iter().map(ToString::to_string).collect::<Vec<_>>()}),
             ),
         },
+        (Method::POST, "/mcp/catalog") => mcp_catalog(gateway, req).await,
         (Method::PUT, p) if p.starts_with("/plugins/") => {
             let name = p.trim_start_matches("/plugins/").to_string();
             upload(gateway, name, req).await
@@ -424,6 +426,28 @@ fn plugins(gateway: &Control) -> Response<Body> {
         .collect();
     out.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
     reply(StatusCode::OK, json!({"plugins": out}))
+}
+
+/// `POST /mcp/catalog`: read-only, but it sends credentials to a route, so it needs the
+/// same access as a change (a token, or an open API).
+async fn mcp_catalog(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
+    let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("reading the body: {e}")}),
+            );
+        }
+    };
+    let described = gateway.current().described.clone();
+    match crate::catalog::catalog(&described, &body).await {
+        Ok(v) => reply(StatusCode::OK, v),
+        Err(crate::catalog::Refused(status, message)) => reply(status, json!({"error": message})),
+    }
 }
 
 /// `GET /audit?limit=N` (default 200).

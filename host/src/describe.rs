@@ -97,7 +97,8 @@ fn route(config: &Config, r: &RouteConfig) -> Value {
     })
 }
 
-/// Every route of `config`, in match order.
+/// Every route of `config`, in match order; the listeners (for the admin API's own calls to
+/// a route); each plugin's source as configured and whether its signature is required.
 pub(crate) fn routes(config: &Config) -> Value {
     let routes: Vec<Value> = config
         .file
@@ -105,7 +106,33 @@ pub(crate) fn routes(config: &Config) -> Value {
         .iter()
         .map(|r| route(config, r.get_ref()))
         .collect();
-    json!({ "routes": routes })
+    let listeners: Vec<Value> = config
+        .file
+        .listeners
+        .iter()
+        .map(|l| {
+            let l = l.get_ref();
+            json!({"name": l.name, "address": l.address.get_ref(), "tls": l.tls.is_some()})
+        })
+        .collect();
+    let plugins: Map<String, Value> = config
+        .file
+        .plugins
+        .iter()
+        .map(|(name, p)| {
+            let p = p.get_ref();
+            let source = p.path.get_ref().display().to_string();
+            let signed = p
+                .verify
+                .as_ref()
+                .map(|v| v.public_key.get_ref().display().to_string());
+            (
+                name.clone(),
+                json!({"source": source, "signature_key": signed}),
+            )
+        })
+        .collect();
+    json!({ "routes": routes, "listeners": listeners, "plugins": plugins })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
 pub(crate) mod canonical;
+pub(crate) mod catalog;
 pub(crate) mod chain;
 pub(crate) mod connection;
 pub mod console;

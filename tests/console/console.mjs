@@ -27,7 +27,7 @@ const ORIGIN = new URL(CONSOLE).origin;
 const SHOTS = env("SCREENSHOTS");
 mkdirSync(SHOTS, { recursive: true });
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const VIEWS = ["overview", "routes", "plugins", "upstreams", "traffic", "audit"];
+const VIEWS = ["overview", "routes", "plugins", "upstreams", "traffic", "mcp", "llm", "audit"];
 const summary = { views: {}, screenshots: [] };
 
 /** Every request the page makes must go to the gateway's admin origin. */
@@ -84,6 +84,7 @@ async function everyView(page) {
     summary.views[id] = { axe_rules_passed: await accessible(page, id) };
   }
   // Live data in each view.
+  await page.setViewportSize({ width: 1280, height: 800 });
   await page.goto(`${CONSOLE}#/overview`);
   await page.locator("#view-overview").getByText("Active generation").waitFor();
   await page.goto(`${CONSOLE}#/routes`);
@@ -95,6 +96,16 @@ async function everyView(page) {
   assert.ok(plugins >= 2, `plugins table has ${plugins} rows`);
   await page.goto(`${CONSOLE}#/upstreams`);
   await page.getByText("healthy").first().waitFor();
+  await page.goto(`${CONSOLE}#/mcp`);
+  await page.getByLabel("Credential of the principal").fill(env("API_KEY"));
+  await page.getByRole("button", { name: "Show catalog" }).click();
+  await page.locator("#catalog-count").waitFor();
+  summary.mcp_tools = (await page.getByRole("table", { name: "Tools of py" }).locator("tbody th").allTextContents()).sort();
+  await page.screenshot({ path: `${SHOTS}/mcp-catalog-1280.png`, fullPage: true });
+  await page.goto(`${CONSOLE}#/llm`);
+  await page.locator("#llm-usage tbody tr").first().waitFor();
+  const budget = await page.locator("#llm-budgets tbody tr").filter({ hasText: "alice" }).locator("td").allTextContents();
+  summary.llm_remaining = budget[2];
   await page.goto(`${CONSOLE}#/audit`);
   await page.locator("#audit-table tbody tr").first().waitFor();
   await page.getByLabel("Plugin").fill("no-such-plugin");

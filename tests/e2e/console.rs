@@ -2,13 +2,49 @@
 //! drives Debian's Chromium with Playwright against a gateway with real plugins and traffic.
 //! Screenshots of every view, wide and narrow, go to `target/console-screenshots`.
 
+use crate::llm::Provider;
+use crate::mcp::McpServer;
 use crate::support::{Backend, Gateway, free_port, plugin, repo_root};
 use serde_json::Value;
 use std::process::Command;
 
 const TOKEN: &str = "console-test-token";
 
-fn config(listen: u16, admin: u16, backend: &str, headers_wasm: &str) -> String {
+/// Where the test's peers are: the echo backend, the Python MCP server, the fake LLM provider.
+struct Peers<'a> {
+    backend: &'a str,
+    mcp: &'a str,
+    llm: &'a str,
+}
+
+/// An MCP route (alice may see two of the Python server's tools) and an LLM route (alice has a
+/// budget of 1,000 tokens).
+fn agent_routes(p: &Peers) -> String {
+    format!(
+        "[upstreams.py]\nendpoints = [\"{mcp}\"]\n[upstreams.oa]\nendpoints = [\"{llm}\"]\n\
+         [plugins.mcp-gateway]\npath = {gw:?}\ncapabilities = {{ outbound = [\"py\"], kv = \"mcp\", secrets = [] }}\n\
+         [plugins.mcp-policy]\npath = {policy:?}\ncapabilities = {{ metrics = true }}\n\
+         [plugins.llm-gateway]\npath = {llm_gw:?}\ninstances = \"pooled\"\n\
+         capabilities = {{ outbound = [\"oa\"], kv = \"llm\", secrets = [], metrics = true }}\n\
+         [[routes]]\nname = \"mcp\"\nmatch = {{ path_prefix = \"/mcp\" }}\nchain = [\n\
+         {{ plugin = \"api-key\", config = {{ keys = {{ \"k-alice\" = \"alice\" }} }} }},\n\
+         {{ plugin = \"mcp-policy\", config = {{ rules = [{{ principals = [\"alice\"], allow = [\"py_add\", \"py_read_file\"] }}] }} }},\n\
+         {{ plugin = \"mcp-gateway\", config = {{ servers = {{ py = {{ upstream = \"py\" }} }} }} }},\n]\n\
+         [[routes]]\nname = \"llm\"\nmatch = {{ path_prefix = \"/v1\" }}\nchain = [\n\
+         {{ plugin = \"api-key\", config = {{ keys = {{ \"k-alice\" = \"alice\" }}, allow_bearer = true }} }},\n\
+         {{ plugin = \"llm-gateway\", config = {{ providers = {{ oa = {{ upstream = \"oa\", format = \"openai\" }} }}, \
+         models = {{ gpt = [{{ provider = \"oa\", model = \"m\" }}] }}, budgets = {{ alice = {{ total_tokens = 1000 }} }} }} }},\n]\n",
+        mcp = p.mcp,
+        llm = p.llm,
+        gw = plugin("mcp-gateway").display().to_string(),
+        policy = plugin("mcp-policy").display().to_string(),
+        llm_gw = plugin("llm-gateway").display().to_string(),
+    )
+}
+
+fn config(listen: u16, admin: u16, peers: &Peers, headers_wasm: &str) -> String {
+    let backend = peers.backend;
+    let agents = agent_routes(peers);
     format!(
         "[[listeners]]\nname = \"main\"\naddress = \"127.0.0.1:{listen}\"\n\
          [admin]\naddress = \"127.0.0.1:{admin}\"\ntoken = \"{TOKEN}\"\n\
@@ -21,7 +57,7 @@ fn config(listen: u16, admin: u16, backend: &str, headers_wasm: &str) -> String 
          chain = [\n\
          {{ plugin = \"api-key\", config = {{ keys = {{ \"k-alice\" = \"alice\" }} }} }},\n\
          {{ plugin = \"headers\", config = {{ response = {{ set = {{ \"x-console\" = \"yes\" }} }} }} }},\n\
-         {{ plugin = \"guardrails\", config = {{ detectors = [{{ kind = \"email\", action = \"record\" }}] }} }},\n]\n",
+         {{ plugin = \"guardrails\", config = {{ detectors = [{{ kind = \"email\", action = \"record\" }}] }} }},\n]\n{agents}",
         api_key = plugin("api-key").display().to_string(),
         guardrails = plugin("guardrails").display().to_string(),
     )
@@ -30,18 +66,21 @@ fn config(listen: u16, admin: u16, backend: &str, headers_wasm: &str) -> String 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_and_operates_the_gateway_in_a_real_browser() {
     let backend = Backend::start("app").await;
+    let py = McpServer::python(&[]);
+    let provider = Provider::start(&[]);
     let (listen, admin) = (free_port(), free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     // The upload replaces the plugin's file: give it a copy of its own.
     let headers = dir.path().join("headers.wasm");
     std::fs::copy(plugin("headers"), &headers).expect("copy the headers plugin");
     let path = dir.path().join("weir.toml");
-    let good = config(
-        listen,
-        admin,
-        &backend.endpoint(),
-        &headers.display().to_string(),
-    );
+    let (backend_url, mcp_url, llm_url) = (backend.endpoint(), py.endpoint(), provider.endpoint());
+    let peers = Peers {
+        backend: &backend_url,
+        mcp: &mcp_url,
+        llm: &llm_url,
+    };
+    let good = config(listen, admin, &peers, &headers.display().to_string());
     std::fs::write(&path, &good).expect("config");
     // Line 4 is broken: the console must show the error with its line.
     let mut broken: Vec<&str> = good.lines().collect();
@@ -59,6 +98,18 @@ async fn the_console_shows_and_operates_the_gateway_in_a_real_browser() {
         )
         .await;
         assert_eq!(r.status, 200);
+    }
+    // Usage for the LLM view: two completions charged to alice's budget.
+    for _ in 0..2 {
+        let req = http::Request::post(gw.url("/v1/chat/completions"))
+            .header("authorization", "Bearer k-alice")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                r#"{"model":"gpt","messages":[{"role":"user","content":"hello there"}]}"#,
+            )))
+            .expect("request");
+        let r = crate::support::send(req).await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
 
     let shots = repo_root().join("target/console-screenshots");
@@ -95,9 +146,17 @@ async fn the_console_shows_and_operates_the_gateway_in_a_real_browser() {
         .unwrap_or_else(|e| panic!("no summary ({e}): {stdout}"));
     assert_eq!(
         summary["views"].as_object().map(|v| v.len()),
-        Some(6),
+        Some(8),
         "{summary}"
     );
+    // alice sees the two tools mcp-policy allows her, not the Python server's others.
+    assert_eq!(
+        summary["mcp_tools"],
+        serde_json::json!(["py_add", "py_read_file"]),
+        "{summary}"
+    );
+    // Two completions of 2 + 3 tokens each (the fake provider counts words) out of 1,000.
+    assert_eq!(summary["llm_remaining"], "990", "{summary}");
     assert_eq!(
         summary["origins"].as_array().map(Vec::len),
         Some(1),
@@ -109,7 +168,7 @@ async fn the_console_shows_and_operates_the_gateway_in_a_real_browser() {
             .contains("weir.toml:4:"),
         "{summary}"
     );
-    assert_eq!(summary["screenshots"].as_array().map(Vec::len), Some(12));
+    assert_eq!(summary["screenshots"].as_array().map(Vec::len), Some(16));
     // The broken upload changed nothing on disk either.
     assert_eq!(
         std::fs::read(dir.path().join("headers.wasm")).expect("headers"),

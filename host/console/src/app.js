@@ -9,6 +9,8 @@ import { plugins } from "./views/plugins.js";
 import { upstreams } from "./views/upstreams.js";
 import { traffic } from "./views/traffic.js";
 import { audit } from "./views/audit.js";
+import { mcp } from "./views/mcp.js";
+import { llm } from "./views/llm.js";
 
 const VIEWS = [
   ["overview", "Overview", overview],
@@ -16,6 +18,8 @@ const VIEWS = [
   ["plugins", "Plugins", plugins],
   ["upstreams", "Upstreams", upstreams],
   ["traffic", "Traffic", traffic],
+  ["mcp", "MCP", mcp],
+  ["llm", "LLM", llm],
   ["audit", "Audit", audit],
 ];
 

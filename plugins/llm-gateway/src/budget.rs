@@ -60,16 +60,19 @@ pub fn admit(who: &str, budget: &Budget) -> Result<(), Exhausted> {
     Ok(())
 }
 
-/// Charges `tokens` to `who`.
-pub fn charge(who: &str, tokens: u64) {
-    if tokens == 0 {
-        return;
-    }
+/// Charges `tokens` to `who`; returns the total charged so far (`None` if `kv` failed).
+pub fn charge(who: &str, tokens: u64) -> Option<u64> {
     let delta = i64::try_from(tokens).unwrap_or(i64::MAX);
-    let _ = kv::increment(&total_key(who), delta, None);
+    let total = kv::increment(&total_key(who), delta, None)
+        .ok()
+        .and_then(|t| u64::try_from(t).ok());
+    if tokens == 0 {
+        return total;
+    }
     let _ = kv::increment(
         &minute_key(who, minute()),
         delta,
         Some(Duration::from_secs(120)),
     );
+    total
 }

@@ -431,6 +431,13 @@ impl LlmGateway {
         let cost = (u.input as f64 * target.input_per_mtok
             + u.output as f64 * target.output_per_mtok)
             / 1e6;
+        let used = budget::charge(&p.principal, u.input + u.output);
+        // What the principal has used of its total budget, for the record's readers (the
+        // console shows what remains).
+        let budget = self.config.budget(Some(&p.principal)).map(|b| {
+            json!({"used_tokens": used, "total_tokens": b.total_tokens,
+                   "tokens_per_minute": b.tokens_per_minute})
+        });
         let line = json!({
             "event": "llm.request",
             "principal": p.principal,
@@ -448,6 +455,7 @@ impl LlmGateway {
             "outcome": outcome,
             "fallback_from": p.failed,
             "cache_hit": false,
+            "budget": budget,
         });
         log::info(&format!("llm-audit {line}"));
         let labels = [
@@ -466,7 +474,6 @@ impl LlmGateway {
                 ("outcome", outcome),
             ],
         );
-        budget::charge(&p.principal, u.input + u.output);
     }
 }
 
