@@ -420,6 +420,9 @@ fn plugins(gateway: &Control) -> Response<Body> {
                 "instantiations": p.stats.instantiations.load(Relaxed),
                 "failures": p.stats.failures.load(Relaxed),
                 "recent_failures": p.stats.recent_failures(&p.settings.health),
+                "recent_failure_reasons": p.stats.recent_reasons().into_iter()
+                    .map(|(at, route, reason)| json!({"at": unix(at), "route": route, "reason": reason}))
+                    .collect::<Vec<_>>(),
                 "healthy": p.stats.recent_failures(&p.settings.health) <= p.settings.health.max_failures,
             })
         })

@@ -122,11 +122,11 @@ impl ChainEntry {
     /// the plugin (fail-open). Counts the failure for the plugin's health.
     pub(crate) fn on_failure(&self, route: &str, failure: HookFailure) -> Option<Local> {
         let plugin = &*self.plugin.name;
-        if self
-            .plugin
-            .stats
-            .record_failure(&self.plugin.settings.health)
-        {
+        if self.plugin.stats.record_failure(
+            &self.plugin.settings.health,
+            route,
+            failure.to_string(),
+        ) {
             tracing::warn!(
                 plugin,
                 route,

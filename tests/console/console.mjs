@@ -94,6 +94,11 @@ async function everyView(page) {
   await page.locator("#plugins-table tbody tr").first().waitFor();
   const plugins = await page.locator("#plugins-table tbody tr").count();
   assert.ok(plugins >= 2, `plugins table has ${plugins} rows`);
+  // The trapping plugin's last failure, with its route and reason.
+  const probe = page.locator("#plugins-table tbody tr").filter({ hasText: "probe" });
+  await probe.getByText("on flaky").click();
+  summary.failure_reason = await probe.locator("details li").first().textContent();
+  assert.match(summary.failure_reason, /flaky: .*trap/);
   await page.goto(`${CONSOLE}#/upstreams`);
   await page.getByText("healthy").first().waitFor();
   await page.goto(`${CONSOLE}#/mcp`);

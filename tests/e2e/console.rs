@@ -30,6 +30,9 @@ fn agent_routes(p: &Peers) -> String {
          {{ plugin = \"api-key\", config = {{ keys = {{ \"k-alice\" = \"alice\" }} }} }},\n\
          {{ plugin = \"mcp-policy\", config = {{ rules = [{{ principals = [\"alice\"], allow = [\"py_add\", \"py_read_file\"] }}] }} }},\n\
          {{ plugin = \"mcp-gateway\", config = {{ servers = {{ py = {{ upstream = \"py\" }} }} }} }},\n]\n\
+         [plugins.probe]\npath = {probe:?}\n\
+         [[routes]]\nname = \"flaky\"\nmatch = {{ path_prefix = \"/flaky\" }}\nupstream = \"app\"\n\
+         chain = [{{ plugin = \"probe\", config = {{ fail = \"trap\" }}, on_error = \"fail-open\" }}]\n\
          [[routes]]\nname = \"llm\"\nmatch = {{ path_prefix = \"/v1\" }}\nchain = [\n\
          {{ plugin = \"api-key\", config = {{ keys = {{ \"k-alice\" = \"alice\" }}, allow_bearer = true }} }},\n\
          {{ plugin = \"llm-gateway\", config = {{ providers = {{ oa = {{ upstream = \"oa\", format = \"openai\" }} }}, \
@@ -39,6 +42,7 @@ fn agent_routes(p: &Peers) -> String {
         gw = plugin("mcp-gateway").display().to_string(),
         policy = plugin("mcp-policy").display().to_string(),
         llm_gw = plugin("llm-gateway").display().to_string(),
+        probe = plugin("probe").display().to_string(),
     )
 }
 
@@ -99,6 +103,9 @@ async fn the_console_shows_and_operates_the_gateway_in_a_real_browser() {
         .await;
         assert_eq!(r.status, 200);
     }
+    // A plugin failure for the plugins view (fail-open: the request is served).
+    let r = crate::support::get(&gw.url("/flaky/x")).await;
+    assert_eq!(r.status, 200);
     // Usage for the LLM view: two completions charged to alice's budget.
     for _ in 0..2 {
         let req = http::Request::post(gw.url("/v1/chat/completions"))

@@ -84,13 +84,25 @@ pub(crate) struct PluginStats {
     pub(crate) failures: AtomicU64,
     /// When recent failures happened, for the health verdict.
     recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// The last failures' reasons, for the admin API: (when, route, reason).
+    reasons: Mutex<std::collections::VecDeque<(std::time::SystemTime, String, String)>>,
 }
 
+/// Failure reasons kept per plugin.
+const REASONS: usize = 10;
+
 impl PluginStats {
-    /// Records a failure; returns true if this one made the plugin unhealthy.
-    pub(crate) fn record_failure(&self, health: &HealthPolicy) -> bool {
+    /// Records a failure on `route` and why; returns true if this one made the plugin
+    /// unhealthy.
+    pub(crate) fn record_failure(&self, health: &HealthPolicy, route: &str, why: String) -> bool {
         self.failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut reasons) = self.reasons.lock() {
+            if reasons.len() == REASONS {
+                reasons.pop_front();
+            }
+            reasons.push_back((std::time::SystemTime::now(), route.to_string(), why));
+        }
         let Ok(mut recent) = self.recent.lock() else {
             return false;
         };
@@ -98,6 +110,13 @@ impl PluginStats {
         let was_healthy = Self::prune(&mut recent, now, health) <= health.max_failures;
         recent.push_back(now);
         was_healthy && recent.len() > health.max_failures
+    }
+
+    /// The last failures, newest first: (when, route, reason).
+    pub(crate) fn recent_reasons(&self) -> Vec<(std::time::SystemTime, String, String)> {
+        self.reasons
+            .lock()
+            .map_or(Vec::new(), |r| r.iter().rev().cloned().collect())
     }
 
     /// Failures within the health window.

@@ -31,14 +31,23 @@ function uploader(p) {
     h("button", { type: "submit" }, `Upload ${p.name}`), out);
 }
 
+function lastFailure(p) {
+  const last = p.recent_failure_reasons?.[0];
+  if (!last) return "—";
+  return h("details", {}, h("summary", {}, `${new Date(last.at * 1000).toLocaleTimeString()} on ${last.route}`),
+    h("ul", {}, p.recent_failure_reasons.map((f) => h("li", {}, `${f.route}: `, code(f.reason)))));
+}
+
 export async function plugins() {
-  const { plugins } = await call("/plugins");
+  const [{ plugins }, described] = await Promise.all([call("/plugins"), call("/routes")]);
+  const sources = described.plugins || {};
+  const signature = (name) => (sources[name]?.signature_key ? `verified (key ${sources[name].signature_key})` : "not required");
   return [
     h("h1", {}, "Plugins"),
-    table("Plugins", ["Plugin", "Source", "Digest", "Instances", "Routes", "Instantiations", "Failures", "Recent failures", "Health"],
-      plugins.map((p) => [p.name, code(p.path), code(p.digest.slice(0, 19) + "…"), p.instances,
-        p.routes.join(", ") || "—", String(p.instantiations), String(p.failures), String(p.recent_failures),
-        h("span", { class: p.healthy ? "ok" : "bad" }, p.healthy ? "healthy" : "failing")]),
+    table("Plugins", ["Plugin", "Source", "Digest", "Signature", "Instances", "Routes", "Instantiations", "Failures", "Recent failures", "Last failures", "Health"],
+      plugins.map((p) => [p.name, code(sources[p.name]?.source ?? p.path), code(p.digest.slice(0, 19) + "…"), signature(p.name),
+        p.instances, p.routes.join(", ") || "—", String(p.instantiations), String(p.failures), String(p.recent_failures),
+        lastFailure(p), h("span", { class: p.healthy ? "ok" : "bad" }, p.healthy ? "healthy" : "failing")]),
       { id: "plugins-table" }),
     h("h2", {}, "Upload a new build"),
     h("p", {}, "The build is checked with every route that uses the plugin; if any refuses it, nothing changes."),
