@@ -5,7 +5,7 @@
 //! Chain configs may hold credentials (the `api-key` plugin's keys, tokens): values under keys
 //! whose names say so are replaced by `"<redacted>"` before they leave the process.
 
-use crate::config::{Config, PluginConfig, RouteConfig};
+use crate::config::{Config, OnError, PluginConfig, RouteConfig};
 use serde_json::{Map, Value, json};
 
 /// Key names whose values are never shown.
@@ -75,7 +75,10 @@ fn route(config: &Config, r: &RouteConfig) -> Value {
             json!({
                 "plugin": name,
                 "instances": plugin.map(|p| format!("{:?}", p.instances).to_lowercase()),
-                "on_error": format!("{:?}", e.on_error).to_lowercase(),
+                "on_error": match e.on_error {
+                    OnError::FailClosed => "fail-closed",
+                    OnError::FailOpen => "fail-open",
+                },
                 "grants": plugin.map(grants),
                 "config": redact(entry_config),
             })

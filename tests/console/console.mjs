@@ -90,6 +90,7 @@ async function everyView(page) {
   await page.goto(`${CONSOLE}#/routes`);
   await page.getByRole("heading", { name: "app", level: 2 }).waitFor();
   await page.getByRole("list", { name: "Chain of app" }).getByRole("heading", { name: /headers/ }).waitFor();
+  await page.getByRole("list", { name: "Chain of flaky" }).getByText("fail-open").waitFor();
   await page.goto(`${CONSOLE}#/plugins`);
   await page.locator("#plugins-table tbody tr").first().waitFor();
   const plugins = await page.locator("#plugins-table tbody tr").count();
