@@ -38,6 +38,7 @@ pub(crate) const HOST_CRATES: &[&str] = &[
     "host/wire/src",
     "host/oci/src",
     "host/stdio-bridge/src",
+    "host/proxy-wasm/src",
 ];
 
 fn main() -> Result<()> {
@@ -99,18 +100,23 @@ fn succeeds(cmd: &mut Command) -> bool {
 }
 
 /// Installs the wasm32-wasip2 target if missing.
+/// The wasm targets: wasm32-wasip2 for the plugins, wasm32-unknown-unknown for the proxy-wasm
+/// filters the `weir-proxy-wasm` tests build with the proxy-wasm Rust SDK.
 fn ensure_wasm_target() -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
-    match out {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2") => Ok(()),
-        Ok(_) => sh(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
-        Err(_) => {
-            eprintln!("rustup not found; assuming the wasm32-wasip2 target is installed");
-            Ok(())
+    let Ok(o) = out else {
+        eprintln!("rustup not found; assuming the wasm targets are installed");
+        return Ok(());
+    };
+    let installed = String::from_utf8_lossy(&o.stdout).to_string();
+    for target in ["wasm32-wasip2", "wasm32-unknown-unknown"] {
+        if !installed.lines().any(|l| l.trim() == target) {
+            sh(Command::new("rustup").args(["target", "add", target]))?;
         }
     }
+    Ok(())
 }
 
 pub(crate) fn plugins() -> Result<()> {
