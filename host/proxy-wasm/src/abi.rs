@@ -7,6 +7,7 @@ pub enum Status {
     Ok = 0,
     NotFound = 1,
     BadArgument = 2,
+    CasMismatch = 8,
     InternalFailure = 10,
     Unimplemented = 12,
 }

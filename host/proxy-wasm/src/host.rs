@@ -2,6 +2,8 @@
 
 use crate::abi::{self, Status};
 use anyhow::anyhow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use wasmtime::{Caller, Engine, Extern, Instance, Linker, Module, Store, Val, ValType};
 
 /// Header fields, in order; names lower-case.
@@ -35,6 +37,34 @@ pub enum FilterError {
     Refused(&'static str),
     #[error("the filter failed: {0:#}")]
     Failed(anyhow::Error),
+}
+
+/// Shared data (`proxy_get_shared_data` / `proxy_set_shared_data`): one store for every
+/// instance given the same handle, each value with a CAS number that changes on every write.
+#[derive(Clone, Default)]
+pub struct SharedData(Arc<Mutex<HashMap<String, Versioned>>>);
+
+/// A shared value and its CAS number.
+type Versioned = (Vec<u8>, u32);
+
+impl SharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    /// Sets `key` unless `cas` is non-zero and is not the value's current CAS.
+    fn set(&self, key: String, value: Vec<u8>, cas: u32) -> Status {
+        let Ok(mut map) = self.0.lock() else {
+            return Status::InternalFailure;
+        };
+        let current = map.get(&key).map(|(_, c)| *c);
+        if cas != 0 && current != Some(cas) {
+            return Status::CasMismatch;
+        }
+        let next = current.unwrap_or(0).wrapping_add(1).max(1);
+        map.insert(key, (value, next));
+        Status::Ok
+    }
 }
 
 /// A compiled filter module that speaks the ABI.
@@ -87,6 +117,9 @@ struct State {
     local: Option<LocalResponse>,
     logs: Vec<(u32, String)>,
     tick_ms: u32,
+    shared: SharedData,
+    /// Properties by path, the parts joined with `.` (`request.path`).
+    properties: HashMap<String, Vec<u8>>,
 }
 
 impl State {
@@ -292,6 +325,79 @@ fn link_headers(linker: &mut Linker<State>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A property path as the ABI passes it (parts separated by NUL), joined with `.`.
+fn property_path(bytes: &[u8]) -> String {
+    bytes
+        .split(|b| *b == 0)
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn link_state(linker: &mut Linker<State>) -> anyhow::Result<()> {
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_shared_data",
+        |mut c: Caller<'_, State>, (kp, kn, p, n, cas_out): (u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                let Some(key) = read_str(&mut c, kp, kn) else {
+                    return Status::BadArgument as u32;
+                };
+                let Some((value, cas)) = c.data().shared.get(&key) else {
+                    return Status::NotFound as u32;
+                };
+                let Some(mem) = memory(&mut c) else {
+                    return Status::InternalFailure as u32;
+                };
+                if mem
+                    .write(&mut c, cas_out as usize, &cas.to_le_bytes())
+                    .is_err()
+                {
+                    return Status::BadArgument as u32;
+                }
+                give(&mut c, &value, p, n).await
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |mut c: Caller<'_, State>, kp: u32, kn: u32, vp: u32, vn: u32, cas: u32| {
+            let (Some(key), Some(value)) = (read_str(&mut c, kp, kn), read(&mut c, vp, vn)) else {
+                return Status::BadArgument as u32;
+            };
+            c.data().shared.set(key, value, cas) as u32
+        },
+    )?;
+    linker.func_wrap_async(
+        "env",
+        "proxy_get_property",
+        |mut c: Caller<'_, State>, (pp, pn, p, n): (u32, u32, u32, u32)| {
+            Box::new(async move {
+                let Some(path) = read(&mut c, pp, pn).map(|b| property_path(&b)) else {
+                    return Status::BadArgument as u32;
+                };
+                match c.data().properties.get(&path).cloned() {
+                    Some(v) => give(&mut c, &v, p, n).await,
+                    None => Status::NotFound as u32,
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut c: Caller<'_, State>, pp: u32, pn: u32, vp: u32, vn: u32| {
+            let (Some(path), Some(value)) = (read(&mut c, pp, pn), read(&mut c, vp, vn)) else {
+                return Status::BadArgument as u32;
+            };
+            c.data_mut().properties.insert(property_path(&path), value);
+            Status::Ok as u32
+        },
+    )?;
+    Ok(())
+}
+
 fn link_buffers_and_responses(linker: &mut Linker<State>) -> anyhow::Result<()> {
     linker.func_wrap_async(
         "env",
@@ -379,22 +485,26 @@ pub struct FilterInstance {
 }
 
 impl FilterInstance {
-    /// Instantiates `filter` and configures its root context as Envoy does.
+    /// Instantiates `filter` and configures its root context as Envoy does; `shared` is the
+    /// shared data it sees (give every instance of one filter the same).
     pub async fn new(
         filter: &Filter,
         vm_config: &[u8],
         plugin_config: &[u8],
+        shared: SharedData,
     ) -> Result<FilterInstance, FilterError> {
         let engine = filter.module.engine();
         let mut linker = Linker::new(engine);
         let linked = link_logging(&mut linker)
             .and_then(|()| link_headers(&mut linker))
             .and_then(|()| link_buffers_and_responses(&mut linker))
+            .and_then(|()| link_state(&mut linker))
             .and_then(|()| link_unimplemented(&mut linker, &filter.module));
         linked.map_err(FilterError::Failed)?;
         let state = State {
             vm_config: vm_config.to_vec(),
             plugin_config: plugin_config.to_vec(),
+            shared,
             ..State::default()
         };
         let mut store = Store::new(engine, state);
@@ -480,13 +590,16 @@ impl FilterInstance {
     }
 
     /// A new request's headers, through `proxy_on_request_headers` of a new HTTP context;
-    /// `headers` comes back as the filter left it.
+    /// `headers` comes back as the filter left it. `properties` are what the filter reads with
+    /// `get_property` (paths joined with `.`, e.g. `request.path`, `source.address`).
     pub async fn request_headers(
         &mut self,
         headers: &mut Headers,
+        properties: Vec<(String, Vec<u8>)>,
         end_of_stream: bool,
     ) -> Result<Outcome, FilterError> {
         self.current = None;
+        self.store.data_mut().properties = properties.into_iter().collect();
         self.store.data_mut().request_headers = std::mem::take(headers);
         let out = self
             .headers("proxy_on_request_headers", end_of_stream)
@@ -529,5 +642,31 @@ impl FilterInstance {
     /// The tick period the filter asked for, in milliseconds (0: none).
     pub fn tick_period_ms(&self) -> u32 {
         self.store.data().tick_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_data_refuses_a_write_with_a_stale_cas() {
+        let d = SharedData::default();
+        assert_eq!(
+            d.set("k".into(), b"1".to_vec(), 7),
+            Status::CasMismatch,
+            "absent key, cas 7"
+        );
+        assert_eq!(d.set("k".into(), b"1".to_vec(), 0), Status::Ok);
+        let (v, cas) = d.get("k").expect("set");
+        assert_eq!((v.as_slice(), cas), (&b"1"[..], 1));
+        assert_eq!(d.set("k".into(), b"2".to_vec(), cas), Status::Ok);
+        assert_eq!(
+            d.set("k".into(), b"3".to_vec(), cas),
+            Status::CasMismatch,
+            "stale"
+        );
+        assert_eq!(d.get("k"), Some((b"2".to_vec(), 2)));
+        assert_eq!(property_path(b"request\0path"), "request.path");
     }
 }

@@ -11,12 +11,15 @@
 //! Host calls this crate does not serve yet answer the ABI's `Unimplemented` status: a filter
 //! sees an error value, the host never traps because of it.
 //!
+//! Shared data lives in a [`SharedData`] the caller gives every instance of a filter (with CAS
+//! numbers); properties are the caller's, per request.
+//!
 //! Not yet here (the next steps toward running these filters in Weir chains): bodies, trailers,
-//! `proxy_http_call` through `outbound`, shared data through `kv`, ticks, metrics, properties
-//! beyond the request's basics.
+//! `proxy_http_call` through `outbound`, shared data across replicas (through `kv`), tick
+//! callbacks, metrics.
 
 mod abi;
 mod host;
 
 pub use abi::Status;
-pub use host::{Filter, FilterError, FilterInstance, Headers, LocalResponse, Outcome};
+pub use host::{Filter, FilterError, FilterInstance, Headers, LocalResponse, Outcome, SharedData};

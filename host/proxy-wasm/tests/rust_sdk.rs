@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use weir_proxy_wasm::{Filter, FilterError, FilterInstance, Outcome};
+use weir_proxy_wasm::{Filter, FilterError, FilterInstance, Outcome, SharedData};
 
 /// Builds `tests/proxy-wasm/rust-filter` for wasm32-unknown-unknown (once per test binary).
 fn filter_bytes() -> Vec<u8> {
@@ -51,7 +51,8 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     let engine = engine();
     let filter = Filter::load(&engine, &filter_bytes()).expect("a proxy-wasm filter");
     assert_eq!(filter.abi(), "0.2.1");
-    let mut f = FilterInstance::new(&filter, b"", CONFIG)
+    let shared = SharedData::default();
+    let mut f = FilterInstance::new(&filter, b"", CONFIG, shared.clone())
         .await
         .expect("configured");
     assert_eq!(f.tick_period_ms(), 5000);
@@ -62,8 +63,11 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     );
 
     let mut req = headers(&[(":path", "/a"), (":method", "GET"), ("x-remove-me", "1")]);
+    let props = vec![("request.path".to_string(), b"/a".to_vec())];
     assert_eq!(
-        f.request_headers(&mut req, true).await.expect("request"),
+        f.request_headers(&mut req, props, true)
+            .await
+            .expect("request"),
         Outcome::Continue
     );
     assert_eq!(
@@ -71,6 +75,8 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
         headers(&[
             (":path", "/a"),
             (":method", "GET"),
+            ("x-path-property", "/a"),
+            ("x-request-count", "1"),
             ("x-proxy-wasm", "rust-sdk"),
             ("x-headers-seen", "3")
         ])
@@ -88,9 +94,28 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     );
     f.done().await.expect("done");
 
+    // Shared data is shared: a second instance given the same store counts on.
+    let mut g = FilterInstance::new(&filter, b"", CONFIG, shared.clone())
+        .await
+        .expect("configured");
+    let mut req = headers(&[(":path", "/c")]);
+    g.request_headers(&mut req, Vec::new(), true)
+        .await
+        .expect("request");
+    assert!(
+        req.contains(&("x-request-count".into(), "2".into())),
+        "{req:?}"
+    );
+    // No `request.path` property given: the filter reads none and sets no header.
+    assert!(!req.iter().any(|(k, _)| k == "x-path-property"), "{req:?}");
+
     // The next request gets a new HTTP context, and a local response.
     let mut req = headers(&[(":path", "/b"), ("x-deny", "yes")]);
-    match f.request_headers(&mut req, true).await.expect("request") {
+    match f
+        .request_headers(&mut req, Vec::new(), true)
+        .await
+        .expect("request")
+    {
         Outcome::Respond(r) => {
             assert_eq!(r.status, 403);
             assert_eq!(r.body, b"denied\n");
@@ -104,7 +129,7 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
 async fn bad_configuration_and_non_filters_are_refused_clearly() {
     let engine = engine();
     let filter = Filter::load(&engine, &filter_bytes()).expect("a proxy-wasm filter");
-    let err = FilterInstance::new(&filter, b"", b"{not json")
+    let err = FilterInstance::new(&filter, b"", b"{not json", SharedData::default())
         .await
         .err()
         .expect("refused");

@@ -1,5 +1,6 @@
-//! Header edits, configuration parsing, a local response, a tick period and logging: what the
-//! SDK's published examples (`http_headers`, `http_config`, `http_auth_random`) cover.
+//! Header edits, configuration parsing, a local response, a tick period, logging, properties
+//! and a shared-data counter updated with compare-and-swap: what the SDK's published examples
+//! (`http_headers`, `http_config`, `http_auth_random`, shared data) cover.
 
 use proxy_wasm::traits::*;
 use proxy_wasm::types::*;
@@ -70,6 +71,30 @@ impl HttpContext for Http {
             return Action::Pause;
         }
         let seen = self.get_http_request_headers().len();
+        let path = self
+            .get_property(vec!["request", "path"])
+            .map(|p| String::from_utf8_lossy(&p).into_owned());
+        if let Some(path) = path {
+            self.set_http_request_header("x-path-property", Some(&path));
+        }
+        // Count requests in shared data: read, add one, write back if nobody wrote meanwhile.
+        let count = loop {
+            let (value, cas) = self.get_shared_data("requests");
+            let n = value
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            match self.set_shared_data("requests", Some(n.to_string().as_bytes()), cas) {
+                Ok(()) => break n,
+                Err(Status::CasMismatch) => continue,
+                Err(e) => {
+                    log::error!("shared data: {e:?}");
+                    break 0;
+                }
+            }
+        };
+        self.set_http_request_header("x-request-count", Some(&count.to_string()));
         self.set_http_request_header(&self.config.header, Some(&self.config.value));
         self.add_http_request_header("x-headers-seen", &seen.to_string());
         self.set_http_request_header("x-remove-me", None);
