@@ -431,20 +431,30 @@ fn plugins(gateway: &Control) -> Response<Body> {
     reply(StatusCode::OK, json!({"plugins": out}))
 }
 
-/// `POST /mcp/catalog`: read-only, but it sends credentials to a route, so it needs the
-/// same access as a change (a token, or an open API).
-async fn mcp_catalog(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
-    let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
+/// A request body of at most `limit` bytes, or the 400 that says why not (`what` names it).
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, Box<Response<Body>>> {
+    match http_body_util::Limited::new(req.into_body(), limit)
         .collect()
         .await
     {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("reading the body: {e}")}),
-            );
-        }
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(Box::new(reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("reading {what}: {e}")}),
+        ))),
+    }
+}
+
+/// `POST /mcp/catalog`: read-only, but it sends credentials to a route, so it needs the
+/// same access as a change (a token, or an open API).
+async fn mcp_catalog(gateway: &Control, req: Request<Incoming>) -> Response<Body> {
+    let body = match read_body(req, 64 << 10, "the body").await {
+        Ok(b) => b,
+        Err(refusal) => return *refusal,
     };
     let described = gateway.current().described.clone();
     match crate::catalog::catalog(&described, &body).await {
@@ -530,17 +540,9 @@ async fn upload(gateway: &Control, name: String, req: Request<Incoming>) -> Resp
             json!({"error": format!("no plugin \"{name}\" in the active configuration")}),
         );
     };
-    let bytes: Bytes = match http_body_util::Limited::new(req.into_body(), MAX_UPLOAD)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return reply(
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("reading the upload: {e}")}),
-            );
-        }
+    let bytes = match read_body(req, MAX_UPLOAD, "the upload").await {
+        Ok(b) => b,
+        Err(refusal) => return *refusal,
     };
     let overrides = HashMap::from([(name.clone(), bytes.to_vec())]);
     match gateway.reload("admin upload", &overrides).await {

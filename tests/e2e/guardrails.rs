@@ -493,9 +493,19 @@ fn moderation_blocks_flagged_prompts_and_fails_open_or_closed_when_down_or_slow(
     }
 }
 
-/// An MCP route: `guardrails` (its detectors as an inline TOML table) before `mcp-gateway`.
-fn mcp_guard(detectors: &str) -> String {
-    format!("{{ plugin = \"guardrails\", config = {{ detectors = [{detectors}] }} }},\n")
+/// A gateway whose MCP route runs `guardrails` (its detectors as inline TOML tables) before
+/// `mcp-gateway` over `servers`.
+fn mcp_gateway(servers: &[(&str, String)], detectors: &str) -> Gateway {
+    let chain =
+        format!("{{ plugin = \"guardrails\", config = {{ detectors = [{detectors}] }} }},\n");
+    let toml = crate::mcp::gateway_config(servers, &chain, "").replace(
+        "[plugins.mcp-gateway]",
+        &format!(
+            "[plugins.guardrails]\npath = {:?}\ncapabilities = {{ metrics = true, outbound = [], secrets = [] }}\n[plugins.mcp-gateway]",
+            crate::support::plugin("guardrails").display().to_string()
+        ),
+    );
+    Gateway::start_env(&toml, &[("WEIR_TEST_PY_TOKEN", "server-secret")])
 }
 
 #[test]
@@ -505,15 +515,7 @@ fn mcp_tool_arguments_and_results_are_guarded_for_the_python_client() {
                      { kind = \"cloud-key\", action = \"block\" }, \
                      { kind = \"prompt-injection\", action = \"block\", on = [\"response\"] }, \
                      { kind = \"ip-address\", action = \"redact\", on = [\"response\"] }";
-    let toml = crate::mcp::gateway_config(&[("py", server.endpoint())], &mcp_guard(detectors), "");
-    let toml = toml.replace(
-        "[plugins.mcp-gateway]",
-        &format!(
-            "[plugins.guardrails]\npath = {:?}\ncapabilities = {{ metrics = true, outbound = [], secrets = [] }}\n[plugins.mcp-gateway]",
-            crate::support::plugin("guardrails").display().to_string()
-        ),
-    );
-    let gw = Gateway::start_env(&toml, &[("WEIR_TEST_PY_TOKEN", "server-secret")]);
+    let gw = mcp_gateway(&[("py", server.endpoint())], detectors);
     let out = client(
         &gw.url("/mcp"),
         "auto",
@@ -579,19 +581,7 @@ fn mcp_prompt_messages_and_resource_contents_are_guarded() {
     let detectors = "{ kind = \"email\", action = \"redact\", redaction = \"placeholder\", on = [\"request\"] }, \
                      { kind = \"prompt-injection\", action = \"block\", on = [\"response\"] }, \
                      { name = \"greeting\", kind = \"words\", words = [\"from py\"], action = \"redact\", on = [\"response\"] }";
-    let toml = crate::mcp::gateway_config(
-        &[("ev", ev.endpoint()), ("py", py.endpoint())],
-        &mcp_guard(detectors),
-        "",
-    )
-    .replace(
-        "[plugins.mcp-gateway]",
-        &format!(
-            "[plugins.guardrails]\npath = {:?}\ncapabilities = {{ metrics = true, outbound = [], secrets = [] }}\n[plugins.mcp-gateway]",
-            crate::support::plugin("guardrails").display().to_string()
-        ),
-    );
-    let gw = Gateway::start_env(&toml, &[("WEIR_TEST_PY_TOKEN", "server-secret")]);
+    let gw = mcp_gateway(&[("ev", ev.endpoint()), ("py", py.endpoint())], detectors);
     let out = client(
         &gw.url("/mcp"),
         "legacy",
