@@ -26,6 +26,49 @@ pub(crate) struct ChainEntry {
     /// What the plugin declared at load time for this config.
     pub(crate) info: PluginInfo,
     pool: Option<InstancePool>,
+    /// The timer of a proxy-wasm filter that asked for ticks; stops with the entry.
+    _ticker: Option<Ticker>,
+}
+
+/// Ticks one instance of a proxy-wasm filter kept for that (Envoy ticks each worker's root
+/// context; here one root context per chain entry ticks, and its effects reach the request
+/// instances through shared data). A failed tick is counted like a failed hook and the next
+/// tick gets a new instance.
+struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Ticker {
+    fn start(plugin: Arc<LoadedPlugin>, config: Arc<str>) -> Option<Ticker> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(Ticker(runtime.spawn(async move {
+            let mut instance = None;
+            loop {
+                if instance.is_none() {
+                    instance = PluginInstance::new(&plugin, &config).await.ok();
+                }
+                let period = instance.as_ref().and_then(PluginInstance::tick_period);
+                tokio::time::sleep(period.unwrap_or(std::time::Duration::from_secs(1))).await;
+                let Some(i) = instance.as_mut().filter(|_| period.is_some()) else {
+                    continue;
+                };
+                if let Err(failure) = i.tick().await {
+                    let plugin_name = &*plugin.name;
+                    tracing::warn!(plugin = plugin_name, %failure, "proxy_on_tick failed");
+                    plugin.stats.record_failure(
+                        &plugin.settings.health,
+                        "(tick)",
+                        failure.to_string(),
+                    );
+                    instance = None;
+                }
+            }
+        })))
+    }
 }
 
 /// What one hook call came to, once the entry's `on_error` has been applied.
@@ -57,6 +100,10 @@ impl ChainEntry {
     ) -> Result<ChainEntry, HookFailure> {
         let first = PluginInstance::at_load(&plugin, &config).await?;
         let info = first.info;
+        let ticker = match first.tick_period() {
+            Some(_) => Ticker::start(plugin.clone(), config.clone()),
+            None => None,
+        };
         let pool = (plugin.settings.policy == InstancePolicy::Pooled).then(|| {
             let pool = InstancePool::new(plugin.clone(), config.clone());
             pool.seed(first);
@@ -68,6 +115,7 @@ impl ChainEntry {
             on_error,
             info,
             pool,
+            _ticker: ticker,
         })
     }
 

@@ -51,6 +51,28 @@ pub struct Context {
 }
 
 impl Exchange {
+    /// Sets the request target's path (and query), made canonical by the `[paths]` rules as
+    /// the client's was (a plugin cannot hand later plugins and the upstream a spelling they
+    /// would read differently); `Err` when it has no canonical form.
+    pub(crate) fn set_path(&mut self, path: &str) -> Result<(), ()> {
+        let (p, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        let canonical = match crate::canonical::path(p, &self.paths) {
+            Ok(c) if p.starts_with('/') => c,
+            _ => return Err(()),
+        };
+        let target = match query {
+            Some(q) => format!("{canonical}?{q}"),
+            None => canonical.into_owned(),
+        };
+        let pq: http::uri::PathAndQuery = target.parse().map_err(|_| ())?;
+        let mut parts = std::mem::take(&mut self.request.uri).into_parts();
+        parts.path_and_query = Some(pq);
+        self.request.uri = http::Uri::from_parts(parts).map_err(|_| ())?;
+        Ok(())
+    }
+
     /// A copy of the request head (without extensions) for the response phase.
     pub fn request_head_copy(parts: &http::request::Parts) -> http::request::Parts {
         let (mut copy, ()) = http::Request::new(()).into_parts();

@@ -381,9 +381,10 @@ async fn build_route(
         let Some(plugin) = plugins.get(plugin_name) else {
             continue; // reported by validation or loading
         };
-        let json = match &ec.config {
-            Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
-            None => "{}".to_string(),
+        let json = match (&ec.config, &ec.config_text) {
+            (_, Some(text)) => text.get_ref().clone(),
+            (Some(table), None) => serde_json::to_string(table).unwrap_or_else(|_| "{}".into()),
+            (None, None) => "{}".to_string(),
         };
         match ChainEntry::new(plugin.clone(), json.into(), ec.on_error).await {
             Ok(entry) => entries.push(entry),

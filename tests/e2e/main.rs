@@ -26,6 +26,7 @@ mod metrics;
 mod mtls;
 mod oci;
 mod protocols;
+mod proxy_wasm;
 mod reload;
 mod replicas;
 mod resilience;

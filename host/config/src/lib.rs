@@ -614,6 +614,43 @@ pub struct PluginConfig {
     /// Host capabilities granted to this plugin (deny-by-default).
     #[serde(default)]
     pub capabilities: CapabilityGrants,
+    /// `component` (the `weir:plugin` world) or `proxy-wasm` (a core module built for
+    /// Envoy's filter ABI). Detected from the file when absent.
+    pub kind: Option<Spanned<PluginKind>>,
+    /// proxy-wasm only: how bodies reach the filter's body callbacks.
+    pub body: Option<Spanned<FilterBody>>,
+    /// proxy-wasm only: the most a filter may hold back while it pauses a body (buffered
+    /// bodies, and streamed ones it pauses); past it the request fails by `on_error`.
+    pub body_limit: Option<ByteSize>,
+    /// proxy-wasm only: the VM configuration (`proxy_on_vm_start`), as Envoy's
+    /// `vm_config.configuration`.
+    pub vm_config: Option<Spanned<String>>,
+    /// proxy-wasm only: the root id (Envoy's `root_id`; the `plugin_root_id` property).
+    pub root_id: Option<Spanned<String>>,
+}
+
+/// What a `[plugins.NAME]` file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    Component,
+    ProxyWasm,
+}
+
+/// How a proxy-wasm filter sees bodies.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterBody {
+    /// Chunk by chunk as the body streams (Envoy's model); chunks the filter pauses are held
+    /// until it continues. Headers have gone on by then: a local response from a body callback
+    /// fails the request instead.
+    #[default]
+    Streamed,
+    /// The whole body (up to `body_limit`) before the headers go on: the filter may answer
+    /// from its body callback.
+    Buffered,
+    /// No body callbacks.
+    None,
 }
 
 impl PluginConfig {
@@ -634,6 +671,11 @@ impl PluginConfig {
             unhealthy_after: default_unhealthy_after(),
             unhealthy_window: default_unhealthy_window(),
             capabilities: CapabilityGrants::default(),
+            kind: None,
+            body: None,
+            body_limit: None,
+            vm_config: None,
+            root_id: None,
         }
     }
 }
@@ -781,9 +823,13 @@ pub struct RewriteConfig {
 pub struct ChainEntryConfig {
     /// Name of a plugin from `[plugins]`.
     pub plugin: Spanned<String>,
-    /// Configuration handed to the plugin's `init` (as JSON).
+    /// Configuration handed to the plugin's `init` (as JSON); a proxy-wasm filter gets the
+    /// JSON text as its plugin configuration.
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// proxy-wasm only: the plugin configuration as these exact bytes (instead of `config`),
+    /// for filters whose configuration is not JSON.
+    pub config_text: Option<Spanned<String>>,
     /// What a failing plugin (trap, timeout, memory limit) means for the request.
     #[serde(default)]
     pub on_error: OnError,

@@ -387,6 +387,30 @@ impl Checker<'_> {
                 );
             }
             self.grants(&subject, &p.get_ref().capabilities);
+            self.filter_keys(&subject, p);
+        }
+    }
+
+    /// The proxy-wasm keys belong to `kind = "proxy-wasm"` plugins only.
+    fn filter_keys(&mut self, subject: &str, p: &Spanned<super::PluginConfig>) {
+        let pc = p.get_ref();
+        if pc.kind.as_ref().map(|k| *k.get_ref()) == Some(super::PluginKind::ProxyWasm) {
+            return;
+        }
+        let spans = [
+            ("body", pc.body.as_ref().map(Spanned::span)),
+            ("body_limit", pc.body_limit.map(|_| p.span())),
+            ("vm_config", pc.vm_config.as_ref().map(Spanned::span)),
+            ("root_id", pc.root_id.as_ref().map(Spanned::span)),
+        ];
+        for (key, span) in spans {
+            if let Some(span) = span {
+                self.err(
+                    span,
+                    subject,
+                    format!("`{key}` is for proxy-wasm filters: add kind = \"proxy-wasm\""),
+                );
+            }
         }
     }
 
@@ -530,6 +554,22 @@ impl Checker<'_> {
         }
         for entry in &route.chain {
             let plugin = entry.get_ref().plugin.get_ref();
+            if let Some(text) = &entry.get_ref().config_text {
+                let kind = file
+                    .plugins
+                    .get(plugin)
+                    .and_then(|p| p.get_ref().kind.as_ref());
+                let why = if entry.get_ref().config.is_some() {
+                    Some("`config_text` and `config` are alternatives: give one")
+                } else if kind.map(|k| *k.get_ref()) != Some(super::PluginKind::ProxyWasm) {
+                    Some("`config_text` is for plugins with kind = \"proxy-wasm\"")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    self.err(text.span(), subject, why.to_string());
+                }
+            }
             if !file.plugins.contains_key(plugin) {
                 self.err(
                     entry.get_ref().plugin.span(),

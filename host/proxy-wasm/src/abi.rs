@@ -7,6 +7,8 @@ pub enum Status {
     Ok = 0,
     NotFound = 1,
     BadArgument = 2,
+    ParseFailure = 4,
+    Empty = 7,
     CasMismatch = 8,
     InternalFailure = 10,
     Unimplemented = 12,
@@ -14,14 +16,48 @@ pub enum Status {
 
 /// `proxy_map_type_t`.
 pub(crate) const MAP_REQUEST_HEADERS: u32 = 0;
+pub(crate) const MAP_REQUEST_TRAILERS: u32 = 1;
 pub(crate) const MAP_RESPONSE_HEADERS: u32 = 2;
+pub(crate) const MAP_RESPONSE_TRAILERS: u32 = 3;
+pub(crate) const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+pub(crate) const MAP_HTTP_CALL_RESPONSE_TRAILERS: u32 = 7;
 
 /// `proxy_buffer_type_t`.
+pub(crate) const BUFFER_REQUEST_BODY: u32 = 0;
+pub(crate) const BUFFER_RESPONSE_BODY: u32 = 1;
+pub(crate) const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub(crate) const BUFFER_VM_CONFIGURATION: u32 = 6;
 pub(crate) const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 
+/// `proxy_stream_type_t` (`proxy_continue_stream`).
+pub(crate) const STREAM_REQUEST: u32 = 0;
+pub(crate) const STREAM_RESPONSE: u32 = 1;
+
+/// `proxy_metric_type_t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricKind {
+    pub(crate) fn from_abi(n: u32) -> Option<MetricKind> {
+        match n {
+            0 => Some(MetricKind::Counter),
+            1 => Some(MetricKind::Gauge),
+            2 => Some(MetricKind::Histogram),
+            _ => None,
+        }
+    }
+}
+
+/// `proxy_log_level_t`: warnings the host itself adds to a filter's log.
+pub(crate) const LOG_WARN: u32 = 3;
+
 /// `proxy_action_t` from a header callback.
 pub(crate) const ACTION_CONTINUE: u32 = 0;
+pub(crate) const ACTION_PAUSE: u32 = 1;
 
 /// Encodes header pairs as the ABI passes them: the count, each pair's key and value lengths
 /// (little-endian u32s), then each key and value followed by a NUL.

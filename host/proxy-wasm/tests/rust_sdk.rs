@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use weir_proxy_wasm::{Filter, FilterError, FilterInstance, Outcome, SharedData};
+use std::sync::Arc;
+use weir_proxy_wasm::{
+    Configuration, Env, Filter, FilterError, FilterInstance, Outcome, SharedData,
+};
 
 /// Builds `tests/proxy-wasm/rust-filter` for wasm32-unknown-unknown (once per test binary).
 fn filter_bytes() -> Vec<u8> {
@@ -37,6 +40,29 @@ fn engine() -> wasmtime::Engine {
     wasmtime::Engine::default()
 }
 
+fn load(engine: &wasmtime::Engine, bytes: &[u8]) -> Result<Filter<()>, FilterError> {
+    let module = wasmtime::Module::new(engine, bytes)
+        .map_err(|e| FilterError::NotAFilter(format!("not a core Wasm module: {e}")))?;
+    Filter::new(module)
+}
+
+async fn instance(
+    filter: &Filter<()>,
+    plugin: &[u8],
+    shared: &SharedData,
+) -> Result<FilterInstance<()>, FilterError> {
+    let config = Configuration {
+        vm: Vec::new(),
+        plugin: plugin.to_vec(),
+        root_id: String::new(),
+    };
+    let env = Env {
+        shared: Arc::new(shared.clone()),
+        ..Env::default()
+    };
+    FilterInstance::new(filter, config, env, (), |_| {}).await
+}
+
 fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -49,10 +75,10 @@ const CONFIG: &[u8] = br#"{"header": "x-proxy-wasm", "value": "rust-sdk", "deny_
 #[tokio::test]
 async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     let engine = engine();
-    let filter = Filter::load(&engine, &filter_bytes()).expect("a proxy-wasm filter");
+    let filter = load(&engine, &filter_bytes()).expect("a proxy-wasm filter");
     assert_eq!(filter.abi(), "0.2.1");
     let shared = SharedData::default();
-    let mut f = FilterInstance::new(&filter, b"", CONFIG, shared.clone())
+    let mut f = instance(&filter, CONFIG, &shared)
         .await
         .expect("configured");
     assert_eq!(f.tick_period_ms(), 5000);
@@ -64,10 +90,9 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
 
     let mut req = headers(&[(":path", "/a"), (":method", "GET"), ("x-remove-me", "1")]);
     let props = vec![("request.path".to_string(), b"/a".to_vec())];
+    f.begin(props).await.expect("begin");
     assert_eq!(
-        f.request_headers(&mut req, props, true)
-            .await
-            .expect("request"),
+        f.request_headers(&mut req, true).await.expect("request"),
         Outcome::Continue
     );
     assert_eq!(
@@ -95,13 +120,12 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     f.done().await.expect("done");
 
     // Shared data is shared: a second instance given the same store counts on.
-    let mut g = FilterInstance::new(&filter, b"", CONFIG, shared.clone())
+    let mut g = instance(&filter, CONFIG, &shared)
         .await
         .expect("configured");
     let mut req = headers(&[(":path", "/c")]);
-    g.request_headers(&mut req, Vec::new(), true)
-        .await
-        .expect("request");
+    g.begin(Vec::new()).await.expect("begin");
+    g.request_headers(&mut req, true).await.expect("request");
     assert!(
         req.contains(&("x-request-count".into(), "2".into())),
         "{req:?}"
@@ -111,11 +135,8 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
 
     // The next request gets a new HTTP context, and a local response.
     let mut req = headers(&[(":path", "/b"), ("x-deny", "yes")]);
-    match f
-        .request_headers(&mut req, Vec::new(), true)
-        .await
-        .expect("request")
-    {
+    f.begin(Vec::new()).await.expect("begin");
+    match f.request_headers(&mut req, true).await.expect("request") {
         Outcome::Respond(r) => {
             assert_eq!(r.status, 403);
             assert_eq!(r.body, b"denied\n");
@@ -128,8 +149,8 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
 #[tokio::test]
 async fn bad_configuration_and_non_filters_are_refused_clearly() {
     let engine = engine();
-    let filter = Filter::load(&engine, &filter_bytes()).expect("a proxy-wasm filter");
-    let err = FilterInstance::new(&filter, b"", b"{not json", SharedData::default())
+    let filter = load(&engine, &filter_bytes()).expect("a proxy-wasm filter");
+    let err = instance(&filter, b"{not json", &SharedData::default())
         .await
         .err()
         .expect("refused");
@@ -139,9 +160,9 @@ async fn bad_configuration_and_non_filters_are_refused_clearly() {
     );
     // A component or any module without the ABI marker is not a filter.
     let plain = wat_module();
-    let err = Filter::load(&engine, &plain).err().expect("refused");
+    let err = load(&engine, &plain).err().expect("refused");
     assert!(err.to_string().contains("proxy_abi_version"), "{err}");
-    let err = Filter::load(&engine, b"garbage").err().expect("refused");
+    let err = load(&engine, b"garbage").err().expect("refused");
     assert!(err.to_string().contains("not a core Wasm module"), "{err}");
 }
 

@@ -35,6 +35,9 @@ pub struct Services {
     pub metrics: Arc<metrics::MetricsRegistry>,
     /// The gateway's own series (requests, upstreams, hooks, capability calls).
     pub requests: Arc<crate::request_metrics::RequestMetrics>,
+    /// proxy-wasm shared data of filters without a `kv` grant, per plugin name: it outlives
+    /// reloads and swaps of the filter, as Envoy's outlives a VM's reconfiguration.
+    filter_shared: Mutex<HashMap<String, weir_proxy_wasm::SharedData>>,
 }
 
 impl Services {
@@ -49,6 +52,14 @@ impl Services {
         let store = kv::KvStore::new(config, workers)?;
         *current = Some((config.clone(), store.clone()));
         Ok(store)
+    }
+
+    /// The in-process shared data of the proxy-wasm plugin `name`.
+    pub(crate) fn filter_shared_data(&self, name: &str) -> weir_proxy_wasm::SharedData {
+        self.filter_shared
+            .lock()
+            .map(|mut m| m.entry(name.to_string()).or_default().clone())
+            .unwrap_or_default()
     }
 
     /// The current kv store's circuit breaker state and transitions (for `/metrics`).

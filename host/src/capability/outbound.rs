@@ -55,6 +55,11 @@ impl OutboundGrant {
         OutboundGrant { upstreams }
     }
 
+    /// The granted upstreams' names.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.upstreams.keys().cloned().collect()
+    }
+
     /// Checks the grant and the request, then starts the call.
     pub(crate) fn start(&self, spec: CallSpec) -> Result<PendingCall, OutboundError> {
         let Some(upstream) = self.upstreams.get(&spec.upstream).cloned() else {

@@ -311,24 +311,7 @@ impl request::Host for HostState {
     /// is `invalid-path`.
     fn set_path(&mut self, path: String) -> Result<(), EditError> {
         let e = self.req_mut()?;
-        let (p, query) = path
-            .split_once('?')
-            .map_or((path.as_str(), None), |(p, q)| (p, Some(q)));
-        let canonical = match crate::canonical::path(p, &e.paths) {
-            Ok(c) if p.starts_with('/') => c,
-            _ => return Err(EditError::InvalidPath(path)),
-        };
-        let target = match query {
-            Some(q) => format!("{canonical}?{q}"),
-            None => canonical.into_owned(),
-        };
-        let pq: http::uri::PathAndQuery = target
-            .parse()
-            .map_err(|_| EditError::InvalidPath(path.clone()))?;
-        let mut parts = std::mem::take(&mut e.request.uri).into_parts();
-        parts.path_and_query = Some(pq);
-        e.request.uri = http::Uri::from_parts(parts).map_err(|_| EditError::InvalidPath(path))?;
-        Ok(())
+        e.set_path(&path).map_err(|()| EditError::InvalidPath(path))
     }
     fn body(&mut self) -> Option<Vec<u8>> {
         if !self.body_access.0 {

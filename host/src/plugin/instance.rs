@@ -3,11 +3,13 @@
 //! `on_error` policy and for logs.
 
 use super::LoadedPlugin;
+use super::bindings::PluginPre;
 use super::bindings::{
     BodyAccess, BodyEnd, Direction, Plugin, PluginInfo, RequestDecision, ResponseDecision,
 };
-use super::budget::{BackstopPassed, BudgetExceeded, Meter, metered};
+use super::budget::{BackstopPassed, BudgetExceeded, CallLimits, Meter, metered};
 use super::host::{HostState, MemoryLimitExceeded};
+use super::proxy_wasm::FilterRun;
 use crate::config::Metering;
 use crate::exchange::Exchange;
 use std::fmt;
@@ -83,7 +85,7 @@ fn log_output(store: &Store<HostState>, failed: bool) {
     }
 }
 
-fn classify(err: wasmtime::Error) -> HookFailure {
+pub(super) fn classify(err: wasmtime::Error) -> HookFailure {
     if let Some(m) = err.downcast_ref::<MemoryLimitExceeded>() {
         return HookFailure::MemoryLimit(m.to_string());
     }
@@ -107,8 +109,7 @@ struct Instantiation(wasmtime::Error);
 
 /// A plugin instance, initialised with one chain entry's config.
 pub struct PluginInstance {
-    store: Store<HostState>,
-    bindings: Plugin,
+    code: Code,
     pub(crate) info: PluginInfo,
     /// Each hook call's execution budget and wall-clock backstop.
     hook: Bounds,
@@ -118,9 +119,21 @@ pub struct PluginInstance {
     pub(crate) poisoned: bool,
 }
 
+/// The instance itself, of either kind of plugin.
+enum Code {
+    Component(Component),
+    Filter(Box<FilterRun>),
+}
+
+/// A component instance: its store and bindings.
+struct Component {
+    store: Store<HostState>,
+    bindings: Plugin,
+}
+
 /// One call's execution budget and wall-clock backstop, as the runtime meters them.
 #[derive(Debug, Clone, Copy)]
-struct Bounds {
+pub(super) struct Bounds {
     metering: Metering,
     budget: Duration,
     backstop: Duration,
@@ -138,9 +151,9 @@ impl Bounds {
         }
     }
 
-    /// The store's meter and backstop, unless calls are unmetered.
-    fn meter(self, store: &Store<HostState>) -> Option<(std::sync::Arc<Meter>, Duration)> {
-        (self.metering != Metering::Off).then(|| store.data().call.meter())
+    /// The call's meter and backstop, unless calls are unmetered.
+    pub(super) fn meter(self, call: &CallLimits) -> Option<(std::sync::Arc<Meter>, Duration)> {
+        (self.metering != Metering::Off).then(|| call.meter())
     }
 }
 
@@ -173,6 +186,175 @@ impl PluginInstance {
             .stats
             .instantiations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (code, info) = match &plugin.code {
+            super::Code::Component(pre) => {
+                let (c, info) = Component::create(plugin, pre, config, bounds).await?;
+                (Code::Component(c), info)
+            }
+            super::Code::Filter(filter) => {
+                let run = FilterRun::create(plugin, filter, config, bounds).await?;
+                let info = filter.info();
+                (Code::Filter(Box::new(run)), info)
+            }
+        };
+        let s = &plugin.settings;
+        Ok(PluginInstance {
+            code,
+            info,
+            hook: Bounds::of(plugin, s.hook_budget, s.hook_timeout),
+            uses: 0,
+            poisoned: false,
+        })
+    }
+
+    /// Instantiates `plugin` without calling `init` and drops the instance: for the benchmark
+    /// that shows instantiation and `init` apart (components only).
+    #[doc(hidden)]
+    pub async fn instantiate_only(plugin: &LoadedPlugin) -> Result<(), HookFailure> {
+        let super::Code::Component(pre) = &plugin.code else {
+            return Ok(());
+        };
+        let state = HostState::new(
+            plugin.name.clone(),
+            plugin.settings.memory_limit,
+            plugin.caps.clone(),
+        );
+        let mut store = Store::new(&plugin.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
+        store.set_epoch_deadline(1);
+        pre.instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub(crate) fn memory_peak(&self) -> usize {
+        match &self.code {
+            Code::Component(c) => c.store.data().limiter.peak,
+            Code::Filter(f) => f.memory_peak(),
+        }
+    }
+
+    /// How often a proxy-wasm filter's root context asked to be ticked (`None`: never, and
+    /// always for components).
+    pub(crate) fn tick_period(&self) -> Option<Duration> {
+        match &self.code {
+            Code::Filter(f) => f.tick_period(),
+            Code::Component(_) => None,
+        }
+    }
+
+    /// Ticks a proxy-wasm filter's root context under the hook budget.
+    pub(crate) async fn tick(&mut self) -> Result<(), HookFailure> {
+        let hook = self.hook;
+        let result = match &mut self.code {
+            Code::Filter(f) => f.tick(hook).await,
+            Code::Component(_) => Ok(()),
+        };
+        self.settle(result)
+    }
+
+    /// Marks the instance for recycling after a failure.
+    fn settle<T>(&mut self, result: Result<T, HookFailure>) -> Result<T, HookFailure> {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Runs `on-request` with the exchange lent to the instance; always gives the exchange back.
+    pub async fn on_request(
+        &mut self,
+        exchange: Box<Exchange>,
+    ) -> (Box<Exchange>, Result<RequestDecision, HookFailure>) {
+        let hook = self.hook;
+        let (exchange, result) = match &mut self.code {
+            Code::Component(c) => {
+                c.lend(exchange, &self.info, hook);
+                let meter = hook.meter(&c.store.data().call);
+                let call = c.bindings.call_on_request(&mut c.store);
+                let result = metered(meter, call).await.map_err(classify);
+                c.take_back(result)
+            }
+            Code::Filter(f) => f.on_request(hook, exchange).await,
+        };
+        (exchange, self.settle(result))
+    }
+
+    /// Runs `on-response` with the exchange lent to the instance; always gives the exchange back.
+    pub async fn on_response(
+        &mut self,
+        exchange: Box<Exchange>,
+    ) -> (Box<Exchange>, Result<ResponseDecision, HookFailure>) {
+        let hook = self.hook;
+        let (exchange, result) = match &mut self.code {
+            Code::Component(c) => {
+                c.lend(exchange, &self.info, hook);
+                let meter = hook.meter(&c.store.data().call);
+                let call = c.bindings.call_on_response(&mut c.store);
+                let result = metered(meter, call).await.map_err(classify);
+                c.take_back(result)
+            }
+            Code::Filter(f) => f.on_response(hook, exchange).await,
+        };
+        (exchange, self.settle(result))
+    }
+
+    /// Runs `on-body-chunk` on one chunk of a streamed body. No exchange is lent: request and
+    /// response accessors read as empty while a body streams.
+    pub(crate) async fn on_body_chunk(
+        &mut self,
+        direction: Direction,
+        chunk: &[u8],
+    ) -> Result<Vec<u8>, HookFailure> {
+        let hook = self.hook;
+        let result = match &mut self.code {
+            Code::Component(c) => {
+                arm(&mut c.store, hook);
+                let meter = hook.meter(&c.store.data().call);
+                let call = c
+                    .bindings
+                    .call_on_body_chunk(&mut c.store, direction, chunk);
+                let result = metered(meter, call).await.map_err(classify);
+                log_output(&c.store, result.is_err());
+                result
+            }
+            Code::Filter(f) => f.on_body_chunk(hook, direction, chunk).await,
+        };
+        self.settle(result)
+    }
+
+    /// Runs `on-body-end` for a streamed body.
+    pub(crate) async fn on_body_end(
+        &mut self,
+        direction: Direction,
+    ) -> Result<BodyEnd, HookFailure> {
+        let hook = self.hook;
+        let result = match &mut self.code {
+            Code::Component(c) => {
+                arm(&mut c.store, hook);
+                let meter = hook.meter(&c.store.data().call);
+                let call = c.bindings.call_on_body_end(&mut c.store, direction);
+                let result = metered(meter, call).await.map_err(classify);
+                log_output(&c.store, result.is_err());
+                result
+            }
+            Code::Filter(f) => f.on_body_end(hook, direction).await,
+        };
+        self.settle(result)
+    }
+}
+
+impl Component {
+    /// Instantiates the component and calls `init(config)`, metered as one call.
+    async fn create(
+        plugin: &LoadedPlugin,
+        pre: &PluginPre<HostState>,
+        config: &str,
+        bounds: Bounds,
+    ) -> Result<(Component, PluginInfo), HookFailure> {
         let mut store = Store::new(
             &plugin.engine,
             HostState::new(
@@ -189,9 +371,9 @@ impl PluginInstance {
             Ok(UpdateDeadline::Yield(1))
         });
         arm(&mut store, bounds);
-        let meter = bounds.meter(&store);
+        let meter = bounds.meter(&store.data().call);
         let started = async {
-            let bindings = plugin.pre.instantiate_async(&mut store).await;
+            let bindings = pre.instantiate_async(&mut store).await;
             let bindings = bindings.map_err(Instantiation)?;
             let info = bindings.call_init(&mut store, config).await?;
             Ok((bindings, info))
@@ -206,136 +388,26 @@ impl PluginInstance {
             Err(e) => classify(e),
         })?;
         let info = info.map_err(HookFailure::Rejected)?;
-        let s = &plugin.settings;
-        Ok(PluginInstance {
-            store,
-            bindings,
-            info,
-            hook: Bounds::of(plugin, s.hook_budget, s.hook_timeout),
-            uses: 0,
-            poisoned: false,
-        })
+        Ok((Component { store, bindings }, info))
     }
 
-    /// Instantiates `plugin` without calling `init` and drops the instance: for the benchmark
-    /// that shows instantiation and `init` apart.
-    #[doc(hidden)]
-    pub async fn instantiate_only(plugin: &LoadedPlugin) -> Result<(), HookFailure> {
-        let state = HostState::new(
-            plugin.name.clone(),
-            plugin.settings.memory_limit,
-            plugin.caps.clone(),
-        );
-        let mut store = Store::new(&plugin.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
-        store.set_epoch_deadline(1);
-        plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map(drop)
-            .map_err(classify)
-    }
-
-    /// The largest linear memory this instance has grown to, in bytes.
-    pub(crate) fn memory_peak(&self) -> usize {
-        self.store.data().limiter.peak
-    }
-
-    fn lend(&mut self, exchange: Box<Exchange>) {
+    fn lend(&mut self, exchange: Box<Exchange>, info: &PluginInfo, hook: Bounds) {
         let body_access = (
-            matches!(self.info.request_body, BodyAccess::Buffered(_)),
-            matches!(self.info.response_body, BodyAccess::Buffered(_)),
+            matches!(info.request_body, BodyAccess::Buffered(_)),
+            matches!(info.response_body, BodyAccess::Buffered(_)),
         );
         let data = self.store.data_mut();
         data.route = exchange.route.clone();
         data.late_trace = Some(exchange.late_trace.clone());
         data.exchange = Some(exchange);
         data.body_access = body_access;
-        arm(&mut self.store, self.hook);
+        arm(&mut self.store, hook);
     }
 
-    /// Runs `on-request` with the exchange lent to the instance; always gives the exchange back.
-    pub async fn on_request(
-        &mut self,
-        exchange: Box<Exchange>,
-    ) -> (Box<Exchange>, Result<RequestDecision, HookFailure>) {
-        self.lend(exchange);
-        let meter = self.hook.meter(&self.store);
-        let result = metered(meter, self.bindings.call_on_request(&mut self.store))
-            .await
-            .map_err(classify);
-        self.finish(result)
-    }
-
-    /// Runs `on-response` with the exchange lent to the instance; always gives the exchange back.
-    pub async fn on_response(
-        &mut self,
-        exchange: Box<Exchange>,
-    ) -> (Box<Exchange>, Result<ResponseDecision, HookFailure>) {
-        self.lend(exchange);
-        let meter = self.hook.meter(&self.store);
-        let result = metered(meter, self.bindings.call_on_response(&mut self.store))
-            .await
-            .map_err(classify);
-        self.finish(result)
-    }
-
-    /// Runs `on-body-chunk` on one chunk of a streamed body. No exchange is lent: request and
-    /// response accessors read as empty while a body streams.
-    pub(crate) async fn on_body_chunk(
-        &mut self,
-        direction: Direction,
-        chunk: &[u8],
-    ) -> Result<Vec<u8>, HookFailure> {
-        self.arm();
-        let meter = self.hook.meter(&self.store);
-        let result = metered(
-            meter,
-            self.bindings
-                .call_on_body_chunk(&mut self.store, direction, chunk),
-        )
-        .await
-        .map_err(classify);
-        self.settle(result)
-    }
-
-    /// Runs `on-body-end` for a streamed body.
-    pub(crate) async fn on_body_end(
-        &mut self,
-        direction: Direction,
-    ) -> Result<BodyEnd, HookFailure> {
-        self.arm();
-        let meter = self.hook.meter(&self.store);
-        let result = metered(
-            meter,
-            self.bindings.call_on_body_end(&mut self.store, direction),
-        )
-        .await
-        .map_err(classify);
-        self.settle(result)
-    }
-
-    fn arm(&mut self) {
-        arm(&mut self.store, self.hook);
-    }
-
-    fn settle<T>(&mut self, result: Result<T, HookFailure>) -> Result<T, HookFailure> {
-        if result.is_err() {
-            self.poisoned = true;
-        }
-        log_output(&self.store, result.is_err());
-        result
-    }
-
-    fn finish<T>(
+    fn take_back<T>(
         &mut self,
         result: Result<T, HookFailure>,
     ) -> (Box<Exchange>, Result<T, HookFailure>) {
-        if result.is_err() {
-            self.poisoned = true;
-        }
         log_output(&self.store, result.is_err());
         // `lend` put the exchange in and only this takes it out, so it is always there.
         let exchange = self
@@ -354,6 +426,15 @@ const LOAD_BACKSTOP: Duration = Duration::from_secs(300);
 
 /// Starts a call's budget and backstop, and the epoch deadline that checks them every tick.
 fn arm(store: &mut Store<HostState>, bounds: Bounds) {
+    arm_with(store, bounds, |s| &mut s.call);
+}
+
+/// [`arm`] for any store whose data holds the call's limits at `limits`.
+pub(super) fn arm_with<D>(
+    store: &mut Store<D>,
+    bounds: Bounds,
+    limits: impl Fn(&mut D) -> &mut CallLimits,
+) {
     let Bounds {
         metering,
         budget,
@@ -361,10 +442,10 @@ fn arm(store: &mut Store<HostState>, bounds: Bounds) {
     } = bounds;
     match metering {
         Metering::Off => return,
-        Metering::CpuTime => store.data_mut().call.start(Some(budget), backstop),
+        Metering::CpuTime => limits(store.data_mut()).start(Some(budget), backstop),
         Metering::Fuel => {
             // The backstop only: the budget is the fuel.
-            store.data_mut().call.start(None, backstop);
+            limits(store.data_mut()).start(None, backstop);
             let units = u64::try_from(budget.as_millis())
                 .unwrap_or(u64::MAX)
                 .saturating_mul(FUEL_PER_MS);

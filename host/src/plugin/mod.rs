@@ -6,10 +6,12 @@ mod bindings;
 mod budget;
 mod capabilities;
 mod disk_cache;
+mod filter_services;
 mod host;
 mod instance;
 mod output;
 mod pool;
+mod proxy_wasm;
 
 pub(crate) use bindings::{
     BodyAccess, BodyEnd, Direction, LocalResponse, PluginInfo, RequestDecision, ResponseDecision,
@@ -19,7 +21,9 @@ pub use instance::{HookFailure, PluginInstance};
 pub(crate) use pool::InstancePool;
 
 use crate::capability::{PluginCapabilities, Services};
-use crate::config::{InstancePolicy, Metering, PluginConfig, RuntimeConfig};
+use crate::config::{
+    FilterBody, InstancePolicy, Metering, PluginConfig, PluginKind, RuntimeConfig,
+};
 use bindings::PluginPre;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +65,14 @@ pub enum LoadError {
     WrongWorld { path: PathBuf, reason: String },
     #[error("{path} {reason}")]
     NotGranted { path: PathBuf, reason: String },
+    #[error("{path} is not a proxy-wasm filter: {reason}")]
+    NotAFilter { path: PathBuf, reason: String },
+    #[error("{path} is {found}, but the plugin says kind = \"{said}\"")]
+    WrongKind {
+        path: PathBuf,
+        found: &'static str,
+        said: &'static str,
+    },
 }
 
 /// The shared Wasm engine and linker, and the compiled components by content digest (so a
@@ -70,6 +82,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     compiled: Arc<Mutex<HashMap<String, Component>>>,
+    /// Compiled proxy-wasm filters (core modules), likewise.
+    modules: Arc<Mutex<HashMap<String, wasmtime::Module>>>,
     stats: Arc<Mutex<HashMap<String, Arc<PluginStats>>>>,
     disk: Option<Arc<disk_cache::DiskCache>>,
     metering: Metering,
@@ -205,6 +219,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             compiled: Arc::new(Mutex::new(HashMap::new())),
+            modules: Arc::new(Mutex::new(HashMap::new())),
             stats: Arc::new(Mutex::new(HashMap::new())),
             disk,
             metering: config.metering,
@@ -240,6 +255,22 @@ impl Runtime {
                 path: path.to_path_buf(),
                 reason: "no Wasm header (\\0asm)".into(),
             });
+        }
+        let core = weir_proxy_wasm::is_core_module(bytes);
+        let wrong_kind = |found, said| LoadError::WrongKind {
+            path: path.to_path_buf(),
+            found,
+            said,
+        };
+        match (settings.kind, core) {
+            (Some(PluginKind::Component), true) => {
+                return Err(wrong_kind("a core module", "component"));
+            }
+            (Some(PluginKind::ProxyWasm), false) => {
+                return Err(wrong_kind("a component", "proxy-wasm"));
+            }
+            (_, true) => return self.load_filter(name, path, bytes, settings, caps),
+            _ => {}
         }
         let digest = digest(bytes);
         let cached = self
@@ -290,11 +321,60 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = PluginPre::new(pre).map_err(wrong_world)?;
-        Ok(LoadedPlugin {
+        Ok(self.loaded(name, path, Code::Component(pre), settings, caps, digest))
+    }
+
+    /// Compiles a proxy-wasm filter (a core module) and links the ABI's host calls.
+    fn load_filter(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        settings: PluginSettings,
+        caps: Arc<PluginCapabilities>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let digest = digest(bytes);
+        let cached = self
+            .modules
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&digest).cloned());
+        let module = match cached {
+            Some(m) => m,
+            None => {
+                tracing::info!(plugin = name, path = %path.display(), %digest, "compiling proxy-wasm filter");
+                wasmtime::Module::new(&self.engine, bytes).map_err(|e| LoadError::NotAFilter {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:#}"),
+                })?
+            }
+        };
+        if let Ok(mut cache) = self.modules.lock() {
+            cache.insert(digest.clone(), module.clone());
+        }
+        let code = proxy_wasm::FilterCode::new(name, module, &settings, &caps, &self.services)
+            .map_err(|reason| LoadError::NotAFilter {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        let code = Code::Filter(Arc::new(code));
+        Ok(self.loaded(name, path, code, settings, caps, digest))
+    }
+
+    fn loaded(
+        &self,
+        name: &str,
+        path: &Path,
+        code: Code,
+        settings: PluginSettings,
+        caps: Arc<PluginCapabilities>,
+        digest: String,
+    ) -> LoadedPlugin {
+        LoadedPlugin {
             series: crate::request_metrics::HookSeries::new(name.into()),
             name: name.into(),
             path: path.to_path_buf(),
-            pre,
+            code,
             settings,
             caps,
             engine: self.engine.clone(),
@@ -305,13 +385,16 @@ impl Runtime {
                 .map(|mut s| s.entry(format!("{name}@{digest}")).or_default().clone())
                 .unwrap_or_default(),
             digest,
-        })
+        }
     }
 
     /// Drops compiled components no longer used by `keep` (the active snapshot's digests), so
     /// old code is freed once no request holds it.
     pub fn retain_compiled(&self, keep: &[&str]) {
         if let Ok(mut cache) = self.compiled.lock() {
+            cache.retain(|d, _| keep.contains(&d.as_str()));
+        }
+        if let Ok(mut cache) = self.modules.lock() {
             cache.retain(|d, _| keep.contains(&d.as_str()));
         }
         if let Ok(mut stats) = self.stats.lock() {
@@ -337,6 +420,19 @@ pub struct PluginSettings {
     pub pool_max_requests: u64,
     pub pool_max_memory: usize,
     pub pool_max_idle: usize,
+    /// What the operator said the file is (`None`: detected from its bytes).
+    pub kind: Option<PluginKind>,
+    /// How a proxy-wasm filter is run.
+    pub filter: FilterSettings,
+}
+
+/// The `[plugins.NAME]` keys of proxy-wasm filters.
+#[derive(Debug, Clone, Default)]
+pub struct FilterSettings {
+    pub body: FilterBody,
+    pub body_limit: usize,
+    pub vm_config: String,
+    pub root_id: String,
 }
 
 impl Default for PluginSettings {
@@ -362,6 +458,21 @@ impl PluginSettings {
             pool_max_requests: c.pool_max_requests,
             pool_max_memory: c.pool_max_memory.as_usize(),
             pool_max_idle: c.pool_max_idle,
+            kind: c.kind.as_ref().map(|k| *k.get_ref()),
+            filter: FilterSettings {
+                body: c.body.as_ref().map(|b| *b.get_ref()).unwrap_or_default(),
+                body_limit: c.body_limit.map_or(1 << 20, |b| b.as_usize()),
+                vm_config: c
+                    .vm_config
+                    .as_ref()
+                    .map(|v| v.get_ref().clone())
+                    .unwrap_or_default(),
+                root_id: c
+                    .root_id
+                    .as_ref()
+                    .map(|v| v.get_ref().clone())
+                    .unwrap_or_default(),
+            },
         }
     }
 }
@@ -372,7 +483,7 @@ pub struct LoadedPlugin {
     pub(crate) path: PathBuf,
     /// `sha256:<hex>` of the component's bytes.
     pub(crate) digest: String,
-    pre: PluginPre<HostState>,
+    code: Code,
     pub settings: PluginSettings,
     /// What the operator granted this plugin, resolved against its snapshot.
     pub(crate) caps: Arc<PluginCapabilities>,
@@ -381,6 +492,12 @@ pub struct LoadedPlugin {
     pub(crate) stats: Arc<PluginStats>,
     /// Its hook latency series, resolved on first use.
     pub(crate) series: crate::request_metrics::HookSeries,
+}
+
+/// What a loaded plugin runs: a component (the `weir:plugin` world) or a proxy-wasm filter.
+pub(crate) enum Code {
+    Component(PluginPre<HostState>),
+    Filter(Arc<proxy_wasm::FilterCode>),
 }
 
 /// The four hooks a plugin exports (besides `init`), named as in spans and metrics.

@@ -1,0 +1,407 @@
+//! One filter module, its instances, and the callbacks into them, in the order Envoy makes them.
+
+use crate::abi;
+use crate::state::{CallResponse, Env, Headers, HttpCall, LocalResponse, State};
+use wasmtime::{Instance, InstancePre, Module, Store, Val};
+
+/// What a stream callback decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `Action::Continue` (or the filter resumed the paused stream).
+    Continue,
+    /// `Action::Pause` without a local response: the filter waits for an HTTP call it
+    /// dispatched (see [`FilterInstance::take_calls`]) or for more of the body.
+    Pause,
+    /// The filter answered (`proxy_send_local_response`).
+    Respond(LocalResponse),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("not a proxy-wasm filter: {0}")]
+    NotAFilter(String),
+    #[error("the filter refused its {0} (it returned false)")]
+    Refused(&'static str),
+    /// A trap, or an error the embedder raised from the store (a limit): kept whole so the
+    /// embedder can tell which.
+    #[error("{0:#}")]
+    Failed(wasmtime::Error),
+}
+
+/// A compiled filter module that speaks the ABI, linked and ready to instantiate.
+pub struct Filter<T: 'static> {
+    pre: InstancePre<State<T>>,
+    abi: &'static str,
+}
+
+/// The ABI versions understood, by their marker export.
+const ABIS: &[(&str, &str)] = &[
+    ("proxy_abi_version_0_2_1", "0.2.1"),
+    ("proxy_abi_version_0_2_0", "0.2.0"),
+];
+
+/// Whether `bytes` look like a core module (as opposed to a component): the version field of
+/// the header.
+pub fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\0asm\x01\0\0\0")
+}
+
+impl<T: Send + 'static> Filter<T> {
+    /// Checks that `module` is a proxy-wasm filter and links the host calls it imports.
+    pub fn new(module: Module) -> Result<Filter<T>, FilterError> {
+        let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
+        let abi = ABIS
+            .iter()
+            .find(|(marker, _)| exports.contains(marker))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                FilterError::NotAFilter("it exports no proxy_abi_version_0_2_x marker".into())
+            })?;
+        if !exports.contains(&"malloc") && !exports.contains(&"proxy_on_memory_allocate") {
+            return Err(FilterError::NotAFilter(
+                "it exports no allocator (malloc or proxy_on_memory_allocate)".into(),
+            ));
+        }
+        let not_linkable = |e: wasmtime::Error| FilterError::NotAFilter(format!("{e:#}"));
+        let linker = crate::link::linker::<T>(&module).map_err(not_linkable)?;
+        let pre = linker.instantiate_pre(&module).map_err(not_linkable)?;
+        Ok(Filter { pre, abi })
+    }
+
+    /// The ABI version the filter was built for.
+    pub fn abi(&self) -> &'static str {
+        self.abi
+    }
+}
+
+/// The instance's configuration, handed to `proxy_on_vm_start` and `proxy_on_configure`.
+pub struct Configuration {
+    pub vm: Vec<u8>,
+    pub plugin: Vec<u8>,
+    /// The `plugin_root_id` property (selects the root context in some SDKs).
+    pub root_id: String,
+}
+
+/// The root context's id; HTTP contexts count up from 2.
+const ROOT: i32 = 1;
+
+/// One instance of a filter: its root context and, while a request is in it, that request's
+/// HTTP context.
+pub struct FilterInstance<T: 'static> {
+    store: Store<State<T>>,
+    instance: Instance,
+    next_context: i32,
+    /// The open HTTP context, if a request is in it.
+    current: Option<i32>,
+}
+
+impl<T: Send + 'static> FilterInstance<T> {
+    /// Instantiates `filter` and configures its root context as Envoy does. `setup` prepares
+    /// the store (limits, deadlines) before anything runs.
+    pub async fn new(
+        filter: &Filter<T>,
+        config: Configuration,
+        env: Env,
+        user: T,
+        setup: impl FnOnce(&mut Store<State<T>>),
+    ) -> Result<FilterInstance<T>, FilterError> {
+        let (vm_len, plugin_len) = (config.vm.len() as i32, config.plugin.len() as i32);
+        let mut state = State::new(user, env, config.vm, config.plugin);
+        let root_id = config.root_id.into_bytes();
+        state.properties.insert("plugin_root_id".into(), root_id);
+        let mut store = Store::new(filter.pre.module().engine(), state);
+        setup(&mut store);
+        let instance = filter
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(FilterError::Failed)?;
+        let mut me = FilterInstance {
+            store,
+            instance,
+            next_context: ROOT + 1,
+            current: None,
+        };
+        for init in ["_initialize", "_start"] {
+            me.call(init, &[]).await?;
+        }
+        me.call("proxy_on_context_create", &[ROOT, 0]).await?;
+        if me.call("proxy_on_vm_start", &[ROOT, vm_len]).await? == Some(0) {
+            return Err(FilterError::Refused("VM configuration"));
+        }
+        if me.call("proxy_on_configure", &[ROOT, plugin_len]).await? == Some(0) {
+            return Err(FilterError::Refused("plugin configuration"));
+        }
+        Ok(me)
+    }
+
+    /// Calls an exported callback with i32 arguments; its i32 result, if it has one. A
+    /// callback the filter does not export is skipped.
+    async fn call(&mut self, name: &str, args: &[i32]) -> Result<Option<i32>, FilterError> {
+        let Some(func) = self.instance.get_func(&mut self.store, name) else {
+            return Ok(None);
+        };
+        let ty = func.ty(&self.store);
+        // Sizes are `usize` in the SDKs: i32 here, as every parameter of wasm32 callbacks.
+        let params: Vec<Val> = ty
+            .params()
+            .zip(args)
+            .map(|(t, a)| match t {
+                wasmtime::ValType::I64 => Val::I64(i64::from(*a)),
+                _ => Val::I32(*a),
+            })
+            .collect();
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        func.call_async(&mut self.store, &params, &mut results)
+            .await
+            .map_err(FilterError::Failed)?;
+        Ok(results.first().and_then(Val::i32))
+    }
+
+    /// The store, for the embedder's own data and limits.
+    pub fn store_mut(&mut self) -> &mut Store<State<T>> {
+        &mut self.store
+    }
+
+    /// The embedder's data.
+    pub fn user(&self) -> &T {
+        &self.store.data().user
+    }
+
+    /// The embedder's data, to change.
+    pub fn user_mut(&mut self) -> &mut T {
+        &mut self.store.data_mut().user
+    }
+
+    /// Opens a new HTTP context for a request, closing the previous one if the embedder did
+    /// not (its `proxy_on_done` and `proxy_on_log` then run late rather than never).
+    /// `properties` are what the filter reads with `get_property` (paths joined with `.`).
+    pub async fn begin(&mut self, properties: Vec<(String, Vec<u8>)>) -> Result<(), FilterError> {
+        self.done().await?;
+        let data = self.store.data_mut();
+        let root_id = data.properties.remove("plugin_root_id");
+        data.properties = properties.into_iter().collect();
+        if let Some(root_id) = root_id {
+            data.properties.insert("plugin_root_id".into(), root_id);
+        }
+        data.request_headers.clear();
+        data.request_trailers.clear();
+        data.response_headers.clear();
+        data.response_trailers.clear();
+        data.request_body.clear();
+        data.response_body.clear();
+        data.resumed = [false; 2];
+        data.local = None;
+        let context = self.next_context;
+        self.next_context = self.next_context.checked_add(1).unwrap_or(ROOT + 1);
+        self.current = Some(context);
+        self.call("proxy_on_context_create", &[context, ROOT])
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a property for the rest of the request (e.g. `response.code`).
+    pub fn set_property(&mut self, path: &str, value: Vec<u8>) {
+        self.store
+            .data_mut()
+            .properties
+            .insert(path.to_string(), value);
+    }
+
+    /// A property as the filter left it (it may set its own).
+    pub fn property(&self, path: &str) -> Option<&[u8]> {
+        self.store.data().properties.get(path).map(Vec::as_slice)
+    }
+
+    async fn stream_callback(
+        &mut self,
+        callback: &str,
+        size: usize,
+        end_of_stream: bool,
+        stream: usize,
+    ) -> Result<Outcome, FilterError> {
+        let Some(context) = self.current else {
+            return Ok(Outcome::Continue);
+        };
+        self.store.data_mut().resumed[stream] = false;
+        let action = self
+            .call(callback, &[context, size as i32, i32::from(end_of_stream)])
+            .await?;
+        Ok(self.outcome(action, stream))
+    }
+
+    fn outcome(&mut self, action: Option<i32>, stream: usize) -> Outcome {
+        let data = self.store.data_mut();
+        if let Some(local) = data.local.take() {
+            return Outcome::Respond(local);
+        }
+        match action {
+            _ if data.resumed[stream] => Outcome::Continue,
+            Some(a) if a as u32 != abi::ACTION_CONTINUE => Outcome::Pause,
+            _ => Outcome::Continue,
+        }
+    }
+
+    /// The request's headers, through `proxy_on_request_headers`; `headers` comes back as the
+    /// filter left it.
+    pub async fn request_headers(
+        &mut self,
+        headers: &mut Headers,
+        end_of_stream: bool,
+    ) -> Result<Outcome, FilterError> {
+        self.store.data_mut().request_headers = std::mem::take(headers);
+        let count = self.store.data().request_headers.len();
+        let out = self
+            .stream_callback("proxy_on_request_headers", count, end_of_stream, 0)
+            .await;
+        // Kept: the response callbacks may read the request's headers too.
+        headers.clone_from(&self.store.data().request_headers);
+        out
+    }
+
+    /// Body bytes of the request, through `proxy_on_request_body`. The filter sees `body` as
+    /// the buffered body so far and may change it; it comes back as the filter left it.
+    pub async fn request_body(
+        &mut self,
+        body: &mut Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Outcome, FilterError> {
+        self.store.data_mut().request_body = std::mem::take(body);
+        let size = self.store.data().request_body.len();
+        let out = self
+            .stream_callback("proxy_on_request_body", size, end_of_stream, 0)
+            .await;
+        *body = std::mem::take(&mut self.store.data_mut().request_body);
+        out
+    }
+
+    /// The response's headers, in the same HTTP context as the request's.
+    pub async fn response_headers(
+        &mut self,
+        headers: &mut Headers,
+        end_of_stream: bool,
+    ) -> Result<Outcome, FilterError> {
+        self.store.data_mut().response_headers = std::mem::take(headers);
+        let count = self.store.data().response_headers.len();
+        let out = self
+            .stream_callback("proxy_on_response_headers", count, end_of_stream, 1)
+            .await;
+        headers.clone_from(&self.store.data().response_headers);
+        out
+    }
+
+    /// Body bytes of the response, through `proxy_on_response_body` (as [`Self::request_body`]).
+    pub async fn response_body(
+        &mut self,
+        body: &mut Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Outcome, FilterError> {
+        self.store.data_mut().response_body = std::mem::take(body);
+        let size = self.store.data().response_body.len();
+        let out = self
+            .stream_callback("proxy_on_response_body", size, end_of_stream, 1)
+            .await;
+        *body = std::mem::take(&mut self.store.data_mut().response_body);
+        out
+    }
+
+    /// Trailers of the request or the response (`proxy_on_*_trailers`); they come back as the
+    /// filter left them.
+    pub async fn trailers(
+        &mut self,
+        response: bool,
+        trailers: &mut Headers,
+    ) -> Result<Outcome, FilterError> {
+        let (callback, stream) = match response {
+            false => ("proxy_on_request_trailers", 0),
+            true => ("proxy_on_response_trailers", 1),
+        };
+        let data = self.store.data_mut();
+        let map = if response {
+            &mut data.response_trailers
+        } else {
+            &mut data.request_trailers
+        };
+        *map = std::mem::take(trailers);
+        let count = map.len();
+        let out = self.stream_callback(callback, count, false, stream).await;
+        let data = self.store.data_mut();
+        *trailers = std::mem::take(if response {
+            &mut data.response_trailers
+        } else {
+            &mut data.request_trailers
+        });
+        out
+    }
+
+    /// The request's headers as the filter has left them so far (an HTTP call's callback may
+    /// still change them after the headers callback returned).
+    pub fn request_header_map(&self) -> &Headers {
+        &self.store.data().request_headers
+    }
+
+    /// The response's headers as the filter has left them so far.
+    pub fn response_header_map(&self) -> &Headers {
+        &self.store.data().response_headers
+    }
+
+    /// The HTTP calls dispatched since the last time, for the embedder to make.
+    pub fn take_calls(&mut self) -> Vec<HttpCall> {
+        std::mem::take(&mut self.store.data_mut().calls)
+    }
+
+    /// Delivers the response to the call `token` (`None`: it failed) through
+    /// `proxy_on_http_call_response`; what the paused stream (`response`: the response's)
+    /// should do now.
+    pub async fn call_response(
+        &mut self,
+        token: u32,
+        result: Option<CallResponse>,
+        response: bool,
+    ) -> Result<Outcome, FilterError> {
+        let stream = usize::from(response);
+        let reply = result.unwrap_or_default();
+        let sizes = [
+            reply.headers.len() as i32,
+            reply.body.len() as i32,
+            reply.trailers.len() as i32,
+        ];
+        let data = self.store.data_mut();
+        data.call_response = reply;
+        data.resumed[stream] = false;
+        // Envoy calls back on the root context; SDKs find the HTTP context by the token (and the
+        // AssemblyScript one traps on any other id).
+        let args = [ROOT, token as i32, sizes[0], sizes[1], sizes[2]];
+        self.call("proxy_on_http_call_response", &args).await?;
+        self.store.data_mut().call_response = CallResponse::default();
+        // Paused until the filter resumes: its callback's return value says nothing here.
+        let paused = Some(abi::ACTION_PAUSE as i32);
+        Ok(self.outcome(paused, stream))
+    }
+
+    /// The end of the current request: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    pub async fn done(&mut self) -> Result<(), FilterError> {
+        let Some(context) = self.current.take() else {
+            return Ok(());
+        };
+        for callback in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
+            self.call(callback, &[context]).await?;
+        }
+        Ok(())
+    }
+
+    /// The root context's timer (`proxy_on_tick`).
+    pub async fn tick(&mut self) -> Result<(), FilterError> {
+        self.call("proxy_on_tick", &[ROOT]).await.map(drop)
+    }
+
+    /// What the filter logged since the last call: (level 0 trace … 5 critical, message).
+    pub fn take_logs(&mut self) -> Vec<(u32, String)> {
+        std::mem::take(&mut self.store.data_mut().logs)
+    }
+
+    /// The tick period the filter asked for, in milliseconds (0: none).
+    pub fn tick_period_ms(&self) -> u32 {
+        self.store.data().tick_ms
+    }
+}

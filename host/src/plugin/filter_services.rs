@@ -1,0 +1,197 @@
+//! What a proxy-wasm filter's host calls reach in Weir: shared data (the `kv` grant, or this
+//! process), metrics (the `metrics` grant) and the properties of a request.
+
+use crate::capability::kv::KvError;
+use crate::capability::{PluginCapabilities, Services};
+use crate::exchange::Exchange;
+use std::sync::Arc;
+use weir_proxy_wasm::{BoxFuture, MetricKind, MetricSink, SharedStore, Status};
+
+/// Shared data through the plugin's `kv` namespace when it has one (so every replica sees
+/// it), else one in-process store per plugin name that outlives reloads and swaps.
+pub(super) fn shared_store(
+    plugin: &Arc<str>,
+    caps: &Arc<PluginCapabilities>,
+    services: &Services,
+) -> Arc<dyn SharedStore> {
+    match caps.kv {
+        Some(_) => Arc::new(KvShared { caps: caps.clone() }),
+        None => Arc::new(services.filter_shared_data(plugin)),
+    }
+}
+
+/// Shared data in `kv`: each value stored behind its CAS number (4 bytes, little-endian), and
+/// every write a compare-and-swap on the stored bytes, so CAS holds across replicas.
+struct KvShared {
+    caps: Arc<PluginCapabilities>,
+}
+
+/// Prefix of shared-data keys in the plugin's namespace.
+const SHARED_PREFIX: &str = "proxy-wasm.shared.";
+
+fn split(raw: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let cas = u32::from_le_bytes(raw.get(..4)?.try_into().ok()?);
+    Some((raw[4..].to_vec(), cas))
+}
+
+impl KvShared {
+    async fn read(&self, key: &str) -> Result<(String, Option<Vec<u8>>), KvError> {
+        let Some(kv) = self.caps.kv.as_ref() else {
+            return Err(KvError::Invalid("no kv grant".into()));
+        };
+        let key = kv.key(&format!("{SHARED_PREFIX}{key}"))?;
+        let raw = kv.store().get(&key).await?;
+        Ok((key, raw))
+    }
+
+    async fn write(&self, key: &str, value: &[u8], cas: u32) -> Result<Status, KvError> {
+        let Some(kv) = self.caps.kv.as_ref() else {
+            return Err(KvError::Invalid("no kv grant".into()));
+        };
+        // An unconditional write still goes through CAS, to number it after the current one.
+        for _ in 0..16 {
+            let (full, raw) = self.read(key).await?;
+            let current = raw.as_deref().and_then(split).map(|(_, c)| c);
+            if cas != 0 && current != Some(cas) {
+                return Ok(Status::CasMismatch);
+            }
+            let next = current.unwrap_or(0).wrapping_add(1).max(1);
+            let mut stored = next.to_le_bytes().to_vec();
+            stored.extend_from_slice(value);
+            let swapped = kv
+                .store()
+                .compare_and_swap(&full, raw.as_deref(), &stored, None)
+                .await?;
+            if swapped {
+                return Ok(Status::Ok);
+            }
+            if cas != 0 {
+                return Ok(Status::CasMismatch);
+            }
+        }
+        Ok(Status::CasMismatch)
+    }
+}
+
+impl SharedStore for KvShared {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<weir_proxy_wasm::Versioned>, Status>> {
+        Box::pin(async move {
+            match self.read(key).await {
+                Ok((_, raw)) => Ok(raw.as_deref().and_then(split)),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "proxy-wasm shared data: kv read failed");
+                    Err(Status::InternalFailure)
+                }
+            }
+        })
+    }
+
+    fn set(&self, key: String, value: Vec<u8>, cas: u32) -> BoxFuture<'_, Status> {
+        Box::pin(async move {
+            match self.write(&key, &value, cas).await {
+                Ok(status) => status,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "proxy-wasm shared data: kv write failed");
+                    Status::InternalFailure
+                }
+            }
+        })
+    }
+}
+
+/// Metrics into the plugin metrics registry when granted (`weir_plugin_<name>`, counters and
+/// histograms; gauges have no place there and are kept by the filter only).
+pub(super) fn metric_sink(
+    plugin: &Arc<str>,
+    caps: &Arc<PluginCapabilities>,
+) -> Arc<dyn MetricSink> {
+    match &caps.metrics {
+        Some(registry) => Arc::new(RegistrySink {
+            plugin: plugin.clone(),
+            registry: registry.clone(),
+        }),
+        None => Arc::new(weir_proxy_wasm::NoMetrics),
+    }
+}
+
+struct RegistrySink {
+    plugin: Arc<str>,
+    registry: Arc<crate::capability::metrics::MetricsRegistry>,
+}
+
+/// An Envoy stat name (`a.b-c`) as a Prometheus name (`a_b_c`).
+fn metric_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+impl MetricSink for RegistrySink {
+    fn record(&self, kind: MetricKind, name: &str, value: i64) {
+        let name = metric_name(name);
+        let recorded = match kind {
+            MetricKind::Counter if value > 0 => {
+                self.registry
+                    .counter_add(&self.plugin, &name, value as u64, Vec::new())
+            }
+            MetricKind::Histogram => {
+                self.registry
+                    .histogram_record(&self.plugin, &name, value as f64, Vec::new())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = recorded {
+            tracing::debug!(plugin = &*self.plugin, metric = name, error = %e, "metric dropped");
+        }
+    }
+}
+
+/// The properties a filter reads (`get_property`), by Envoy's attribute paths, plus Weir's
+/// own under `weir.`. Integers are 8 bytes little-endian, as Envoy encodes them.
+pub(super) fn properties(ex: &Exchange, plugin: &str) -> Vec<(String, Vec<u8>)> {
+    let req = &ex.request;
+    let text = |k: &str, v: &str| (k.to_string(), v.as_bytes().to_vec());
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = vec![
+        text("request.path", path),
+        text("request.url_path", req.uri.path()),
+        text("request.method", req.method.as_str()),
+        text("request.scheme", ex.scheme),
+        text("request.protocol", &format!("{:?}", req.version)),
+        text("source.address", &ex.client_addr.to_string()),
+        (
+            "source.port".to_string(),
+            i64::from(ex.client_addr.port()).to_le_bytes().to_vec(),
+        ),
+        text("route_name", &ex.route),
+        text("xds.route_name", &ex.route),
+        text("plugin_name", plugin),
+        text("xds.plugin_name", plugin),
+        text("weir.route", &ex.route),
+    ];
+    if let Some(q) = req.uri.query() {
+        out.push(text("request.query", q));
+    }
+    if let Some(host) = &ex.authority {
+        out.push(text("request.host", host));
+    }
+    if let Some(p) = &ex.context.principal {
+        out.push(text("weir.principal", p));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_names_become_prometheus_names_and_cas_numbers_split_off() {
+        assert_eq!(metric_name("envoy.http-requests"), "envoy_http_requests");
+        assert_eq!(split(&[2, 0, 0, 0, b'x']), Some((b"x".to_vec(), 2)));
+        assert_eq!(split(&[2, 0]), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! proxy-wasm filters built with the SDKs others maintain (the proxy-wasm Rust SDK, the
+//! AssemblyScript SDK), unchanged, in Weir chains next to WIT plugins: header edits, an auth
+//! check through an HTTP call that pauses and resumes the request, bodies, configuration,
+//! ticks, shared data, metrics; a Higress-style key-auth across requests and a hot swap; and
+//! filters that loop, trap or eat memory failing only their request.
+
+use crate::support::*;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Builds the Rust filter in `tests/proxy-wasm/<dir>` for wasm32-unknown-unknown (with
+/// `features`, into its own target dir when given) and returns the module's path.
+fn rust_filter(dir: &str, features: Option<&str>) -> PathBuf {
+    let root = repo_root().join("tests/proxy-wasm").join(dir);
+    let target = match features {
+        Some(f) => root.join("target").join(f),
+        None => root.join("target"),
+    };
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--quiet", "--release", "--target"])
+        .arg("wasm32-unknown-unknown")
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(&root);
+    if let Some(f) = features {
+        cmd.args(["--features", f]);
+    }
+    let status = cmd.status().expect("run cargo for a proxy-wasm filter");
+    assert!(status.success(), "building {} failed", root.display());
+    target
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", dir.replace('-', "_")))
+}
+
+/// Builds `tests/proxy-wasm/as-filter` with its pinned `@solo-io/proxy-runtime` and
+/// `assemblyscript` (`npm ci && npm run build`), once per test binary.
+fn as_filter() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = repo_root().join("tests/proxy-wasm/as-filter");
+        for args in [&["ci", "--no-audit", "--no-fund"][..], &["run", "build"]] {
+            let status = Command::new("npm")
+                .args(args)
+                .current_dir(&dir)
+                .status()
+                .expect("run npm for the AssemblyScript filter");
+            assert!(status.success(), "npm {args:?} in {} failed", dir.display());
+        }
+        dir.join("build/filter.wasm")
+    })
+}
+
+/// An auth service: answers 200 with the user named for the value of `header`, 403
+/// otherwise; counts the calls it gets.
+struct AuthService {
+    addr: std::net::SocketAddr,
+    calls: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AuthService {
+    async fn start(header: &'static str, users: &'static [(&'static str, &'static str)]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind auth service");
+        let addr = listener.local_addr().expect("addr");
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = calls.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let given = req
+                            .headers()
+                            .get(header)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        async move {
+                            let user = users.iter().find(|(k, _)| *k == given).map(|(_, u)| *u);
+                            let (status, body) = match user {
+                                Some(u) => (200, u.to_string()),
+                                None => (403, "no".to_string()),
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from(body)))
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        AuthService { addr, calls, task }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for AuthService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `[plugins.NAME]` for a proxy-wasm filter at `path`.
+fn filter_toml(name: &str, path: &Path, extra: &str) -> String {
+    format!(
+        "[plugins.{name}]\npath = {:?}\nkind = \"proxy-wasm\"\n{extra}\n",
+        path.display().to_string()
+    )
+}
+
+async fn post_with(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut req = Request::post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(
+        req.body(Full::new(Bytes::from(body.to_string())))
+            .expect("request"),
+    )
+    .await
+}
+
+async fn metrics(admin: u16) -> String {
+    get(&format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .text()
+}
+
+fn metric_value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_filter_edits_headers_checks_auth_by_http_call_and_rewrites_bodies_in_a_chain() {
+    let backend = Backend::start("app").await;
+    let auth = AuthService::start("x-token", &[("good", "alice")]).await;
+    let admin = free_port();
+    let filter = rust_filter("rust-sdk-filters", None);
+    let gw = Gateway::start(&format!(
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+         [upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.auth]\nendpoints = [\"{}\"]\n\
+         {}{}\
+         [[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [\n\
+         {{ plugin = \"headers\", config = {{ request = {{ set = {{ \"x-wit\" = \"before\" }} }}, response = {{ add = {{ \"x-wit-response\" = \"yes\" }} }} }} }},\n\
+         {{ plugin = \"sdk\", config = {{ add_header = [\"x-sdk\", \"added\"], auth = {{ cluster = \"auth\", path = \"/check\" }}, body = {{ forbidden = \"evil\", redact = \"secret\" }}, properties = true }} }},\n]\n",
+        backend.endpoint(),
+        auth.endpoint(),
+        plugins_toml(&[("headers", "")]),
+        filter_toml(
+            "sdk",
+            &filter,
+            "instances = \"pooled\"\nbody = \"buffered\"\ncapabilities = { outbound = [\"auth\"], metrics = true }"
+        ),
+    ));
+
+    // Authorised: the HTTP call pauses the request, its answer resumes it with the user.
+    let r = post_with(
+        &gw.url("/things?x=1"),
+        &[("x-token", "good"), ("x-remove-me", "1")],
+        "a secret plan",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(r.seen("x-auth-user").as_deref(), Some("alice"));
+    assert_eq!(r.seen("x-sdk").as_deref(), Some("added"));
+    assert_eq!(
+        r.seen("x-wit").as_deref(),
+        Some("before"),
+        "the WIT plugin ran first"
+    );
+    assert_eq!(r.seen("x-remove-me"), None);
+    assert_eq!(r.seen("x-request-count").as_deref(), Some("1"));
+    assert_eq!(r.seen("x-route").as_deref(), Some("r"));
+    assert_eq!(r.seen("x-plugin").as_deref(), Some("sdk"));
+    assert_eq!(r.seen("x-method").as_deref(), Some("POST"));
+    assert!(
+        r.seen("x-source")
+            .is_some_and(|s| s.starts_with("127.0.0.1:")),
+        "{echo}"
+    );
+    assert_eq!(r.header("x-rust-sdk").as_deref(), Some("x-sdk"));
+    assert_eq!(r.header("x-wit-response").as_deref(), Some("yes"));
+    // The response body (the echo of the request) went through the body callback: redacted.
+    let text = r.text();
+    assert!(
+        text.contains("a **** plan") && !text.contains("secret"),
+        "{text}"
+    );
+    assert_eq!(auth.calls(), 1);
+
+    // Refused by the auth service: the filter's local response, the upstream never asked.
+    let hits = backend.hits();
+    let r = post_with(&gw.url("/things"), &[("x-token", "bad")], "hello").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "denied\n");
+    assert_eq!(r.header("x-denied-by").as_deref(), Some("rust-sdk-filters"));
+    assert_eq!(backend.hits(), hits);
+    assert_eq!(auth.calls(), 2);
+
+    // A buffered request body the filter refuses from its body callback.
+    let r = post_with(&gw.url("/things"), &[("x-token", "good")], "an evil plan").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.text(), "forbidden body\n");
+    assert_eq!(backend.hits(), hits);
+
+    // Shared data counts on across requests and instances; the metric reaches /metrics.
+    let r = post_with(&gw.url("/things"), &[("x-token", "good")], "ok").await;
+    assert_eq!(r.seen("x-request-count").as_deref(), Some("4"));
+    let text = metrics(admin).await;
+    let counted = metric_value(&text, "weir_plugin_rust_sdk_requests_total{plugin=\"sdk\"}");
+    assert_eq!(counted, Some(4.0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assemblyscript_sdk_filter_runs_streamed_and_buffered_with_ticks_and_an_auth_call() {
+    let backend = Backend::start("app").await;
+    let auth = AuthService::start("x-token", &[("good", "bob")]).await;
+    let admin = free_port();
+    let filter = as_filter();
+    let config =
+        "{ header_value = \"from-as\", auth_cluster = \"auth\", redact_word = \"secret\" }";
+    let grants = "capabilities = { outbound = [\"auth\"], metrics = true }";
+    let gw = Gateway::start(&format!(
+        "[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+         [upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.auth]\nendpoints = [\"{}\"]\n\
+         {}{}{}\
+         [[routes]]\nname = \"streamed\"\nmatch = {{ path_prefix = \"/s\" }}\nupstream = \"app\"\nchain = [\n\
+         {{ plugin = \"api-key\", config = {{ keys = {{ \"k-1\" = \"alice\" }} }} }},\n\
+         {{ plugin = \"as\", config = {config} }},\n]\n\
+         [[routes]]\nname = \"buffered\"\nmatch = {{ path_prefix = \"/b\" }}\nupstream = \"app\"\nchain = [\n\
+         {{ plugin = \"as-buffered\", config = {config} }},\n]\n",
+        backend.endpoint(),
+        auth.endpoint(),
+        plugins_toml(&[("api-key", "")]),
+        filter_toml("as", filter, &format!("instances = \"pooled\"\n{grants}")),
+        filter_toml(
+            "as-buffered",
+            filter,
+            &format!("body = \"buffered\"\n{grants}")
+        ),
+    ));
+
+    // Streamed (the default): headers edited after the WIT plugin authenticated, the auth
+    // call's answer resumes the request, the response body is held to its end and redacted.
+    let r = post_with(
+        &gw.url("/s/x"),
+        &[
+            ("x-api-key", "k-1"),
+            ("x-token", "good"),
+            ("x-remove-me", "1"),
+        ],
+        "the secret word",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.seen("x-as-filter").as_deref(), Some("from-as"));
+    assert_eq!(r.seen("x-auth-user").as_deref(), Some("bob"));
+    assert_eq!(r.seen("x-remove-me"), None);
+    assert_eq!(r.header("x-as-response").as_deref(), Some("yes"));
+    let text = r.text();
+    assert!(
+        text.contains("the **** word") && !text.contains("secret"),
+        "{text}"
+    );
+    // The WIT plugin before it refuses without a key: the filter never runs.
+    let calls = auth.calls();
+    let r = get_with(&gw.url("/s/x"), &[("x-token", "good")]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(auth.calls(), calls);
+    // A token the auth service refuses: the filter's 403.
+    let r = get_with(&gw.url("/s/x"), &[("x-api-key", "k-1"), ("x-token", "bad")]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.text(), "denied by as-filter");
+
+    // Buffered: the whole body reaches the body callback before anything goes upstream, so
+    // the filter can refuse it.
+    let hits = backend.hits();
+    let r = post_with(&gw.url("/b/x"), &[("x-token", "good")], "a forbidden thing").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.text(), "forbidden body");
+    assert_eq!(backend.hits(), hits);
+
+    // The root context's ticks count in shared data, which requests read.
+    eventually("ticks counted by the AssemblyScript filter", async || {
+        let r = get_with(&gw.url("/b/x"), &[("x-token", "good")]).await;
+        match r.seen("x-as-ticks").and_then(|t| t.parse::<u64>().ok()) {
+            Some(n) if n >= 2 => Ok(()),
+            other => Err(format!("x-as-ticks {other:?}")),
+        }
+    })
+    .await;
+    // Shared data per plugin, counted across its instances; the metric on /metrics.
+    let r = get_with(&gw.url("/b/x"), &[("x-token", "good")]).await;
+    let count: u64 = r
+        .seen("x-as-count")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    assert!(count >= 3, "{count}");
+    let text = metrics(admin).await;
+    let counted = metric_value(
+        &text,
+        "weir_plugin_as_filter_requests_total{plugin=\"as-buffered\"}",
+    );
+    assert_eq!(counted, Some(count as f64), "{text}");
+}
