@@ -330,3 +330,186 @@ async fn assemblyscript_sdk_filter_runs_streamed_and_buffered_with_ticks_and_an_
     );
     assert_eq!(counted, Some(count as f64), "{text}");
 }
+
+/// A gateway serving `/` through the Higress-style key-auth filter at `path` (consumer alice
+/// local, others asked of `auth`, 3 requests per consumer); `grant` is added to its
+/// capabilities, `tables` to the file.
+fn key_auth_gateway(
+    backend: &Backend,
+    auth: &AuthService,
+    path: &Path,
+    grant: &str,
+    tables: &str,
+) -> Gateway {
+    let port = free_port();
+    let config = format!(
+        "[[listeners]]\nname = \"main\"\naddress = \"127.0.0.1:{port}\"\n\
+         [reload]\npoll_interval = \"50ms\"\n\
+         [upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.auth]\nendpoints = [\"{}\"]\n{}\
+         [[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [\n\
+         {{ plugin = \"key-auth\", config = {{ consumers = [{{ name = \"alice\", credential = \"k-alice\" }}], keys = [\"x-api-key\"], auth_cluster = \"auth\", auth_path = \"/verify\", quota = 3 }} }},\n\
+         {{ plugin = \"headers\", config = {{ request = {{ set = {{ \"x-after\" = \"${{principal}}\" }} }} }} }},\n]\n{}",
+        backend.endpoint(),
+        auth.endpoint(),
+        filter_toml(
+            "key-auth",
+            path,
+            &format!("instances = \"pooled\"\ncapabilities = {{ outbound = [\"auth\"]{grant} }}"),
+        ),
+        plugins_toml(&[("headers", "")]),
+    ) + tables;
+    Gateway::start_raw(&config, format!("127.0.0.1:{port}").parse().expect("addr"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higress_style_key_auth_keeps_its_shared_data_across_requests_and_a_hot_swap() {
+    let backend = Backend::start("app").await;
+    let auth = AuthService::start("x-api-key", &[("k-remote", "bob")]).await;
+    let v1 = std::fs::read(rust_filter("higress-key-auth", None)).expect("v1");
+    let v2 = std::fs::read(rust_filter("higress-key-auth", Some("v2"))).expect("v2");
+    assert_ne!(v1, v2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("key-auth.wasm");
+    write_atomically(&path, &v1);
+    let gw = key_auth_gateway(&backend, &auth, &path, "", "");
+    let bob = [("x-api-key", "k-remote")];
+
+    // First request: the key is unknown, so an HTTP call asks the auth service; the answer
+    // resumes the request with Higress's consumer header and without the key.
+    let r = get_with(&gw.url("/"), &bob).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.seen("x-mse-consumer").as_deref(), Some("bob"));
+    assert_eq!(
+        r.seen("x-api-key"),
+        None,
+        "the key never reaches the upstream"
+    );
+    assert_eq!(r.header("x-key-auth-version").as_deref(), Some("1"));
+    assert_eq!(auth.calls(), 1);
+    // Second request: the verdict comes from shared data, no call.
+    let r = get_with(&gw.url("/"), &bob).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(auth.calls(), 1);
+    // A local consumer, and refusals in Higress's shape.
+    let r = get_with(&gw.url("/"), &[("x-api-key", "k-alice")]).await;
+    assert_eq!(r.seen("x-mse-consumer").as_deref(), Some("alice"));
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Key realm=MSE Gateway")
+    );
+    assert!(r.text().contains("No API key found"), "{}", r.text());
+
+    // Hot swap: the file changes under the running gateway; requests tell the versions apart.
+    write_atomically(&path, &v2);
+    eventually("the v2 build serving", async || {
+        let r = get(&gw.url("/")).await;
+        match r.header("x-key-auth-version").as_deref() {
+            Some("2") => Ok(()),
+            other => Err(format!("version {other:?}")),
+        }
+    })
+    .await;
+    // The shared data outlived the swap: bob's verdict (no new call) and his quota (2 of 3).
+    let r = get_with(&gw.url("/"), &bob).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-key-auth-version").as_deref(), Some("2"));
+    assert_eq!(auth.calls(), 1);
+    let r = get_with(&gw.url("/"), &bob).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("quota exceeded"), "{}", r.text());
+    assert!(!gw.log().contains("panicked"), "{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_data_in_kv_holds_compare_and_swap_across_two_replicas() {
+    let redis = Redis::start();
+    let backend = Backend::start("app").await;
+    let auth = AuthService::start("x-api-key", &[("k-remote", "bob")]).await;
+    let path = rust_filter("higress-key-auth", None);
+    let kv = format!("\n[kv]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let grant = ", kv = \"key-auth\"";
+    let a = key_auth_gateway(&backend, &auth, &path, grant, &kv);
+    let b = key_auth_gateway(&backend, &auth, &path, grant, &kv);
+
+    // Bob's verdict, fetched by replica a, is what replica b finds: one call in all.
+    let bob = [("x-api-key", "k-remote")];
+    assert_eq!(get_with(&a.url("/"), &bob).await.status, 200);
+    let r = get_with(&b.url("/"), &bob).await;
+    assert_eq!(r.seen("x-mse-consumer").as_deref(), Some("bob"));
+    assert_eq!(auth.calls(), 1);
+
+    // Alice's quota (3) counted across both replicas under compare-and-swap: after one
+    // request, eight at once on the two replicas let exactly two more through.
+    let alice = [("x-api-key", "k-alice")];
+    assert_eq!(get_with(&a.url("/"), &alice).await.status, 200);
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 { a.url("/") } else { b.url("/") };
+        sent.spawn(async move { get_with(&url, &[("x-api-key", "k-alice")]).await.status });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = sent.join_next().await {
+        statuses.push(status.expect("request task").as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_loops_traps_or_eats_memory_fails_only_its_request_by_on_error() {
+    let backend = Backend::start("app").await;
+    let filter = rust_filter("rust-sdk-filters", None);
+    let mut routes = String::new();
+    for how in ["loop", "trap", "grow"] {
+        for (on_error, suffix) in [("fail-closed", "closed"), ("fail-open", "open")] {
+            routes.push_str(&format!(
+                "[[routes]]\nname = \"{how}-{suffix}\"\nmatch = {{ path_prefix = \"/{how}/{suffix}\" }}\n\
+                 upstream = \"app\"\nchain = [{{ plugin = \"sdk\", on_error = \"{on_error}\", \
+                 config = {{ misbehave = \"{how}\", add_header = [\"x-sdk\", \"ran\"] }} }}]\n"
+            ));
+        }
+    }
+    let gw = Gateway::start(&format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n{}{routes}",
+        backend.endpoint(),
+        filter_toml(
+            "sdk",
+            &filter,
+            "instances = \"pooled\"\nmemory_limit = \"32MiB\"\nhook_budget = \"50ms\""
+        ),
+    ));
+    let bad = [("x-misbehave", "yes")];
+    for (how, reason) in [
+        ("loop", "used up its execution budget"),
+        ("trap", "trapped"),
+        ("grow", "memory limit"),
+    ] {
+        // Fail-closed: 500 naming the plugin, the route and what happened.
+        let r = get_with(&gw.url(&format!("/{how}/closed")), &bad).await;
+        assert_eq!(r.status, 500, "{how}: {}", r.text());
+        let text = r.text();
+        assert!(
+            text.contains("plugin \"sdk\"") && text.contains(&format!("\"{how}-closed\"")),
+            "{text}"
+        );
+        assert!(text.contains(reason), "{how}: {text}");
+        // Fail-open: the request goes on without the filter's edits.
+        let r = get_with(&gw.url(&format!("/{how}/open")), &bad).await;
+        assert_eq!(r.status, 200, "{how}: {}", r.text());
+        assert_eq!(r.seen("x-sdk"), None);
+        // The next request on the same route is served by a sound instance.
+        let r = get(&gw.url(&format!("/{how}/closed"))).await;
+        assert_eq!(r.status, 200, "{how}: {}", r.text());
+        assert_eq!(r.seen("x-sdk").as_deref(), Some("ran"));
+    }
+    // While one request loops, others are served (the budget yields the worker at every tick).
+    let looping = tokio::spawn({
+        let url = gw.url("/loop/closed");
+        async move { get_with(&url, &[("x-misbehave", "yes")]).await.status }
+    });
+    let r = get(&gw.url("/trap/closed")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(looping.await.expect("looping request").as_u16(), 500);
+}
