@@ -12,6 +12,8 @@
 //! - then, one after the other with `wrk -t2 -c<connections>`: the backend directly, the chain
 //!   unmetered, the chain beside 2 CPU hogs, the chain with fresh instances, and a handler
 //!   plugin making the upstream call itself;
+//! - proxy-wasm against WIT: the `headers` WIT plugin and a proxy-wasm header filter doing the
+//!   same edits, pooled, in interleaved rounds (`bench/filters.rs`);
 //! - memory: RSS per idle connection (Weir and nginx), per pooled instance and per fresh
 //!   instance in flight (see `bench/memory.rs`).
 //!
@@ -29,6 +31,7 @@
 //! Everything binds to 127.0.0.1 and every run is bounded in time. Compare ratios, not absolute
 //! numbers: this machine is shared.
 
+mod filters;
 mod guardrails;
 mod llm;
 mod mcp;
@@ -36,6 +39,7 @@ mod memory;
 mod profile;
 mod proxy;
 mod telemetry;
+pub use filters::proxy_wasm;
 pub use guardrails::guardrails;
 pub use llm::llm;
 pub use mcp::mcp;

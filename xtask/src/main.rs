@@ -20,6 +20,8 @@
 //!   the committed build is not what the sources make); prints what it adds to the binary.
 //! - `modules [-v]`: the host crates' module graphs; fails on a cycle.
 //! - `fn-length [N]`: the N longest host functions; fails if one is over 100 lines.
+//! - `bench-proxy-wasm`: a proxy-wasm header filter (proxy-wasm Rust SDK) vs the `headers` WIT
+//!   plugin making the same edits, both pooled (also part of `bench`).
 //! - `bench-telemetry`: proxy throughput with tracing off, at 100 % and at 1 % sampling.
 
 mod bench;
@@ -62,10 +64,11 @@ fn main() -> Result<()> {
         Some("bench-mcp") => bench::mcp(&args[1..]),
         Some("bench-llm") => bench::llm(&args[1..]),
         Some("bench-guardrails") => bench::guardrails(&args[1..]),
+        Some("bench-proxy-wasm") => bench::proxy_wasm(&args[1..]),
         Some("bench-telemetry") => bench::telemetry(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test [--hogs N]|plugins|console [--check]|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-guardrails|bench-telemetry>"
+                "usage: cargo xtask <run|test [--hogs N]|plugins|console [--check]|modules [-v]|fn-length [N]|bench|bench-swaps [N]|bench-start|bench-languages|bench-mcp|bench-llm|bench-guardrails|bench-proxy-wasm|bench-telemetry>"
             );
             std::process::exit(2);
         }

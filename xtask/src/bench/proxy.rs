@@ -6,7 +6,7 @@ use super::{
     median, parse_latency, start_backend, start_nginx, start_weir, tempdir, wait_for, weir_config,
     weir_handler_config, wrk_threads,
 };
-use super::{memory, profile};
+use super::{filters, memory, profile};
 use crate::{Guard, sh};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -337,10 +337,12 @@ pub fn bench(args: &[String]) -> Result<()> {
     };
     let shapes = headline(&env, &o)?;
     let others = others(&env, &o)?;
+    let filters = filters::measure(&env.weir, &env.plugins, &env.dir, env.backend, &o)?;
     let memory = memory::figures(&env)?;
     print_shapes(&shapes, &o);
     print_others(&others, &o);
     print_ratios(&shapes, &others);
+    filters::print(&filters, &o);
     memory::print(&memory);
     if o.profile {
         profile::run(&env, &o)?;
