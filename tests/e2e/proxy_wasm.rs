@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 /// Builds the Rust filter in `tests/proxy-wasm/<dir>` for wasm32-unknown-unknown (with
 /// `features`, into its own target dir when given) and returns the module's path.
-fn rust_filter(dir: &str, features: Option<&str>) -> PathBuf {
+pub(crate) fn rust_filter(dir: &str, features: Option<&str>) -> PathBuf {
     let root = repo_root().join("tests/proxy-wasm").join(dir);
     let target = match features {
         Some(f) => root.join("target").join(f),
@@ -59,14 +59,17 @@ fn as_filter() -> &'static Path {
 
 /// An auth service: answers 200 with the user named for the value of `header`, 403
 /// otherwise; counts the calls it gets.
-struct AuthService {
+pub(crate) struct AuthService {
     addr: std::net::SocketAddr,
     calls: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl AuthService {
-    async fn start(header: &'static str, users: &'static [(&'static str, &'static str)]) -> Self {
+    pub(crate) async fn start(
+        header: &'static str,
+        users: &'static [(&'static str, &'static str)],
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind auth service");
@@ -108,7 +111,7 @@ impl AuthService {
         AuthService { addr, calls, task }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -389,3 +389,56 @@ async fn model_and_tool_calls_carry_gen_ai_and_mcp_attributes() {
     assert_eq!(attr(&tool, "mcp.decision").as_deref(), Some("allow"));
     assert_eq!(attr(&tool, "mcp.status").as_deref(), Some("ok"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_wasm_filter_gets_a_span_per_callback_in_the_request_trace() {
+    let (port, spans) = grpc_collector().await;
+    let backend = Backend::start("app").await;
+    let auth = crate::proxy_wasm::AuthService::start("x-token", &[("good", "alice")]).await;
+    let filter = crate::proxy_wasm::rust_filter("rust-sdk-filters", None);
+    let config = format!(
+        "[telemetry]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"grpc\"\n\
+         [upstreams.app]\nendpoints = [\"{}\"]\n[upstreams.auth]\nendpoints = [\"{}\"]\n\
+         [plugins.sdk]\npath = {:?}\nkind = \"proxy-wasm\"\nbody = \"none\"\n\
+         capabilities = {{ outbound = [\"auth\"] }}\n\
+         [[routes]]\nname = \"traced\"\nupstream = \"app\"\nchain = [\n\
+         {{ plugin = \"sdk\", config = {{ auth = {{ cluster = \"auth\", path = \"/check\" }} }} }},\n]\n",
+        backend.endpoint(),
+        auth.endpoint(),
+        filter.display().to_string(),
+    );
+    let gw = Gateway::start_env(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let r = crate::support::get_with(&gw.url("/"), &[("x-token", "good")]).await;
+    assert_eq!(r.status.as_u16(), 200);
+
+    // The request, its two hooks, the upstream attempt, and the filter's five callbacks.
+    let got = wait_spans(&spans, 9).await;
+    assert_eq!(got.len(), 9, "{got:#?}");
+    let server = got.iter().find(|s| s.kind == 2).expect("a server span");
+    let phase = |name: &str| {
+        got.iter()
+            .find(|s| attr(s, "weir.phase").as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no span for {name}: {got:#?}"))
+    };
+    for (callback, decision) in [
+        ("proxy_on_context_create", "done"),
+        ("proxy_on_request_headers", "pause"),
+        ("proxy_on_http_call_response", "continue"),
+        ("proxy_on_response_headers", "continue"),
+        ("proxy_on_done", "done"),
+    ] {
+        let span = phase(callback);
+        assert_eq!(span.parent_span_id, server.span_id, "{callback}");
+        assert_eq!(span.trace_id, server.trace_id, "{callback}");
+        assert_eq!(attr(span, "weir.plugin").as_deref(), Some("sdk"));
+        assert_eq!(
+            attr(span, "weir.decision").as_deref(),
+            Some(decision),
+            "{callback}"
+        );
+    }
+    assert_eq!(
+        attr(phase("on_request"), "weir.decision").as_deref(),
+        Some("continue")
+    );
+}

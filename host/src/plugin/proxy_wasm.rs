@@ -92,6 +92,32 @@ pub(crate) struct FilterRun {
     caps: Arc<PluginCapabilities>,
     /// Body bytes the filter paused, per direction (request, response).
     held: [Vec<u8>; 2],
+    /// The plugin's digest, for callback spans.
+    digest: Arc<str>,
+    /// The request's trace while a head callback runs: each callback gets a span under it
+    /// (body callbacks get none, as body hooks get none).
+    trace: Option<opentelemetry::Context>,
+}
+
+/// What a callback's span says it decided.
+trait Describe {
+    fn describe(&self) -> String;
+}
+
+impl Describe for Outcome {
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Continue => "continue".into(),
+            Outcome::Pause => "pause".into(),
+            Outcome::Respond(r) => format!("respond {}", r.status),
+        }
+    }
+}
+
+impl Describe for () {
+    fn describe(&self) -> String {
+        "done".into()
+    }
 }
 
 impl FilterRun {
@@ -134,6 +160,8 @@ impl FilterRun {
                 plugin: plugin.name.clone(),
                 caps: plugin.caps.clone(),
                 held: [Vec::new(), Vec::new()],
+                digest: plugin.digest.as_str().into(),
+                trace: None,
             },
             Ok(Err(e)) => return Err(failure(e)),
             Err(e) => return Err(classify(e)),
@@ -146,22 +174,33 @@ impl FilterRun {
         self.instance.user().limiter.peak
     }
 
-    /// Runs `f` on the instance as one metered call under `bounds`.
-    async fn guard<R>(
+    /// Runs the callback `name` (`f` on the instance) as one metered call under `bounds`, in
+    /// its own span when the request is traced.
+    async fn guard<R: Describe>(
         &mut self,
         bounds: Bounds,
+        name: &'static str,
         f: impl AsyncFnOnce(&mut Instance) -> Result<R, FilterError>,
     ) -> Result<R, HookFailure> {
+        let span = self
+            .trace
+            .as_ref()
+            .and_then(|cx| crate::telemetry::hook(cx, &self.plugin, &self.digest, name));
         arm_with(self.instance.store_mut(), bounds, |s| &mut s.user.call);
         let meter = bounds.meter(&self.instance.user().call);
         let instance = &mut self.instance;
         let result = metered(meter, async { Ok(f(instance).await) }).await;
         self.flush_logs();
-        match result {
+        let result = match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(failure(e)),
             Err(e) => Err(classify(e)),
+        };
+        if span.is_some() {
+            let outcome = result.as_ref().map(Describe::describe);
+            crate::telemetry::end_hook(span, outcome.map_err(ToString::to_string));
         }
+        result
     }
 
     /// The filter's log lines, into the gateway's log with the plugin's name.
@@ -202,7 +241,7 @@ impl FilterRun {
                 None => None,
             };
             let next = self
-                .guard(bounds, async |f| {
+                .guard(bounds, "proxy_on_http_call_response", async |f| {
                     f.call_response(token, reply, response).await
                 })
                 .await?;
@@ -285,10 +324,13 @@ impl FilterRun {
         bounds: Bounds,
         ex: &mut Exchange,
     ) -> Result<RequestDecision, HookFailure> {
+        self.trace = Some(ex.trace.clone());
         let properties = super::filter_services::properties(ex, &self.plugin);
         self.held = [Vec::new(), Vec::new()];
-        self.guard(bounds, async |f| f.begin(properties).await)
-            .await?;
+        self.guard(bounds, "proxy_on_context_create", async |f| {
+            f.begin(properties).await
+        })
+        .await?;
         let buffered = self.code.settings.body == FilterBody::Buffered;
         let mut headers = request_pairs(ex);
         let mut body = match buffered {
@@ -305,14 +347,16 @@ impl FilterRun {
             expects_no_body(&ex.request.headers)
         };
         let out = self
-            .guard(bounds, async |f| {
+            .guard(bounds, "proxy_on_request_headers", async |f| {
                 f.request_headers(&mut headers, no_body).await
             })
             .await?;
         let mut out = self.settle(bounds, out, false).await?;
         if buffered && !no_body && !matches!(out, Outcome::Respond(_)) {
             let o = self
-                .guard(bounds, async |f| f.request_body(&mut body, true).await)
+                .guard(bounds, "proxy_on_request_body", async |f| {
+                    f.request_body(&mut body, true).await
+                })
                 .await?;
             out = self.settle(bounds, o, false).await?;
         }
@@ -345,6 +389,7 @@ impl FilterRun {
         bounds: Bounds,
         ex: &mut Exchange,
     ) -> Result<ResponseDecision, HookFailure> {
+        self.trace = Some(ex.trace.clone());
         let Some(response) = ex.response.as_mut() else {
             return Ok(ResponseDecision::Continue);
         };
@@ -365,14 +410,16 @@ impl FilterRun {
         let streams = settings.body == FilterBody::Streamed;
         let eos = if buffered { body.is_empty() } else { !streams };
         let out = self
-            .guard(bounds, async |f| {
+            .guard(bounds, "proxy_on_response_headers", async |f| {
                 f.response_headers(&mut headers, eos).await
             })
             .await?;
         let mut out = self.settle(bounds, out, true).await?;
         if buffered && !eos && !matches!(out, Outcome::Respond(_)) {
             let o = self
-                .guard(bounds, async |f| f.response_body(&mut body, true).await)
+                .guard(bounds, "proxy_on_response_body", async |f| {
+                    f.response_body(&mut body, true).await
+                })
                 .await?;
             out = self.settle(bounds, o, true).await?;
         }
@@ -381,7 +428,8 @@ impl FilterRun {
             ex.response_body = Some(Bytes::from(body));
         }
         if !streams {
-            self.guard(bounds, async |f| f.done().await).await?;
+            self.guard(bounds, "proxy_on_done", async |f| f.done().await)
+                .await?;
         }
         match out {
             Outcome::Respond(r) => Ok(ResponseDecision::Replace(local(r))),
@@ -399,7 +447,8 @@ impl FilterRun {
 
     /// One tick of the root context (`proxy_on_tick`), and the HTTP calls it dispatched.
     pub(super) async fn tick(&mut self, bounds: Bounds) -> Result<(), HookFailure> {
-        self.guard(bounds, async |f| f.tick().await).await?;
+        self.guard(bounds, "proxy_on_tick", async |f| f.tick().await)
+            .await?;
         self.settle(bounds, Outcome::Continue, false)
             .await
             .map(drop)
@@ -413,6 +462,7 @@ impl FilterRun {
         chunk: &[u8],
     ) -> Result<Vec<u8>, HookFailure> {
         let side = usize::from(matches!(direction, Direction::Response));
+        self.trace = None;
         let mut body = std::mem::take(&mut self.held[side]);
         body.extend_from_slice(chunk);
         let out = self.body_callback(bounds, side, &mut body, false).await?;
@@ -440,10 +490,12 @@ impl FilterRun {
         direction: Direction,
     ) -> Result<BodyEnd, HookFailure> {
         let side = usize::from(matches!(direction, Direction::Response));
+        self.trace = None;
         let mut body = std::mem::take(&mut self.held[side]);
         let out = self.body_callback(bounds, side, &mut body, true).await?;
         if side == 1 {
-            self.guard(bounds, async |f| f.done().await).await?;
+            self.guard(bounds, "proxy_on_done", async |f| f.done().await)
+                .await?;
         }
         match out {
             Outcome::Continue => Ok(BodyEnd {
@@ -463,7 +515,7 @@ impl FilterRun {
         end: bool,
     ) -> Result<Outcome, HookFailure> {
         let out = self
-            .guard(bounds, async |f| match side {
+            .guard(bounds, "proxy_on_body", async |f| match side {
                 0 => f.request_body(body, end).await,
                 _ => f.response_body(body, end).await,
             })
