@@ -171,7 +171,8 @@ async fn rust_sdk_filter_edits_headers_checks_auth_by_http_call_and_rewrites_bod
          {}{}\
          [[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [\n\
          {{ plugin = \"headers\", config = {{ request = {{ set = {{ \"x-wit\" = \"before\" }} }}, response = {{ add = {{ \"x-wit-response\" = \"yes\" }} }} }} }},\n\
-         {{ plugin = \"sdk\", config = {{ add_header = [\"x-sdk\", \"added\"], auth = {{ cluster = \"auth\", path = \"/check\" }}, body = {{ forbidden = \"evil\", redact = \"secret\" }}, properties = true }} }},\n]\n",
+         {{ plugin = \"sdk\", config = {{ add_header = [\"x-sdk\", \"added\"], auth = {{ cluster = \"auth\", path = \"/check\" }}, body = {{ forbidden = \"evil\", redact = \"secret\" }}, properties = true }} }},\n\
+         {{ plugin = \"headers\", config = {{ request = {{ set = {{ \"x-principal-after\" = \"${{principal}}\" }} }} }} }},\n]\n",
         backend.endpoint(),
         auth.endpoint(),
         plugins_toml(&[("headers", "")]),
@@ -198,6 +199,8 @@ async fn rust_sdk_filter_edits_headers_checks_auth_by_http_call_and_rewrites_bod
         Some("before"),
         "the WIT plugin ran first"
     );
+    // The filter named the principal: the WIT plugin after it sees her.
+    assert_eq!(r.seen("x-principal-after").as_deref(), Some("alice"));
     assert_eq!(r.seen("x-remove-me"), None);
     assert_eq!(r.seen("x-request-count").as_deref(), Some("1"));
     assert_eq!(r.seen("x-route").as_deref(), Some("r"));

@@ -208,6 +208,19 @@ impl<T: Send + 'static> FilterInstance<T> {
             .insert(path.to_string(), value);
     }
 
+    /// The properties whose path starts with `prefix`, as the filter left them.
+    pub fn properties_under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.store
+            .data()
+            .properties
+            .iter()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// A property as the filter left it (it may set its own).
     pub fn property(&self, path: &str) -> Option<&[u8]> {
         self.store.data().properties.get(path).map(Vec::as_slice)

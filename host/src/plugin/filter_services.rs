@@ -150,7 +150,8 @@ impl MetricSink for RegistrySink {
 }
 
 /// The properties a filter reads (`get_property`), by Envoy's attribute paths, plus Weir's
-/// own under `weir.`. Integers are 8 bytes little-endian, as Envoy encodes them.
+/// own under `weir.` (the route, the principal, the context's attributes). Integers are 8
+/// bytes little-endian, as Envoy encodes them.
 pub(super) fn properties(ex: &Exchange, plugin: &str) -> Vec<(String, Vec<u8>)> {
     let req = &ex.request;
     let text = |k: &str, v: &str| (k.to_string(), v.as_bytes().to_vec());
@@ -181,7 +182,34 @@ pub(super) fn properties(ex: &Exchange, plugin: &str) -> Vec<(String, Vec<u8>)> 
     if let Some(p) = &ex.context.principal {
         out.push(text("weir.principal", p));
     }
+    for (k, v) in &ex.context.attributes {
+        out.push(text(&format!("{ATTRIBUTES}{k}"), v));
+    }
     out
+}
+
+/// Where the request context's attributes appear among the properties.
+const ATTRIBUTES: &str = "weir.attributes.";
+
+/// What the filter set among Weir's properties goes into the request's context, for the
+/// plugins after it: `weir.principal` and `weir.attributes.<key>` (UTF-8 only).
+pub(super) fn write_back(ex: &mut Exchange, instance: &super::proxy_wasm::Instance) {
+    if let Some(p) = instance.property("weir.principal")
+        && let Ok(p) = std::str::from_utf8(p)
+        && ex.context.principal.as_deref() != Some(p)
+    {
+        ex.context.principal = Some(p.to_string());
+    }
+    for (k, v) in instance.properties_under(ATTRIBUTES) {
+        let (Some(key), Ok(value)) = (k.strip_prefix(ATTRIBUTES), std::str::from_utf8(v)) else {
+            continue;
+        };
+        if ex.context.attributes.get(key).map(String::as_str) != Some(value) {
+            ex.context
+                .attributes
+                .insert(key.to_string(), value.to_string());
+        }
+    }
 }
 
 #[cfg(test)]

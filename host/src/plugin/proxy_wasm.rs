@@ -33,7 +33,7 @@ pub(crate) struct FilterHost {
     call: CallLimits,
 }
 
-type Instance = FilterInstance<FilterHost>;
+pub(super) type Instance = FilterInstance<FilterHost>;
 
 /// A loaded filter: the linked module, its settings and the services its instances use.
 pub(crate) struct FilterCode {
@@ -361,6 +361,7 @@ impl FilterRun {
             out = self.settle(bounds, o, false).await?;
         }
         apply_request(ex, self.instance.request_header_map().clone())?;
+        super::filter_services::write_back(ex, &self.instance);
         if buffered {
             ex.request_body = Some(Bytes::from(body));
         }

@@ -5,7 +5,8 @@
 //!   request header `x-remove-me`, and adds `x-rust-sdk: <name>` to every response.
 //! - `"auth": {"cluster": "auth", "path": "/check"}` (http_auth_random): asks the cluster with an
 //!   HTTP call (passing the request's `x-token`) and pauses the request; a 200 answer resumes it
-//!   with `x-auth-user: <answer body>`, any other answer refuses it with 403.
+//!   with `x-auth-user: <answer body>` (and the property `weir.principal` set to it), any other
+//!   answer refuses it with 403.
 //! - `"body": {"forbidden": "word", "redact": "word2"}` (http_body): buffers the request body to
 //!   its end and refuses it with 400 if it holds `forbidden`; buffers the response body to its
 //!   end and replaces each `redact` in it with `****`.
@@ -228,6 +229,8 @@ impl Context for Http {
             let user = String::from_utf8_lossy(&body).trim().to_string();
             info!("#{} access granted to {user:?}", self.context_id);
             self.set_http_request_header("x-auth-user", Some(&user));
+            // The host's principal property: the plugins after this one see who it is.
+            self.set_property(vec!["weir", "principal"], Some(user.as_bytes()));
             self.resume_http_request();
         } else {
             info!(
