@@ -70,7 +70,8 @@ enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Push a component to a registry in the CNCF Wasm artifact layout; prints its digest.
+    /// Push a component to a registry in the CNCF Wasm artifact layout (a proxy-wasm filter in
+    /// the Envoy/Istio layout); prints its digest.
     /// Credentials: WEIR_REGISTRY_USERNAME/WEIR_REGISTRY_PASSWORD or ~/.docker/config.json.
     Push {
         /// The component (.wasm).

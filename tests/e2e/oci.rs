@@ -1,7 +1,7 @@
 //! Plugins from a real OCI registry (Debian's `docker-registry` on loopback): `weir plugin push`
 //! in the CNCF Wasm layout, `inspect`, a gateway running an `oci://` plugin, starting from the
-//! local cache when the registry is down, a tampered blob refused by digest, htpasswd auth, and
-//! a moved tag swapped live.
+//! local cache when the registry is down, a tampered blob refused by digest, htpasswd auth, a
+//! moved tag swapped live, and a proxy-wasm filter pushed in the Envoy/Istio layout.
 
 use crate::support::*;
 use std::path::Path;
@@ -432,4 +432,45 @@ async fn an_artifact_in_the_envoy_istio_layout_is_pullable() {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains(&weir::plugin::digest(&component)), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_wasm_filter_is_pushed_in_the_envoy_layout_and_runs_from_the_registry() {
+    let registry = Registry::start(None);
+    let cache = tempfile::tempdir().expect("cache");
+    let filter = crate::proxy_wasm::rust_filter("header-filter", None);
+    let reference = registry.reference("filters/headers:1.0");
+    let file = filter.display().to_string();
+    let (ok, out, err) = weir_plugin(cache.path(), &["push", &file, &reference], &[]);
+    assert!(ok, "push failed: {out}{err}");
+
+    // The layout Envoy and Istio pull: one module layer, the module's own bytes.
+    let (ok, out, err) = weir_plugin(cache.path(), &["inspect", &reference], &[]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    let layer = &info["layers"][0];
+    assert_eq!(
+        info["config_media_type"],
+        "application/vnd.module.wasm.config.v1+json"
+    );
+    assert_eq!(
+        layer["media_type"], "application/vnd.module.wasm.content.layer.v1+wasm",
+        "{info:#}"
+    );
+    let bytes = std::fs::read(&filter).expect("filter");
+    assert_eq!(layer["digest"], weir::plugin::digest(&bytes), "{info:#}");
+
+    // A gateway runs it from the registry; its kind is read from the module.
+    let backend = Backend::start("app").await;
+    let config = format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n[plugins.headers]\npath = \"{reference}\"\n\
+         [[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"headers\" }}]\n",
+        backend.endpoint()
+    );
+    let cache_env = cache.path().display().to_string();
+    let gw = Gateway::start_env(&config, &[("XDG_CACHE_HOME", &cache_env)]);
+    let r = get(&gw.url("/")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen("x-user").as_deref(), Some("bench"));
+    assert_eq!(r.header("x-served-by").as_deref(), Some("weir"));
 }

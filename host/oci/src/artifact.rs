@@ -10,8 +10,11 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// The older layout Envoy and Istio read (`WasmPlugin` images): also accepted on pull.
+/// The older layout Envoy and Istio read (`WasmPlugin` images): also accepted on pull, and what
+/// proxy-wasm filters (core modules) are pushed as.
 pub const ISTIO_LAYER_MEDIA_TYPE: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
+/// That layout's config media type.
+pub const ISTIO_CONFIG_MEDIA_TYPE: &str = "application/vnd.module.wasm.config.v1+json";
 
 /// Whether a layer holds the component: the CNCF layout's `application/wasm`, or the older
 /// Envoy/Istio layer type.

@@ -88,33 +88,58 @@ fn registry_error(reference: &OciRef, e: impl std::fmt::Display) -> OciError {
     }
 }
 
-/// Pushes `component` to `reference` (which must have a tag); returns the manifest digest.
-pub async fn push(component: &[u8], reference: &OciRef, title: &str) -> Result<String, OciError> {
-    let summary = artifact::summarize(component).map_err(|message| OciError::Artifact {
+/// The config blob and layer of a component in the CNCF layout, and the world it targets.
+fn cncf_layout(
+    component: &[u8],
+    reference: &OciRef,
+) -> Result<(Config, ImageLayer, Option<&'static str>), OciError> {
+    let artifact_error = |message| OciError::Artifact {
         reference: reference.to_string(),
         message,
-    })?;
+    };
+    let summary = artifact::summarize(component).map_err(artifact_error)?;
     let world = summary
         .imports
         .iter()
         .any(|i| i.starts_with("weir:plugin/"))
         .then_some("weir:plugin/plugin@0.2.0");
     let layer_digest = crate::digest(component);
-    let config =
-        artifact::config(component, &layer_digest).map_err(|message| OciError::Artifact {
-            reference: reference.to_string(),
-            message,
-        })?;
+    let config = artifact::config(component, &layer_digest).map_err(artifact_error)?;
     let config = Config::new(
         serde_json::to_vec(&config).unwrap_or_default(),
         CONFIG_MEDIA_TYPE.to_string(),
         None,
     );
-    let layers = [ImageLayer::new(
-        component.to_vec(),
-        LAYER_MEDIA_TYPE.to_string(),
+    let layer = ImageLayer::new(component.to_vec(), LAYER_MEDIA_TYPE.to_string(), None);
+    Ok((config, layer, world))
+}
+
+/// A proxy-wasm filter (a core module) in the layout Envoy and Istio pull: an empty module
+/// config and one `application/vnd.module.wasm.content.layer.v1+wasm` layer.
+fn filter_layout(module: &[u8]) -> (Config, ImageLayer, Option<&'static str>) {
+    let config = Config::new(
+        b"{}".to_vec(),
+        artifact::ISTIO_CONFIG_MEDIA_TYPE.to_string(),
         None,
-    )];
+    );
+    let layer = ImageLayer::new(
+        module.to_vec(),
+        artifact::ISTIO_LAYER_MEDIA_TYPE.to_string(),
+        None,
+    );
+    (config, layer, None)
+}
+
+/// Pushes `component` to `reference` (which must have a tag); returns the manifest digest. A
+/// core module (a proxy-wasm filter) goes in the Envoy/Istio layout, a component in the CNCF
+/// one.
+pub async fn push(component: &[u8], reference: &OciRef, title: &str) -> Result<String, OciError> {
+    let (config, layer, world) = if component.starts_with(b"\0asm\x01\0\0\0") {
+        filter_layout(component)
+    } else {
+        cncf_layout(component, reference)?
+    };
+    let layers = [layer];
     let mut manifest =
         OciImageManifest::build(&layers, &config, Some(artifact::annotations(title, world)));
     manifest.media_type = Some(MANIFEST_MEDIA_TYPE.to_string());
