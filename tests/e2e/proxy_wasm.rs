@@ -519,3 +519,80 @@ async fn a_filter_that_loops_traps_or_eats_memory_fails_only_its_request_by_on_e
     assert_eq!(r.status, 200);
     assert_eq!(looping.await.expect("looping request").as_u16(), 500);
 }
+
+#[test]
+fn proxy_wasm_mistakes_are_refused_with_the_file_line_route_and_plugin() {
+    let filter = rust_filter("rust-sdk-filters", None);
+    let component = plugin("headers");
+    let head = "[[listeners]]\naddress = \"127.0.0.1:1\"\n[upstreams.app]\nendpoints = [\"http://127.0.0.1:9\"]\n";
+    let route =
+        |entry: &str| format!("[[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{entry}]\n");
+    let errors = |stderr: &str| -> Vec<String> {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let cases: [(String, &str); 6] = [
+        // A component named a proxy-wasm filter, and a filter named a component.
+        (
+            format!(
+                "[plugins.p]\npath = {:?}\nkind = \"proxy-wasm\"\n",
+                component.display().to_string()
+            ),
+            "is a component, but the plugin says kind = \"proxy-wasm\"",
+        ),
+        (
+            format!(
+                "[plugins.p]\npath = {:?}\nkind = \"component\"\n",
+                filter.display().to_string()
+            ),
+            "is a core module, but the plugin says kind = \"component\"",
+        ),
+        // Filter keys on a component.
+        (
+            format!(
+                "[plugins.p]\npath = {:?}\nbody = \"buffered\"\n",
+                component.display().to_string()
+            ),
+            "weir.toml:7:8: plugin \"p\": `body` is for proxy-wasm filters: add kind = \"proxy-wasm\"",
+        ),
+        // A configuration the filter refuses (an unknown key), named by route and plugin.
+        (
+            format!("[plugins.p]\npath = {:?}\n", filter.display().to_string())
+                + &route("{ plugin = \"p\", config = { colour = \"red\" } }"),
+            "route \"r\": plugin \"p\": rejected its config: the filter refused its plugin \
+             configuration: bad configuration: unknown field `colour`",
+        ),
+        (
+            format!(
+                "[plugins.p]\npath = {:?}\nkind = \"proxy-wasm\"\n",
+                filter.display().to_string()
+            ) + &route("{ plugin = \"p\", config = {}, config_text = \"x\" }"),
+            "`config_text` and `config` are alternatives: give one",
+        ),
+        // A core module that is no filter.
+        (
+            format!(
+                "[plugins.p]\npath = {:?}\n",
+                repo_root()
+                    .join("tests/proxy-wasm/empty.wasm")
+                    .display()
+                    .to_string()
+            ),
+            "is not a proxy-wasm filter: it exports no proxy_abi_version_0_2_x marker",
+        ),
+    ];
+    for (body, want) in cases {
+        let (ok, stderr) = check(&format!("{head}{body}"));
+        assert!(!ok, "{body}");
+        let found = errors(&stderr);
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains(want) && e.contains("weir.toml:")),
+            "want {want:?} in {found:#?}"
+        );
+    }
+}

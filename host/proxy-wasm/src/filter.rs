@@ -20,8 +20,13 @@ pub enum Outcome {
 pub enum FilterError {
     #[error("not a proxy-wasm filter: {0}")]
     NotAFilter(String),
-    #[error("the filter refused its {0} (it returned false)")]
-    Refused(&'static str),
+    /// `proxy_on_vm_start` or `proxy_on_configure` returned false; with the last warning or
+    /// error the filter logged, which usually says why.
+    #[error("the filter refused its {what}{}", said.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
+    Refused {
+        what: &'static str,
+        said: Option<String>,
+    },
     /// A trap, or an error the embedder raised from the store (a limit): kept whole so the
     /// embedder can tell which.
     #[error("{0:#}")]
@@ -127,12 +132,26 @@ impl<T: Send + 'static> FilterInstance<T> {
         }
         me.call("proxy_on_context_create", &[ROOT, 0]).await?;
         if me.call("proxy_on_vm_start", &[ROOT, vm_len]).await? == Some(0) {
-            return Err(FilterError::Refused("VM configuration"));
+            return Err(me.refused("VM configuration"));
         }
         if me.call("proxy_on_configure", &[ROOT, plugin_len]).await? == Some(0) {
-            return Err(FilterError::Refused("plugin configuration"));
+            return Err(me.refused("plugin configuration"));
         }
         Ok(me)
+    }
+
+    fn refused(&self, what: &'static str) -> FilterError {
+        let said = self
+            .store
+            .data()
+            .logs
+            .iter()
+            .rev()
+            .find(|(level, _)| *level >= 3);
+        FilterError::Refused {
+            what,
+            said: said.map(|(_, message)| message.clone()),
+        }
     }
 
     /// Calls an exported callback with i32 arguments; its i32 result, if it has one. A

@@ -155,7 +155,11 @@ async fn bad_configuration_and_non_filters_are_refused_clearly() {
         .err()
         .expect("refused");
     assert!(
-        matches!(err, FilterError::Refused("plugin configuration")),
+        matches!(
+            &err,
+            FilterError::Refused { what: "plugin configuration", said: Some(s) }
+                if s.starts_with("bad configuration")
+        ),
         "{err}"
     );
     // A component or any module without the ABI marker is not a filter.

@@ -53,7 +53,10 @@ impl FilterCode {
         caps: &Arc<PluginCapabilities>,
         services: &Services,
     ) -> Result<FilterCode, String> {
-        let filter = Filter::new(module).map_err(|e| e.to_string())?;
+        let filter = Filter::new(module).map_err(|e| match e {
+            FilterError::NotAFilter(why) => why,
+            other => other.to_string(),
+        })?;
         let plugin: Arc<str> = name.into();
         let env = Env {
             shared: super::filter_services::shared_store(&plugin, caps, services),
@@ -528,9 +531,7 @@ impl FilterRun {
 fn failure(e: FilterError) -> HookFailure {
     match e {
         FilterError::Failed(e) => classify(e),
-        FilterError::Refused(what) => {
-            HookFailure::Rejected(format!("the filter refused its {what}"))
-        }
+        refused @ FilterError::Refused { .. } => HookFailure::Rejected(refused.to_string()),
         FilterError::NotAFilter(why) => HookFailure::Instantiate(why),
     }
 }
