@@ -596,3 +596,73 @@ fn proxy_wasm_mistakes_are_refused_with_the_file_line_route_and_plugin() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_paused_past_body_limit_fails_its_request_and_small_ones_pass() {
+    let backend = Backend::start("app").await;
+    let filter = rust_filter("rust-sdk-filters", None);
+    let gw = Gateway::start(&format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n{}\
+         [[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"sdk\", \
+         config = {{ body = {{ forbidden = \"evil\", redact = \"x\" }} }} }}]\n",
+        backend.endpoint(),
+        filter_toml(
+            "sdk",
+            &filter,
+            "instances = \"pooled\"\nbody_limit = \"64KiB\""
+        ),
+    ));
+    // The response (200,000 bytes streamed by the backend) is paused to its end by the
+    // filter: past 64 KiB held, the stream fails and the client sees it cut short.
+    let r = reqwest_like_get(&gw.url("/bytes/200000")).await;
+    assert!(r.is_err(), "{:?}", r.map(|b| b.len()));
+    eventually("the failure logged", async || {
+        let log = gw.log();
+        match log.contains("held more than body_limit (65536 bytes)") {
+            true => Ok(()),
+            false => Err(log),
+        }
+    })
+    .await;
+    // The request body, paused likewise: the upstream request is aborted.
+    let big = "a".repeat(100_000);
+    let r = post_with(&gw.url("/upload"), &[], &big).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("plugin \"sdk\" failed while streaming the body (fail-closed)"),
+        "{}",
+        r.text()
+    );
+    // Small bodies pass through the same pooled filter, inspected and rewritten.
+    let r = post_with(&gw.url("/echo"), &[], "xyz").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("****yz"), "{}", r.text());
+    // A local response from a streamed body callback comes too late (the headers have gone
+    // upstream): the request fails, and the log says to buffer.
+    let r = post_with(&gw.url("/echo"), &[], "an evil plan").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        gw.log().contains("give the plugin body = \"buffered\""),
+        "{}",
+        gw.log()
+    );
+}
+
+/// The body of a GET, or the error that cut it short.
+async fn reqwest_like_get(url: &str) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt;
+    let req = Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = http1_client()
+        .request(req)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(body.to_bytes().to_vec())
+}
