@@ -1,7 +1,7 @@
 //! One filter module, its instances, and the callbacks into them, in the order Envoy makes them.
 
 use crate::abi;
-use crate::state::{CallResponse, Env, Headers, HttpCall, LocalResponse, State};
+use crate::state::{CallResponse, Env, Headers, HttpCall, LocalResponse, PropertySource, State};
 use wasmtime::{Instance, InstancePre, Module, Store, Val};
 
 /// What a stream callback decided.
@@ -90,6 +90,45 @@ pub struct Configuration {
 /// The root context's id; HTTP contexts count up from 2.
 const ROOT: i32 = 1;
 
+/// The most parameters a callback takes (`proxy_on_http_call_response`).
+const MAX_ARGS: usize = 5;
+
+/// An exported callback, looked up once: its function and how to pass its parameters.
+#[derive(Clone, Copy)]
+struct Callback {
+    func: Option<wasmtime::Func>,
+    /// Parameters that are i64 (sizes are `usize`: i32 on wasm32, i64 on wasm64).
+    wide: [bool; MAX_ARGS],
+    params: usize,
+    results: usize,
+}
+
+impl Callback {
+    fn find<T>(instance: &Instance, store: &mut Store<State<T>>, name: &str) -> Callback {
+        let mut c = Callback {
+            func: None,
+            wide: [false; MAX_ARGS],
+            params: 0,
+            results: 0,
+        };
+        let Some(func) = instance.get_func(&mut *store, name) else {
+            return c;
+        };
+        let ty = func.ty(&*store);
+        // A callback with more parameters than the ABI has is not one this host can call.
+        if ty.params().len() > MAX_ARGS {
+            return c;
+        }
+        for (i, t) in ty.params().enumerate() {
+            c.wide[i] = matches!(t, wasmtime::ValType::I64);
+        }
+        c.params = ty.params().len();
+        c.results = ty.results().len();
+        c.func = Some(func);
+        c
+    }
+}
+
 /// One instance of a filter: its root context and, while a request is in it, that request's
 /// HTTP context.
 pub struct FilterInstance<T: 'static> {
@@ -98,6 +137,7 @@ pub struct FilterInstance<T: 'static> {
     next_context: i32,
     /// The open HTTP context, if a request is in it.
     current: Option<i32>,
+    callbacks: std::collections::HashMap<&'static str, Callback>,
 }
 
 impl<T: Send + 'static> FilterInstance<T> {
@@ -112,8 +152,7 @@ impl<T: Send + 'static> FilterInstance<T> {
     ) -> Result<FilterInstance<T>, FilterError> {
         let (vm_len, plugin_len) = (config.vm.len() as i32, config.plugin.len() as i32);
         let mut state = State::new(user, env, config.vm, config.plugin);
-        let root_id = config.root_id.into_bytes();
-        state.properties.insert("plugin_root_id".into(), root_id);
+        state.root_id = config.root_id.into_bytes();
         let mut store = Store::new(filter.pre.module().engine(), state);
         setup(&mut store);
         let instance = filter
@@ -126,6 +165,7 @@ impl<T: Send + 'static> FilterInstance<T> {
             instance,
             next_context: ROOT + 1,
             current: None,
+            callbacks: std::collections::HashMap::new(),
         };
         for init in ["_initialize", "_start"] {
             me.call(init, &[]).await?;
@@ -155,23 +195,30 @@ impl<T: Send + 'static> FilterInstance<T> {
     }
 
     /// Calls an exported callback with i32 arguments; its i32 result, if it has one. A
-    /// callback the filter does not export is skipped.
-    async fn call(&mut self, name: &str, args: &[i32]) -> Result<Option<i32>, FilterError> {
-        let Some(func) = self.instance.get_func(&mut self.store, name) else {
+    /// callback the filter does not export is skipped. Each callback is looked up once per
+    /// instance.
+    async fn call(&mut self, name: &'static str, args: &[i32]) -> Result<Option<i32>, FilterError> {
+        let callback = match self.callbacks.get(name) {
+            Some(c) => *c,
+            None => {
+                let c = Callback::find(&self.instance, &mut self.store, name);
+                self.callbacks.insert(name, c);
+                c
+            }
+        };
+        let Some(func) = callback.func else {
             return Ok(None);
         };
-        let ty = func.ty(&self.store);
-        // Sizes are `usize` in the SDKs: i32 here, as every parameter of wasm32 callbacks.
-        let params: Vec<Val> = ty
-            .params()
-            .zip(args)
-            .map(|(t, a)| match t {
-                wasmtime::ValType::I64 => Val::I64(i64::from(*a)),
-                _ => Val::I32(*a),
-            })
-            .collect();
-        let mut results = vec![Val::I32(0); ty.results().len()];
-        func.call_async(&mut self.store, &params, &mut results)
+        let mut params = [Val::I32(0); MAX_ARGS];
+        for (i, a) in args.iter().enumerate().take(callback.params) {
+            params[i] = match callback.wide[i] {
+                true => Val::I64(i64::from(*a)),
+                false => Val::I32(*a),
+            };
+        }
+        let mut results = [Val::I32(0)];
+        let results = &mut results[..callback.results.min(1)];
+        func.call_async(&mut self.store, &params[..callback.params], results)
             .await
             .map_err(FilterError::Failed)?;
         Ok(results.first().and_then(Val::i32))
@@ -194,15 +241,15 @@ impl<T: Send + 'static> FilterInstance<T> {
 
     /// Opens a new HTTP context for a request, closing the previous one if the embedder did
     /// not (its `proxy_on_done` and `proxy_on_log` then run late rather than never).
-    /// `properties` are what the filter reads with `get_property` (paths joined with `.`).
-    pub async fn begin(&mut self, properties: Vec<(String, Vec<u8>)>) -> Result<(), FilterError> {
+    /// `properties` answer what the filter reads with `get_property`.
+    pub async fn begin(
+        &mut self,
+        properties: Option<Box<dyn PropertySource>>,
+    ) -> Result<(), FilterError> {
         self.done().await?;
         let data = self.store.data_mut();
-        let root_id = data.properties.remove("plugin_root_id");
-        data.properties = properties.into_iter().collect();
-        if let Some(root_id) = root_id {
-            data.properties.insert("plugin_root_id".into(), root_id);
-        }
+        data.properties.clear();
+        data.source = properties;
         data.request_headers.clear();
         data.request_trailers.clear();
         data.response_headers.clear();
@@ -227,7 +274,8 @@ impl<T: Send + 'static> FilterInstance<T> {
             .insert(path.to_string(), value);
     }
 
-    /// The properties whose path starts with `prefix`, as the filter left them.
+    /// The properties set for this request (by the filter, or [`Self::set_property`]) whose
+    /// path starts with `prefix`.
     pub fn properties_under<'a>(
         &'a self,
         prefix: &'a str,
@@ -240,14 +288,14 @@ impl<T: Send + 'static> FilterInstance<T> {
             .map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
-    /// A property as the filter left it (it may set its own).
+    /// A property set for this request (by the filter, or [`Self::set_property`]).
     pub fn property(&self, path: &str) -> Option<&[u8]> {
         self.store.data().properties.get(path).map(Vec::as_slice)
     }
 
     async fn stream_callback(
         &mut self,
-        callback: &str,
+        callback: &'static str,
         size: usize,
         end_of_stream: bool,
         stream: usize,

@@ -28,5 +28,5 @@ pub use abi::{MetricKind, Status};
 pub use filter::{Configuration, Filter, FilterError, FilterInstance, Outcome, is_core_module};
 pub use state::{
     BoxFuture, CallResponse, Env, Headers, HttpCall, LocalResponse, MetricSink, NoMetrics,
-    SharedData, SharedStore, State, Versioned,
+    PropertySource, SharedData, SharedStore, State, Versioned,
 };

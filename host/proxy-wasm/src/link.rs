@@ -444,7 +444,7 @@ fn properties<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Res
                 let Some(path) = read(&mut c, pp, pn).map(|b| property_path(&b)) else {
                     return BAD;
                 };
-                match c.data().properties.get(&path).cloned() {
+                match c.data().property(&path) {
                     Some(v) if v.is_empty() => {
                         if write(&mut c, p, &[0; 4]) && write(&mut c, n, &[0; 4]) {
                             OK

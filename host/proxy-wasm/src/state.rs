@@ -34,6 +34,20 @@ pub trait MetricSink: Send + Sync {
     fn record(&self, kind: MetricKind, name: &str, value: i64);
 }
 
+/// The properties of one request (`proxy_get_property`), read only when the filter asks: the
+/// embedder computes a value from its request on demand.
+pub trait PropertySource: Send + Sync + 'static {
+    /// The value at `path` (its parts joined with `.`, e.g. `request.path`).
+    fn get(&self, path: &str) -> Option<Vec<u8>>;
+}
+
+/// A fixed list of properties (for tests and simple embedders).
+impl PropertySource for Vec<(String, Vec<u8>)> {
+    fn get(&self, path: &str) -> Option<Vec<u8>> {
+        self.iter().find(|(k, _)| k == path).map(|(_, v)| v.clone())
+    }
+}
+
 /// The services one instance uses, given by the embedder.
 #[derive(Clone)]
 pub struct Env {
@@ -151,8 +165,13 @@ pub struct State<T> {
     pub(crate) resumed: [bool; 2],
     pub(crate) logs: Vec<(u32, String)>,
     pub(crate) tick_ms: u32,
-    /// Properties by path, the parts joined with `.` (`request.path`).
+    /// Properties set for this request (by the filter, or the embedder's additions), by path,
+    /// the parts joined with `.`; they hide the source's.
     pub(crate) properties: HashMap<String, Vec<u8>>,
+    /// The request's own properties.
+    pub(crate) source: Option<Box<dyn PropertySource>>,
+    /// The `plugin_root_id` property.
+    pub(crate) root_id: Vec<u8>,
     /// HTTP calls dispatched and not yet taken by the embedder.
     pub(crate) calls: Vec<HttpCall>,
     pub(crate) next_token: u32,
@@ -178,6 +197,8 @@ impl<T> State<T> {
             logs: Vec::new(),
             tick_ms: 0,
             properties: HashMap::new(),
+            source: None,
+            root_id: Vec::new(),
             calls: Vec::new(),
             next_token: 1,
             metrics: Vec::new(),
@@ -194,6 +215,17 @@ impl<T> State<T> {
             abi::MAP_HTTP_CALL_RESPONSE_TRAILERS => Some(&mut self.call_response.trailers),
             _ => None,
         }
+    }
+
+    /// A property: one set for this request, else the root id, else the request's own.
+    pub(crate) fn property(&self, path: &str) -> Option<Vec<u8>> {
+        if let Some(v) = self.properties.get(path) {
+            return Some(v.clone());
+        }
+        if path == "plugin_root_id" {
+            return Some(self.root_id.clone());
+        }
+        self.source.as_ref()?.get(path)
     }
 
     /// A buffer the filter may read (and, for bodies, change).

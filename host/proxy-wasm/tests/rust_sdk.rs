@@ -90,7 +90,7 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
 
     let mut req = headers(&[(":path", "/a"), (":method", "GET"), ("x-remove-me", "1")]);
     let props = vec![("request.path".to_string(), b"/a".to_vec())];
-    f.begin(props).await.expect("begin");
+    f.begin(Some(Box::new(props))).await.expect("begin");
     assert_eq!(
         f.request_headers(&mut req, true).await.expect("request"),
         Outcome::Continue
@@ -124,7 +124,7 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
         .await
         .expect("configured");
     let mut req = headers(&[(":path", "/c")]);
-    g.begin(Vec::new()).await.expect("begin");
+    g.begin(None).await.expect("begin");
     g.request_headers(&mut req, true).await.expect("request");
     assert!(
         req.contains(&("x-request-count".into(), "2".into())),
@@ -135,7 +135,7 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
 
     // The next request gets a new HTTP context, and a local response.
     let mut req = headers(&[(":path", "/b"), ("x-deny", "yes")]);
-    f.begin(Vec::new()).await.expect("begin");
+    f.begin(None).await.expect("begin");
     match f.request_headers(&mut req, true).await.expect("request") {
         Outcome::Respond(r) => {
             assert_eq!(r.status, 403);

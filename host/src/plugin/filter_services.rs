@@ -149,43 +149,58 @@ impl MetricSink for RegistrySink {
     }
 }
 
-/// The properties a filter reads (`get_property`), by Envoy's attribute paths, plus Weir's
-/// own under `weir.` (the route, the principal, the context's attributes). Integers are 8
-/// bytes little-endian, as Envoy encodes them.
-pub(super) fn properties(ex: &Exchange, plugin: &str) -> Vec<(String, Vec<u8>)> {
-    let req = &ex.request;
-    let text = |k: &str, v: &str| (k.to_string(), v.as_bytes().to_vec());
-    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = vec![
-        text("request.path", path),
-        text("request.url_path", req.uri.path()),
-        text("request.method", req.method.as_str()),
-        text("request.scheme", ex.scheme),
-        text("request.protocol", &format!("{:?}", req.version)),
-        text("source.address", &ex.client_addr.to_string()),
-        (
-            "source.port".to_string(),
-            i64::from(ex.client_addr.port()).to_le_bytes().to_vec(),
-        ),
-        text("route_name", &ex.route),
-        text("xds.route_name", &ex.route),
-        text("plugin_name", plugin),
-        text("xds.plugin_name", plugin),
-        text("weir.route", &ex.route),
-    ];
-    if let Some(q) = req.uri.query() {
-        out.push(text("request.query", q));
+/// The properties a filter reads (`get_property`) of one request, by Envoy's attribute paths,
+/// plus Weir's own under `weir.` (the route, the principal, the context's attributes),
+/// computed when asked. Integers are 8 bytes little-endian, as Envoy encodes them.
+pub(super) struct RequestProperties {
+    uri: http::Uri,
+    method: http::Method,
+    version: http::Version,
+    scheme: &'static str,
+    client: std::net::SocketAddr,
+    authority: Option<String>,
+    route: Arc<str>,
+    plugin: Arc<str>,
+    principal: Option<String>,
+    attributes: std::collections::HashMap<String, String>,
+}
+
+impl RequestProperties {
+    pub(super) fn of(ex: &Exchange, plugin: &Arc<str>) -> Self {
+        RequestProperties {
+            uri: ex.request.uri.clone(),
+            method: ex.request.method.clone(),
+            version: ex.request.version,
+            scheme: ex.scheme,
+            client: ex.client_addr,
+            authority: ex.authority.clone(),
+            route: ex.route.clone(),
+            plugin: plugin.clone(),
+            principal: ex.context.principal.clone(),
+            attributes: ex.context.attributes.clone(),
+        }
     }
-    if let Some(host) = &ex.authority {
-        out.push(text("request.host", host));
+}
+
+impl weir_proxy_wasm::PropertySource for RequestProperties {
+    fn get(&self, path: &str) -> Option<Vec<u8>> {
+        let text = |v: &str| Some(v.as_bytes().to_vec());
+        match path {
+            "request.path" => text(self.uri.path_and_query().map_or("/", |p| p.as_str())),
+            "request.url_path" => text(self.uri.path()),
+            "request.query" => text(self.uri.query()?),
+            "request.method" => text(self.method.as_str()),
+            "request.scheme" => text(self.scheme),
+            "request.protocol" => text(&format!("{:?}", self.version)),
+            "request.host" => text(self.authority.as_deref()?),
+            "source.address" => text(&self.client.to_string()),
+            "source.port" => Some(i64::from(self.client.port()).to_le_bytes().to_vec()),
+            "route_name" | "xds.route_name" | "weir.route" => text(&self.route),
+            "plugin_name" | "xds.plugin_name" => text(&self.plugin),
+            "weir.principal" => text(self.principal.as_deref()?),
+            _ => text(self.attributes.get(path.strip_prefix(ATTRIBUTES)?)?),
+        }
     }
-    if let Some(p) = &ex.context.principal {
-        out.push(text("weir.principal", p));
-    }
-    for (k, v) in &ex.context.attributes {
-        out.push(text(&format!("{ATTRIBUTES}{k}"), v));
-    }
-    out
 }
 
 /// Where the request context's attributes appear among the properties.

@@ -328,10 +328,10 @@ impl FilterRun {
         ex: &mut Exchange,
     ) -> Result<RequestDecision, HookFailure> {
         self.trace = Some(ex.trace.clone());
-        let properties = super::filter_services::properties(ex, &self.plugin);
+        let properties = super::filter_services::RequestProperties::of(ex, &self.plugin);
         self.held = [Vec::new(), Vec::new()];
         self.guard(bounds, "proxy_on_context_create", async |f| {
-            f.begin(properties).await
+            f.begin(Some(Box::new(properties))).await
         })
         .await?;
         let buffered = self.code.settings.body == FilterBody::Buffered;
