@@ -204,28 +204,7 @@ impl weir_proxy_wasm::PropertySource for RequestProperties {
 }
 
 /// Where the request context's attributes appear among the properties.
-const ATTRIBUTES: &str = "weir.attributes.";
-
-/// What the filter set among Weir's properties goes into the request's context, for the
-/// plugins after it: `weir.principal` and `weir.attributes.<key>` (UTF-8 only).
-pub(super) fn write_back(ex: &mut Exchange, instance: &super::proxy_wasm::Instance) {
-    if let Some(p) = instance.property("weir.principal")
-        && let Ok(p) = std::str::from_utf8(p)
-        && ex.context.principal.as_deref() != Some(p)
-    {
-        ex.context.principal = Some(p.to_string());
-    }
-    for (k, v) in instance.properties_under(ATTRIBUTES) {
-        let (Some(key), Ok(value)) = (k.strip_prefix(ATTRIBUTES), std::str::from_utf8(v)) else {
-            continue;
-        };
-        if ex.context.attributes.get(key).map(String::as_str) != Some(value) {
-            ex.context
-                .attributes
-                .insert(key.to_string(), value.to_string());
-        }
-    }
-}
+pub(super) const ATTRIBUTES: &str = "weir.attributes.";
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ mod bindings;
 mod budget;
 mod capabilities;
 mod disk_cache;
+mod filter_head;
 mod filter_services;
 mod host;
 mod instance;

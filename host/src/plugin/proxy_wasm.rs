@@ -11,20 +11,21 @@
 //! memory limit; a failure is a [`HookFailure`] like a component's.
 
 use super::budget::{CallLimits, metered};
+use super::filter_head::{
+    apply_request, apply_response, expects_no_body, local, request_pairs, write_back,
+};
 use super::host::MemoryLimiter;
 use super::instance::{Bounds, arm_with, classify};
-use super::{BodyAccess, BodyEnd, LocalResponse, PluginInfo, RequestDecision, ResponseDecision};
+use super::{BodyAccess, BodyEnd, PluginInfo, RequestDecision, ResponseDecision};
 use super::{Direction, FilterSettings, HookFailure, LoadedPlugin, PluginSettings};
 use crate::capability::{PluginCapabilities, Services};
 use crate::config::FilterBody;
 use crate::exchange::Exchange;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use weir_proxy_wasm::{
-    CallResponse, Configuration, Env, Filter, FilterError, FilterInstance, Headers, HttpCall,
-    Outcome,
+    CallResponse, Configuration, Env, Filter, FilterError, FilterInstance, HttpCall, Outcome,
 };
 
 /// The embedder's part of a filter instance's store: its memory limit and call limits.
@@ -33,7 +34,7 @@ pub(crate) struct FilterHost {
     call: CallLimits,
 }
 
-pub(super) type Instance = FilterInstance<FilterHost>;
+type Instance = FilterInstance<FilterHost>;
 
 /// A loaded filter: the linked module, its settings and the services its instances use.
 pub(crate) struct FilterCode {
@@ -364,7 +365,7 @@ impl FilterRun {
             out = self.settle(bounds, o, false).await?;
         }
         apply_request(ex, self.instance.request_header_map().clone())?;
-        super::filter_services::write_back(ex, &self.instance);
+        write_back(ex, &self.instance);
         if buffered {
             ex.request_body = Some(Bytes::from(body));
         }
@@ -548,103 +549,4 @@ fn answered_too_late() -> HookFailure {
          (give the plugin body = \"buffered\" to let it answer there)"
             .into(),
     )
-}
-
-/// Whether a request head announces no body (Envoy's `end_of_stream` on the headers).
-fn expects_no_body(headers: &HeaderMap) -> bool {
-    let length = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok());
-    match length {
-        Some(n) => n.trim() == "0",
-        None => !headers.contains_key(http::header::TRANSFER_ENCODING),
-    }
-}
-
-fn local(r: weir_proxy_wasm::LocalResponse) -> LocalResponse {
-    LocalResponse {
-        status: r.status,
-        headers: r.headers,
-        body: r.body,
-    }
-}
-
-/// The request head as Envoy hands it to filters: pseudo-headers first.
-fn request_pairs(ex: &Exchange) -> Headers {
-    let req = &ex.request;
-    let authority = ex.authority.clone().or_else(|| {
-        req.headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    });
-    let path = req
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    let mut pairs = vec![
-        (":authority".to_string(), authority.unwrap_or_default()),
-        (":path".to_string(), path),
-        (":method".to_string(), req.method.as_str().to_string()),
-        (":scheme".to_string(), ex.scheme.to_string()),
-    ];
-    pairs.extend(crate::headers::to_fields(&req.headers));
-    pairs
-}
-
-/// Header fields back from the filter; pseudo-headers are returned apart.
-fn fields(pairs: Headers) -> Result<(HeaderMap, Vec<(String, String)>), HookFailure> {
-    let mut map = HeaderMap::new();
-    let mut pseudo = Vec::new();
-    for (k, v) in pairs {
-        if k.starts_with(':') {
-            pseudo.push((k, v));
-            continue;
-        }
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| HookFailure::BadDecision(format!("invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(&v)
-            .map_err(|_| HookFailure::BadDecision(format!("invalid value for header {k}")))?;
-        map.append(name, value);
-    }
-    Ok((map, pseudo))
-}
-
-/// The filter's request head into the exchange: fields, and a changed `:path` or `:method`
-/// (a path made canonical as the client's was).
-fn apply_request(ex: &mut Exchange, pairs: Headers) -> Result<(), HookFailure> {
-    let (map, pseudo) = fields(pairs)?;
-    ex.request.headers = map;
-    for (k, v) in pseudo {
-        match k.as_str() {
-            ":path" if ex.request.uri.path_and_query().map(|p| p.as_str()) != Some(&v) => {
-                ex.set_path(&v)
-                    .map_err(|_| HookFailure::BadDecision(format!("invalid :path {v:?}")))?;
-            }
-            ":method" if ex.request.method.as_str() != v => {
-                ex.request.method = http::Method::from_bytes(v.as_bytes())
-                    .map_err(|_| HookFailure::BadDecision(format!("invalid :method {v:?}")))?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// The filter's response head into the exchange: fields and a changed `:status`.
-fn apply_response(ex: &mut Exchange, pairs: Headers) -> Result<(), HookFailure> {
-    let (map, pseudo) = fields(pairs)?;
-    let Some(response) = ex.response.as_mut() else {
-        return Ok(());
-    };
-    response.headers = map;
-    if let Some((_, status)) = pseudo.iter().find(|(k, _)| k == ":status") {
-        response.status = status
-            .parse::<u16>()
-            .ok()
-            .and_then(|s| http::StatusCode::from_u16(s).ok())
-            .ok_or_else(|| HookFailure::BadDecision(format!("invalid :status {status:?}")))?;
-    }
-    Ok(())
 }
