@@ -344,6 +344,14 @@ pub(crate) fn ensure_python_packages() -> Result<()> {
     Ok(())
 }
 
+/// The Rust proxy-wasm filters under `tests/proxy-wasm/`, each its own workspace.
+const PROXY_WASM_FIXTURES: [&str; 4] = [
+    "rust-filter",
+    "rust-sdk-filters",
+    "higress-key-auth",
+    "header-filter",
+];
+
 fn test(args: &[String]) -> Result<()> {
     let hogs = match args {
         [] => 0,
@@ -379,6 +387,11 @@ fn test(args: &[String]) -> Result<()> {
         "--manifest-path",
         "plugins/Cargo.toml",
     ]))?;
+    // The proxy-wasm fixtures are workspaces of their own (built by the tests that run them).
+    for fixture in PROXY_WASM_FIXTURES {
+        let manifest = format!("tests/proxy-wasm/{fixture}/Cargo.toml");
+        sh(cargo().args(["fmt", "--check", "--manifest-path", &manifest]))?;
+    }
     sh(cargo().args([
         "clippy",
         "--workspace",
