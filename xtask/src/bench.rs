@@ -195,6 +195,17 @@ struct Sample {
     errors: u64,
 }
 
+/// A table of named wrk samples: req/s, p50 and p99.
+fn print_samples(rows: &[(&str, Sample)]) {
+    println!("| target | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
+    for (name, s) in rows {
+        println!(
+            "| {name} | {:.0} | {:.3} | {:.3} |",
+            s.rps, s.p50_ms, s.p99_ms
+        );
+    }
+}
+
 fn parse_latency(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, factor) = if let Some(v) = s.strip_suffix("us") {

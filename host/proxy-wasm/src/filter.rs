@@ -87,6 +87,13 @@ pub struct Configuration {
     pub root_id: String,
 }
 
+/// The two directions of an HTTP stream (`proxy_stream_type_t`'s numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request = 0,
+    Response = 1,
+}
+
 /// The root context's id; HTTP contexts count up from 2.
 const ROOT: i32 = 1;
 
@@ -322,107 +329,57 @@ impl<T: Send + 'static> FilterInstance<T> {
         }
     }
 
-    /// The request's headers, through `proxy_on_request_headers`; `headers` comes back as the
-    /// filter left it.
-    pub async fn request_headers(
+    /// The headers of one side, through `proxy_on_request_headers` or
+    /// `proxy_on_response_headers` (the response's in the same HTTP context as the request's);
+    /// `headers` comes back as the filter left it. Both sides stay readable until the request
+    /// ends (the response callbacks may read the request's headers).
+    pub async fn headers(
         &mut self,
+        side: Side,
         headers: &mut Headers,
         end_of_stream: bool,
     ) -> Result<Outcome, FilterError> {
-        self.store.data_mut().request_headers = std::mem::take(headers);
-        let count = self.store.data().request_headers.len();
-        let out = self
-            .stream_callback("proxy_on_request_headers", count, end_of_stream, 0)
-            .await;
-        // Kept: the response callbacks may read the request's headers too.
-        headers.clone_from(&self.store.data().request_headers);
-        out
-    }
-
-    /// Body bytes of the request, through `proxy_on_request_body`. The filter sees `body` as
-    /// the buffered body so far and may change it; it comes back as the filter left it.
-    pub async fn request_body(
-        &mut self,
-        body: &mut Vec<u8>,
-        end_of_stream: bool,
-    ) -> Result<Outcome, FilterError> {
-        self.store.data_mut().request_body = std::mem::take(body);
-        let size = self.store.data().request_body.len();
-        let out = self
-            .stream_callback("proxy_on_request_body", size, end_of_stream, 0)
-            .await;
-        *body = std::mem::take(&mut self.store.data_mut().request_body);
-        out
-    }
-
-    /// The response's headers, in the same HTTP context as the request's.
-    pub async fn response_headers(
-        &mut self,
-        headers: &mut Headers,
-        end_of_stream: bool,
-    ) -> Result<Outcome, FilterError> {
-        self.store.data_mut().response_headers = std::mem::take(headers);
-        let count = self.store.data().response_headers.len();
-        let out = self
-            .stream_callback("proxy_on_response_headers", count, end_of_stream, 1)
-            .await;
-        headers.clone_from(&self.store.data().response_headers);
-        out
-    }
-
-    /// Body bytes of the response, through `proxy_on_response_body` (as [`Self::request_body`]).
-    pub async fn response_body(
-        &mut self,
-        body: &mut Vec<u8>,
-        end_of_stream: bool,
-    ) -> Result<Outcome, FilterError> {
-        self.store.data_mut().response_body = std::mem::take(body);
-        let size = self.store.data().response_body.len();
-        let out = self
-            .stream_callback("proxy_on_response_body", size, end_of_stream, 1)
-            .await;
-        *body = std::mem::take(&mut self.store.data_mut().response_body);
-        out
-    }
-
-    /// Trailers of the request or the response (`proxy_on_*_trailers`); they come back as the
-    /// filter left them.
-    pub async fn trailers(
-        &mut self,
-        response: bool,
-        trailers: &mut Headers,
-    ) -> Result<Outcome, FilterError> {
-        let (callback, stream) = match response {
-            false => ("proxy_on_request_trailers", 0),
-            true => ("proxy_on_response_trailers", 1),
-        };
-        let data = self.store.data_mut();
-        let map = if response {
-            &mut data.response_trailers
-        } else {
-            &mut data.request_trailers
-        };
-        *map = std::mem::take(trailers);
+        let map = self.store.data_mut().head(side);
+        *map = std::mem::take(headers);
         let count = map.len();
-        let out = self.stream_callback(callback, count, false, stream).await;
-        let data = self.store.data_mut();
-        *trailers = std::mem::take(if response {
-            &mut data.response_trailers
-        } else {
-            &mut data.request_trailers
-        });
+        let callback = match side {
+            Side::Request => "proxy_on_request_headers",
+            Side::Response => "proxy_on_response_headers",
+        };
+        let out = self
+            .stream_callback(callback, count, end_of_stream, side as usize)
+            .await;
+        headers.clone_from(self.store.data_mut().head(side));
         out
     }
 
-    /// The request's headers as the filter has left them so far (an HTTP call's callback may
-    /// still change them after the headers callback returned).
-    pub fn request_header_map(&self) -> &Headers {
-        &self.store.data().request_headers
+    /// Body bytes of one side, through `proxy_on_request_body` or `proxy_on_response_body`.
+    /// The filter sees `body` as the buffered body so far and may change it; it comes back as
+    /// the filter left it.
+    pub async fn body(
+        &mut self,
+        side: Side,
+        body: &mut Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Outcome, FilterError> {
+        let buffer = self.store.data_mut().body(side);
+        *buffer = std::mem::take(body);
+        let size = buffer.len();
+        let callback = match side {
+            Side::Request => "proxy_on_request_body",
+            Side::Response => "proxy_on_response_body",
+        };
+        let out = self
+            .stream_callback(callback, size, end_of_stream, side as usize)
+            .await;
+        *body = std::mem::take(self.store.data_mut().body(side));
+        out
     }
 
-    /// The response's headers as the filter has left them so far.
-    pub fn response_header_map(&self) -> &Headers {
-        &self.store.data().response_headers
+    /// The headers of one side as the filter has left them so far (an HTTP call's callback
+    /// may still change them after the headers callback returned).
+    pub fn header_map(&mut self, side: Side) -> &Headers {
+        self.store.data_mut().head(side)
     }
 
     /// The HTTP calls dispatched since the last time, for the embedder to make.
@@ -475,9 +432,12 @@ impl<T: Send + 'static> FilterInstance<T> {
         self.call("proxy_on_tick", &[ROOT]).await.map(drop)
     }
 
-    /// What the filter logged since the last call: (level 0 trace … 5 critical, message).
-    pub fn take_logs(&mut self) -> Vec<(u32, String)> {
-        std::mem::take(&mut self.store.data_mut().logs)
+    /// What the filter logged since the last call: (level 0 trace … 5 critical, message),
+    /// and how many lines past the bound were dropped.
+    pub fn take_logs(&mut self) -> (Vec<(u32, String)>, usize) {
+        let data = self.store.data_mut();
+        let dropped = std::mem::take(&mut data.logs_dropped);
+        (std::mem::take(&mut data.logs), dropped)
     }
 
     /// The tick period the filter asked for, in milliseconds (0: none).

@@ -25,7 +25,9 @@ mod link;
 mod state;
 
 pub use abi::{MetricKind, Status};
-pub use filter::{Configuration, Filter, FilterError, FilterInstance, Outcome, is_core_module};
+pub use filter::{
+    Configuration, Filter, FilterError, FilterInstance, Outcome, Side, is_core_module,
+};
 pub use state::{
     BoxFuture, CallResponse, Env, Headers, HttpCall, LocalResponse, MetricSink, NoMetrics,
     PropertySource, SharedData, SharedStore, State, Versioned,

@@ -3,7 +3,7 @@
 //! or malformed data answer `BadArgument`, never a trap of the host.
 
 use crate::abi::{self, MetricKind, Status};
-use crate::state::{HttpCall, LocalResponse, State};
+use crate::state::{HttpCall, LocalResponse, MAX_FIELDS, MAX_PROPERTIES, State};
 use std::time::Duration;
 use wasmtime::{Caller, Extern, Linker, Module, Val, ValType};
 
@@ -82,7 +82,7 @@ fn logging<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Result
         "proxy_log",
         |mut c: Ctx<'_, T>, level: u32, p: u32, n: u32| match read_str(&mut c, p, n) {
             Some(m) => {
-                c.data_mut().logs.push((level, m));
+                c.data_mut().log(level, m);
                 OK
             }
             None => BAD,
@@ -198,6 +198,9 @@ fn headers<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Result
             let Some(pairs) = read(&mut c, p, n).and_then(|b| abi::decode_pairs(&b)) else {
                 return BAD;
             };
+            if pairs.len() > MAX_FIELDS {
+                return BAD;
+            }
             match c.data_mut().map(map) {
                 Some(m) => {
                     *m = pairs
@@ -230,6 +233,7 @@ fn header_edits<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::R
                 let Some(m) = c.data_mut().map(map) else {
                     return BAD;
                 };
+                let full = m.len() >= MAX_FIELDS;
                 match m.iter_mut().find(|(name, _)| *name == k) {
                     // Replacing keeps the field where it was (a pseudo-header stays first).
                     Some((_, value)) if replace => {
@@ -237,6 +241,7 @@ fn header_edits<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::R
                         let mut seen = false;
                         m.retain(|(name, _)| *name != k || !std::mem::replace(&mut seen, true));
                     }
+                    _ if full => return BAD,
                     _ => m.push((k, v)),
                 }
                 OK
@@ -465,7 +470,12 @@ fn properties<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Res
             let (Some(path), Some(value)) = (read(&mut c, pp, pn), read(&mut c, vp, vn)) else {
                 return BAD;
             };
-            c.data_mut().properties.insert(property_path(&path), value);
+            let path = property_path(&path);
+            let properties = &mut c.data_mut().properties;
+            if properties.len() >= MAX_PROPERTIES && !properties.contains_key(&path) {
+                return BAD;
+            }
+            properties.insert(path, value);
             OK
         },
     )?;
@@ -520,7 +530,9 @@ fn metrics<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Result
             else {
                 return BAD;
             };
-            let id = c.data_mut().define_metric(kind, name);
+            let Some(id) = c.data_mut().define_metric(kind, name) else {
+                return BAD;
+            };
             if write(&mut c, id_out, &id.to_le_bytes()) {
                 OK
             } else {

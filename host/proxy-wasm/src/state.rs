@@ -138,6 +138,15 @@ pub struct CallResponse {
     pub trailers: Headers,
 }
 
+/// What one instance may accumulate in the host, whatever the filter does in a loop within its
+/// CPU budget: past these, host calls answer an error status (or, for logs, lines are counted
+/// and dropped), so a filter cannot grow the gateway's memory without bound.
+pub(crate) const MAX_LOG_LINES: usize = 1_000;
+pub(crate) const MAX_PENDING_CALLS: usize = 64;
+pub(crate) const MAX_METRICS: usize = 1_000;
+pub(crate) const MAX_PROPERTIES: usize = 1_000;
+pub(crate) const MAX_FIELDS: usize = 1_000;
+
 /// A metric the filter defined: its kind, name and the value it reads back.
 struct Metric {
     kind: MetricKind,
@@ -164,6 +173,8 @@ pub struct State<T> {
     /// `proxy_continue_stream` was called for the request (0) or the response (1).
     pub(crate) resumed: [bool; 2],
     pub(crate) logs: Vec<(u32, String)>,
+    /// Log lines dropped past [`MAX_LOG_LINES`] since the logs were last taken.
+    pub(crate) logs_dropped: usize,
     pub(crate) tick_ms: u32,
     /// Properties set for this request (by the filter, or the embedder's additions), by path,
     /// the parts joined with `.`; they hide the source's.
@@ -195,6 +206,7 @@ impl<T> State<T> {
             local: None,
             resumed: [false; 2],
             logs: Vec::new(),
+            logs_dropped: 0,
             tick_ms: 0,
             properties: HashMap::new(),
             source: None,
@@ -228,6 +240,22 @@ impl<T> State<T> {
         self.source.as_ref()?.get(path)
     }
 
+    /// The header map of one side of the stream.
+    pub(crate) fn head(&mut self, side: crate::Side) -> &mut Headers {
+        match side {
+            crate::Side::Request => &mut self.request_headers,
+            crate::Side::Response => &mut self.response_headers,
+        }
+    }
+
+    /// The body buffer of one side of the stream.
+    pub(crate) fn body(&mut self, side: crate::Side) -> &mut Vec<u8> {
+        match side {
+            crate::Side::Request => &mut self.request_body,
+            crate::Side::Response => &mut self.response_body,
+        }
+    }
+
     /// A buffer the filter may read (and, for bodies, change).
     pub(crate) fn buffer(&mut self, kind: u32) -> Option<&mut Vec<u8>> {
         match kind {
@@ -240,21 +268,35 @@ impl<T> State<T> {
         }
     }
 
-    /// Defines a metric (the same name and kind again gets the same id).
-    pub(crate) fn define_metric(&mut self, kind: MetricKind, name: String) -> u32 {
+    /// Keeps a log line, unless [`MAX_LOG_LINES`] are waiting already.
+    pub(crate) fn log(&mut self, level: u32, message: String) {
+        if self.logs.len() < MAX_LOG_LINES {
+            self.logs.push((level, message));
+        } else {
+            self.logs_dropped += 1;
+        }
+    }
+
+    /// Defines a metric (the same name and kind again gets the same id); `None` past
+    /// [`MAX_METRICS`].
+    pub(crate) fn define_metric(&mut self, kind: MetricKind, name: String) -> Option<u32> {
         let found = self
             .metrics
             .iter()
             .position(|m| m.kind == kind && m.name == name);
-        let index = found.unwrap_or_else(|| {
-            self.metrics.push(Metric {
-                kind,
-                name,
-                value: 0,
-            });
-            self.metrics.len() - 1
-        });
-        index as u32
+        let index = match found {
+            Some(i) => i,
+            None if self.metrics.len() >= MAX_METRICS => return None,
+            None => {
+                self.metrics.push(Metric {
+                    kind,
+                    name,
+                    value: 0,
+                });
+                self.metrics.len() - 1
+            }
+        };
+        Some(index as u32)
     }
 
     /// Adds `delta` (counters, gauges) or records `value` (histograms, gauges set).
@@ -286,18 +328,21 @@ impl<T> State<T> {
     /// Starts an HTTP call; its token.
     pub(crate) fn dispatch(&mut self, mut call: HttpCall) -> Result<u32, Status> {
         if !self.env.clusters.contains(&call.cluster) {
-            self.logs.push((
+            self.log(
                 abi::LOG_WARN,
                 format!(
                     "proxy_http_call to cluster \"{}\" refused: not granted (outbound)",
                     call.cluster
                 ),
-            ));
+            );
             return Err(Status::BadArgument);
         }
         let has = |name: &str| call.headers.iter().any(|(k, _)| k == name);
         if !has(":method") || !has(":path") {
             return Err(Status::BadArgument);
+        }
+        if self.calls.len() >= MAX_PENDING_CALLS {
+            return Err(Status::InternalFailure);
         }
         call.token = self.next_token;
         self.next_token = self.next_token.wrapping_add(1).max(1);
@@ -334,12 +379,16 @@ mod tests {
     #[test]
     fn counters_only_grow_and_gauges_are_set() {
         let mut s = State::new((), Env::default(), Vec::new(), Vec::new());
-        let c = s.define_metric(MetricKind::Counter, "c".into());
-        assert_eq!(s.define_metric(MetricKind::Counter, "c".into()), c);
+        let c = s
+            .define_metric(MetricKind::Counter, "c".into())
+            .expect("defined");
+        assert_eq!(s.define_metric(MetricKind::Counter, "c".into()), Some(c));
         assert_eq!(s.metric(c, 2, false), Status::Ok);
         assert_eq!(s.metric(c, -1, false), Status::BadArgument);
         assert_eq!(s.metric_value(c), Some(2));
-        let g = s.define_metric(MetricKind::Gauge, "g".into());
+        let g = s
+            .define_metric(MetricKind::Gauge, "g".into())
+            .expect("defined");
         assert_eq!(s.metric(g, 5, true), Status::Ok);
         assert_eq!(s.metric(g, 3, true), Status::Ok);
         assert_eq!(s.metric_value(g), Some(3));
@@ -372,5 +421,33 @@ mod tests {
         assert_eq!(s.dispatch(call("auth", &ok)), Ok(1));
         assert_eq!(s.dispatch(call("auth", &ok)), Ok(2));
         assert_eq!(s.calls.len(), 2);
+        for _ in 2..MAX_PENDING_CALLS {
+            assert!(s.dispatch(call("auth", &ok)).is_ok());
+        }
+        assert_eq!(
+            s.dispatch(call("auth", &ok)),
+            Err(Status::InternalFailure),
+            "past the pending calls' bound"
+        );
+    }
+
+    #[test]
+    fn what_a_filter_piles_up_in_the_host_is_bounded() {
+        let mut s = State::new((), Env::default(), Vec::new(), Vec::new());
+        for i in 0..MAX_LOG_LINES + 5 {
+            s.log(2, format!("line {i}"));
+        }
+        assert_eq!((s.logs.len(), s.logs_dropped), (MAX_LOG_LINES, 5));
+        for i in 0..MAX_METRICS {
+            assert!(
+                s.define_metric(MetricKind::Counter, format!("m{i}"))
+                    .is_some()
+            );
+        }
+        assert_eq!(
+            s.define_metric(MetricKind::Counter, "one more".into()),
+            None
+        );
+        assert_eq!(s.define_metric(MetricKind::Counter, "m0".into()), Some(0));
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use weir_proxy_wasm::{
-    Configuration, Env, Filter, FilterError, FilterInstance, Outcome, SharedData,
+    Configuration, Env, Filter, FilterError, FilterInstance, Outcome, SharedData, Side,
 };
 
 /// Builds `tests/proxy-wasm/rust-filter` for wasm32-unknown-unknown (once per test binary).
@@ -84,6 +84,7 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     assert_eq!(f.tick_period_ms(), 5000);
     assert!(
         f.take_logs()
+            .0
             .iter()
             .any(|(_, m)| m == "configured: header x-proxy-wasm")
     );
@@ -92,7 +93,9 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     let props = vec![("request.path".to_string(), b"/a".to_vec())];
     f.begin(Some(Box::new(props))).await.expect("begin");
     assert_eq!(
-        f.request_headers(&mut req, true).await.expect("request"),
+        f.headers(Side::Request, &mut req, true)
+            .await
+            .expect("request"),
         Outcome::Continue
     );
     assert_eq!(
@@ -108,7 +111,7 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     );
     let mut resp = headers(&[(":status", "200")]);
     assert_eq!(
-        f.response_headers(&mut resp, false)
+        f.headers(Side::Response, &mut resp, false)
             .await
             .expect("response"),
         Outcome::Continue
@@ -125,7 +128,9 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
         .expect("configured");
     let mut req = headers(&[(":path", "/c")]);
     g.begin(None).await.expect("begin");
-    g.request_headers(&mut req, true).await.expect("request");
+    g.headers(Side::Request, &mut req, true)
+        .await
+        .expect("request");
     assert!(
         req.contains(&("x-request-count".into(), "2".into())),
         "{req:?}"
@@ -136,7 +141,11 @@ async fn a_rust_sdk_filter_edits_headers_both_ways_and_answers_locally() {
     // The next request gets a new HTTP context, and a local response.
     let mut req = headers(&[(":path", "/b"), ("x-deny", "yes")]);
     f.begin(None).await.expect("begin");
-    match f.request_headers(&mut req, true).await.expect("request") {
+    match f
+        .headers(Side::Request, &mut req, true)
+        .await
+        .expect("request")
+    {
         Outcome::Respond(r) => {
             assert_eq!(r.status, 403);
             assert_eq!(r.body, b"denied\n");

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use weir_proxy_wasm::{
-    CallResponse, Configuration, Env, Filter, FilterError, FilterInstance, HttpCall, Outcome,
+    CallResponse, Configuration, Env, Filter, FilterError, FilterInstance, HttpCall, Outcome, Side,
 };
 
 /// The embedder's part of a filter instance's store: its memory limit and call limits.
@@ -98,6 +98,8 @@ pub(crate) struct FilterRun {
     held: [Vec<u8>; 2],
     /// The plugin's digest, for callback spans.
     digest: Arc<str>,
+    /// The wait allowed an HTTP call the filter gave no timeout (the plugin's `hook_timeout`).
+    call_timeout: std::time::Duration,
     /// The request's trace while a head callback runs: each callback gets a span under it
     /// (body callbacks get none, as body hooks get none).
     trace: Option<opentelemetry::Context>,
@@ -165,6 +167,7 @@ impl FilterRun {
                 caps: plugin.caps.clone(),
                 held: [Vec::new(), Vec::new()],
                 digest: plugin.digest.as_str().into(),
+                call_timeout: plugin.settings.hook_timeout,
                 trace: None,
             },
             Ok(Err(e)) => return Err(failure(e)),
@@ -210,7 +213,15 @@ impl FilterRun {
     /// The filter's log lines, into the gateway's log with the plugin's name.
     fn flush_logs(&mut self) {
         let plugin = &*self.plugin;
-        for (level, message) in self.instance.take_logs() {
+        let (lines, dropped) = self.instance.take_logs();
+        if dropped > 0 {
+            tracing::warn!(
+                plugin,
+                dropped,
+                "filter log lines dropped (too many in one call)"
+            );
+        }
+        for (level, message) in lines {
             match level {
                 0 => tracing::trace!(plugin, "{message}"),
                 1 => tracing::debug!(plugin, "{message}"),
@@ -273,9 +284,11 @@ impl FilterRun {
                 .cloned()
                 .collect(),
             body: call.body,
+            // No timeout from the filter: the hook's backstop bounds the wait instead.
             timeout_ms: u32::try_from(call.timeout.as_millis())
                 .ok()
-                .filter(|ms| *ms > 0),
+                .filter(|ms| *ms > 0)
+                .or_else(|| u32::try_from(self.call_timeout.as_millis()).ok()),
         };
         match self.caps.outbound.start(spec) {
             Ok(pending) => Some(pending),
@@ -352,19 +365,19 @@ impl FilterRun {
         };
         let out = self
             .guard(bounds, "proxy_on_request_headers", async |f| {
-                f.request_headers(&mut headers, no_body).await
+                f.headers(Side::Request, &mut headers, no_body).await
             })
             .await?;
         let mut out = self.settle(bounds, out, false).await?;
         if buffered && !no_body && !matches!(out, Outcome::Respond(_)) {
             let o = self
                 .guard(bounds, "proxy_on_request_body", async |f| {
-                    f.request_body(&mut body, true).await
+                    f.body(Side::Request, &mut body, true).await
                 })
                 .await?;
             out = self.settle(bounds, o, false).await?;
         }
-        apply_request(ex, self.instance.request_header_map().clone())?;
+        apply_request(ex, self.instance.header_map(Side::Request).clone())?;
         write_back(ex, &self.instance);
         if buffered {
             ex.request_body = Some(Bytes::from(body));
@@ -416,19 +429,19 @@ impl FilterRun {
         let eos = if buffered { body.is_empty() } else { !streams };
         let out = self
             .guard(bounds, "proxy_on_response_headers", async |f| {
-                f.response_headers(&mut headers, eos).await
+                f.headers(Side::Response, &mut headers, eos).await
             })
             .await?;
         let mut out = self.settle(bounds, out, true).await?;
         if buffered && !eos && !matches!(out, Outcome::Respond(_)) {
             let o = self
                 .guard(bounds, "proxy_on_response_body", async |f| {
-                    f.response_body(&mut body, true).await
+                    f.body(Side::Response, &mut body, true).await
                 })
                 .await?;
             out = self.settle(bounds, o, true).await?;
         }
-        apply_response(ex, self.instance.response_header_map().clone())?;
+        apply_response(ex, self.instance.header_map(Side::Response).clone())?;
         if buffered {
             ex.response_body = Some(Bytes::from(body));
         }
@@ -520,9 +533,13 @@ impl FilterRun {
         end: bool,
     ) -> Result<Outcome, HookFailure> {
         let out = self
-            .guard(bounds, "proxy_on_body", async |f| match side {
-                0 => f.request_body(body, end).await,
-                _ => f.response_body(body, end).await,
+            .guard(bounds, "proxy_on_body", async |f| {
+                let side = if side == 0 {
+                    Side::Request
+                } else {
+                    Side::Response
+                };
+                f.body(side, body, end).await
             })
             .await?;
         self.settle(bounds, out, side == 1).await

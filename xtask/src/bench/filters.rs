@@ -129,13 +129,7 @@ pub(super) fn print(results: &[(&str, Sample)], o: &Options) {
         o.duration,
         o.rounds
     );
-    println!("| target | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
-    for (name, s) in results {
-        println!(
-            "| {name} | {:.0} | {:.3} | {:.3} |",
-            s.rps, s.p50_ms, s.p99_ms
-        );
-    }
+    super::print_samples(results);
     let [plain, wit, filter, streamed] = [0, 1, 2, 3].map(|i| results[i].1);
     println!("\n| ratio | value |\n|---|---:|");
     println!(

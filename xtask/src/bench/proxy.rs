@@ -389,13 +389,7 @@ fn print_others(others: &[(&str, Sample)], o: &Options) {
         o.duration,
         o.rounds
     );
-    println!("| target | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
-    for (name, s) in others {
-        println!(
-            "| {name} | {:.0} | {:.3} | {:.3} |",
-            s.rps, s.p50_ms, s.p99_ms
-        );
-    }
+    super::print_samples(others);
 }
 
 fn verdict(met: bool) -> &'static str {
