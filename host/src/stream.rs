@@ -96,7 +96,10 @@ impl Pump {
             let Some(held) = self.active[i].clone() else {
                 continue;
             };
-            let end = match self.call(&held, i, Hook::BodyEnd, None).await {
+            let end = match self
+                .call(&held, i, Hook::BodyEnd, None, &mut trailers)
+                .await
+            {
                 Ok(Some(Ended::End(end))) => end,
                 Ok(_) => continue,
                 Err(abort) => {
@@ -137,8 +140,15 @@ impl Pump {
                 continue;
             };
             // A fail-open failure (`None`) lets the chunk pass unchanged.
-            if let Some(Ended::Chunk(out)) =
-                self.call(&held, i, Hook::BodyChunk, Some(&data)).await?
+            if let Some(Ended::Chunk(out)) = self
+                .call(
+                    &held,
+                    i,
+                    Hook::BodyChunk,
+                    Some(&data),
+                    &mut HeaderMap::new(),
+                )
+                .await?
             {
                 data = Bytes::from(out);
             }
@@ -157,6 +167,7 @@ impl Pump {
         i: usize,
         hook: Hook,
         chunk: Option<&Bytes>,
+        trailers: &mut HeaderMap,
     ) -> Result<Option<Ended>, Abort> {
         let site = HookSite {
             route: &self.route,
@@ -178,7 +189,10 @@ impl Pump {
                             .on_body_chunk(direction, data)
                             .await
                             .map(Ended::Chunk),
-                        None => instance.on_body_end(direction).await.map(Ended::End),
+                        None => instance
+                            .on_body_end(direction, trailers)
+                            .await
+                            .map(Ended::End),
                     };
                     ((), result)
                 },

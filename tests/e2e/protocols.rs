@@ -488,12 +488,30 @@ async fn grpc_unary_with_trailers_and_error_status() {
     // Plainly, and with a plugin that streams the response body: neither may turn an error's
     // Trailers-Only answer into a head followed by an empty body without trailers.
     for chain in ["", "chain = [{ plugin = \"sse-meter\" }]"] {
-        grpc_through_gateway(grpc_port, chain).await;
+        grpc_through_gateway(grpc_port, chain, "").await;
     }
+    // A proxy-wasm filter streaming both bodies, whose trailers callback adds to the server's.
+    let filter = crate::proxy_wasm::rust_filter("rust-sdk-filters", None);
+    let plugin = format!(
+        "[plugins.pw]\npath = {:?}\nkind = \"proxy-wasm\"\n",
+        filter.display().to_string()
+    );
+    let chain = "chain = [{ plugin = \"pw\", config = { trailer = [\"x-filter\", \"added\"] } }]";
+    let v = grpc_through_gateway(grpc_port, chain, &plugin).await;
+    let has = |k: &str, val: &str| {
+        v["echo"]["trailing"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p[0] == k && p[1] == val))
+    };
+    assert!(has("x-filter", "added") && has("x-trailer", "yes"), "{v}");
+    // The server's three trailers (grpc-status, grpc-message, x-trailer) reached the filter.
+    assert!(has("x-trailers-seen", "3"), "{v}");
     drop(server);
 }
 
-async fn grpc_through_gateway(grpc_port: u16, chain: &str) {
+/// Runs the gRPC client through a gateway with `chain` on the route (`plugins` added to the
+/// file); checks what every chain must keep and returns what the client saw.
+async fn grpc_through_gateway(grpc_port: u16, chain: &str, plugins: &str) -> serde_json::Value {
     let gw = Gateway::start(&format!(
         r#"
 {}
@@ -506,6 +524,7 @@ name = "grpc"
 match = {{ path_prefix = "/weir.test.Echo" }}
 upstream = "grpc"
 {chain}
+{plugins}
 "#,
         plugins_toml(&[("sse-meter", "capabilities = { metrics = true }")])
     ));
@@ -558,6 +577,7 @@ upstream = "grpc"
         has(&missing["trailing"], "x-why", "absent"),
         "trailer of the failed call lost: {v}"
     );
+    v
 }
 
 // ---------------------------------------------------------------------------------------------

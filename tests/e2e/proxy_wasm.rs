@@ -548,7 +548,7 @@ fn proxy_wasm_mistakes_are_refused_with_the_file_line_route_and_plugin() {
             .map(str::to_string)
             .collect()
     };
-    let cases: [(String, &str); 6] = [
+    let cases: [(String, &str); 7] = [
         // A component named a proxy-wasm filter, and a filter named a component.
         (
             format!(
@@ -586,7 +586,17 @@ fn proxy_wasm_mistakes_are_refused_with_the_file_line_route_and_plugin() {
             ) + &route("{ plugin = \"p\", config = {}, config_text = \"x\" }"),
             "`config_text` and `config` are alternatives: give one",
         ),
-        // A core module that is no filter.
+        // A core module that is no filter, said to be one, and not said to be anything.
+        (
+            format!(
+                "[plugins.p]\npath = {:?}\nkind = \"proxy-wasm\"\n",
+                repo_root()
+                    .join("tests/proxy-wasm/empty.wasm")
+                    .display()
+                    .to_string()
+            ),
+            "empty.wasm is not a proxy-wasm filter: it exports no proxy_abi_version_0_2_x marker",
+        ),
         (
             format!(
                 "[plugins.p]\npath = {:?}\n",
@@ -595,7 +605,8 @@ fn proxy_wasm_mistakes_are_refused_with_the_file_line_route_and_plugin() {
                     .display()
                     .to_string()
             ),
-            "is not a proxy-wasm filter: it exports no proxy_abi_version_0_2_x marker",
+            "is not a Wasm component (it is a core module) nor a proxy-wasm filter: it exports no \
+             proxy_abi_version_0_2_x marker",
         ),
     ];
     for (body, want) in cases {

@@ -376,6 +376,35 @@ impl<T: Send + 'static> FilterInstance<T> {
         out
     }
 
+    /// The trailers of one side, through `proxy_on_request_trailers` or
+    /// `proxy_on_response_trailers`; they come back as the filter left them.
+    pub async fn trailers(
+        &mut self,
+        side: Side,
+        trailers: &mut Headers,
+    ) -> Result<Outcome, FilterError> {
+        let data = self.store.data_mut();
+        let map = match side {
+            Side::Request => &mut data.request_trailers,
+            Side::Response => &mut data.response_trailers,
+        };
+        *map = std::mem::take(trailers);
+        let count = map.len();
+        let callback = match side {
+            Side::Request => "proxy_on_request_trailers",
+            Side::Response => "proxy_on_response_trailers",
+        };
+        let out = self
+            .stream_callback(callback, count, false, side as usize)
+            .await;
+        let data = self.store.data_mut();
+        *trailers = std::mem::take(match side {
+            Side::Request => &mut data.request_trailers,
+            Side::Response => &mut data.response_trailers,
+        });
+        out
+    }
+
     /// The headers of one side as the filter has left them so far (an HTTP call's callback
     /// may still change them after the headers callback returned).
     pub fn header_map(&mut self, side: Side) -> &Headers {

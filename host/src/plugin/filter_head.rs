@@ -69,6 +69,11 @@ fn fields(pairs: Headers) -> Result<(HeaderMap, Vec<(String, String)>), HookFail
     Ok((map, pseudo))
 }
 
+/// Trailers back from the filter, checked like header fields.
+pub(super) fn trailer_map(pairs: Headers) -> Result<HeaderMap, HookFailure> {
+    fields(pairs).map(|(map, _)| map)
+}
+
 /// The filter's request head into the exchange: fields, and a changed `:path` or `:method`
 /// (a path made canonical as the client's was).
 pub(super) fn apply_request(ex: &mut Exchange, pairs: Headers) -> Result<(), HookFailure> {

@@ -327,9 +327,12 @@ impl PluginInstance {
     }
 
     /// Runs `on-body-end` for a streamed body.
+    /// `trailers` are the body's own (a proxy-wasm filter's trailers callback sees and may
+    /// change them; a component adds its own through `BodyEnd`).
     pub(crate) async fn on_body_end(
         &mut self,
         direction: Direction,
+        trailers: &mut http::HeaderMap,
     ) -> Result<BodyEnd, HookFailure> {
         let hook = self.hook;
         let result = match &mut self.code {
@@ -341,7 +344,7 @@ impl PluginInstance {
                 log_output(&c.store, result.is_err());
                 result
             }
-            Code::Filter(f) => f.on_body_end(hook, direction).await,
+            Code::Filter(f) => f.on_body_end(hook, direction, trailers).await,
         };
         self.settle(result)
     }

@@ -68,6 +68,10 @@ pub enum LoadError {
     NotGranted { path: PathBuf, reason: String },
     #[error("{path} is not a proxy-wasm filter: {reason}")]
     NotAFilter { path: PathBuf, reason: String },
+    #[error(
+        "{path} is not a Wasm component (it is a core module) nor a proxy-wasm filter: {reason}"
+    )]
+    NeitherKind { path: PathBuf, reason: String },
     #[error("{path} is {found}, but the plugin says kind = \"{said}\"")]
     WrongKind {
         path: PathBuf,
@@ -353,10 +357,18 @@ impl Runtime {
         if let Ok(mut cache) = self.modules.lock() {
             cache.insert(digest.clone(), module.clone());
         }
+        let said_filter = settings.kind == Some(PluginKind::ProxyWasm);
         let code = proxy_wasm::FilterCode::new(name, module, &settings, &caps, &self.services)
-            .map_err(|reason| LoadError::NotAFilter {
-                path: path.to_path_buf(),
-                reason,
+            .map_err(|reason| match said_filter {
+                true => LoadError::NotAFilter {
+                    path: path.to_path_buf(),
+                    reason,
+                },
+                // Most likely a component that was never made one: say both.
+                false => LoadError::NeitherKind {
+                    path: path.to_path_buf(),
+                    reason,
+                },
             })?;
         let code = Code::Filter(Arc::new(code));
         Ok(self.loaded(name, path, code, settings, caps, digest))

@@ -12,7 +12,7 @@
 
 use super::budget::{CallLimits, metered};
 use super::filter_head::{
-    apply_request, apply_response, expects_no_body, local, request_pairs, write_back,
+    apply_request, apply_response, expects_no_body, local, request_pairs, trailer_map, write_back,
 };
 use super::host::MemoryLimiter;
 use super::instance::{Bounds, arm_with, classify};
@@ -22,6 +22,7 @@ use crate::capability::{PluginCapabilities, Services};
 use crate::config::FilterBody;
 use crate::exchange::Exchange;
 use bytes::Bytes;
+use http::HeaderMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use weir_proxy_wasm::{
@@ -500,17 +501,41 @@ impl FilterRun {
         }
     }
 
-    /// The end of a streamed body: the last body callback, then (for the response) the end of
-    /// the HTTP context.
+    /// The end of a streamed body: the last body callback (`end_of_stream` unless trailers
+    /// follow), the trailers callback with `trailers` (which come back as the filter left
+    /// them; what it held of the body goes on with them, as in Envoy), then, for the response,
+    /// the end of the HTTP context.
     pub(super) async fn on_body_end(
         &mut self,
         bounds: Bounds,
         direction: Direction,
+        trailers: &mut HeaderMap,
     ) -> Result<BodyEnd, HookFailure> {
         let side = usize::from(matches!(direction, Direction::Response));
         self.trace = None;
         let mut body = std::mem::take(&mut self.held[side]);
-        let out = self.body_callback(bounds, side, &mut body, true).await?;
+        let end = trailers.is_empty();
+        let mut out = self.body_callback(bounds, side, &mut body, end).await?;
+        if !end {
+            let which = if side == 0 {
+                Side::Request
+            } else {
+                Side::Response
+            };
+            let mut pairs = crate::headers::to_fields(trailers);
+            let o = self
+                .guard(bounds, "proxy_on_trailers", async |f| {
+                    f.trailers(which, &mut pairs).await
+                })
+                .await?;
+            let after = self.settle(bounds, o, side == 1).await?;
+            // The trailers end the stream: what was held goes on unless the filter answered.
+            out = match (out, after) {
+                (Outcome::Respond(r), _) | (_, Outcome::Respond(r)) => Outcome::Respond(r),
+                _ => Outcome::Continue,
+            };
+            *trailers = trailer_map(pairs)?;
+        }
         if side == 1 {
             self.guard(bounds, "proxy_on_done", async |f| f.done().await)
                 .await?;

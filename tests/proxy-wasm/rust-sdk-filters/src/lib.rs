@@ -16,6 +16,8 @@
 //!   `x-principal` from the host's properties, each only when the host has it.
 //! - `"misbehave": "loop" | "trap" | "grow"`: a request carrying `x-misbehave: yes` makes the
 //!   filter spin forever, panic, or allocate without end (what a buggy filter does).
+//! - `"trailer": ["name", "value"]`: adds that response trailer when the response has trailers,
+//!   and `x-trailers-seen: <how many it had>`.
 //! - always: a shared-data counter `requests` (compare-and-swap loop) exposed as
 //!   `x-request-count`, and a counter metric `rust_sdk_requests`, one per request.
 
@@ -37,6 +39,7 @@ struct Config {
     #[serde(default)]
     properties: bool,
     misbehave: Option<Misbehave>,
+    trailer: Option<(String, String)>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -354,6 +357,14 @@ impl HttpContext for Http {
             // The body may change length below, and response headers can no longer be changed
             // then: drop Content-Length now, as the SDK's http_body example does.
             self.set_http_response_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, count: usize) -> Action {
+        if let Some((name, value)) = &self.config.trailer {
+            self.add_http_response_trailer(name, value);
+            self.add_http_response_trailer("x-trailers-seen", &count.to_string());
         }
         Action::Continue
     }
