@@ -18,6 +18,11 @@ use std::sync::{Arc, OnceLock};
 /// Builds the Rust filter in `tests/proxy-wasm/<dir>` for wasm32-unknown-unknown (with
 /// `features`, into its own target dir when given) and returns the module's path.
 pub(crate) fn rust_filter(dir: &str, features: Option<&str>) -> PathBuf {
+    rust_filter_for(dir, features, "wasm32-unknown-unknown")
+}
+
+/// [`rust_filter`] for another target (`wasm32-wasip1`).
+fn rust_filter_for(dir: &str, features: Option<&str>, triple: &str) -> PathBuf {
     let root = repo_root().join("tests/proxy-wasm").join(dir);
     let target = match features {
         Some(f) => root.join("target").join(f),
@@ -25,7 +30,7 @@ pub(crate) fn rust_filter(dir: &str, features: Option<&str>) -> PathBuf {
     };
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(["build", "--quiet", "--release", "--target"])
-        .arg("wasm32-unknown-unknown")
+        .arg(triple)
         .arg("--target-dir")
         .arg(&target)
         .current_dir(&root);
@@ -35,7 +40,8 @@ pub(crate) fn rust_filter(dir: &str, features: Option<&str>) -> PathBuf {
     let status = cmd.status().expect("run cargo for a proxy-wasm filter");
     assert!(status.success(), "building {} failed", root.display());
     target
-        .join("wasm32-unknown-unknown/release")
+        .join(triple)
+        .join("release")
         .join(format!("{}.wasm", dir.replace('-', "_")))
 }
 
@@ -639,7 +645,7 @@ async fn a_streamed_body_paused_past_body_limit_fails_its_request_and_small_ones
     ));
     // The response (200,000 bytes streamed by the backend) is paused to its end by the
     // filter: past 64 KiB held, the stream fails and the client sees it cut short.
-    let r = reqwest_like_get(&gw.url("/bytes/200000")).await;
+    let r = get_body(&gw.url("/bytes/200000")).await;
     assert!(r.is_err(), "{:?}", r.map(|b| b.len()));
     eventually("the failure logged", async || {
         let log = gw.log();
@@ -675,7 +681,7 @@ async fn a_streamed_body_paused_past_body_limit_fails_its_request_and_small_ones
 }
 
 /// The body of a GET, or the error that cut it short.
-async fn reqwest_like_get(url: &str) -> Result<Vec<u8>, String> {
+async fn get_body(url: &str) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt;
     let req = Request::get(url)
         .body(Full::new(Bytes::new()))
@@ -690,4 +696,34 @@ async fn reqwest_like_get(url: &str) -> Result<Vec<u8>, String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(body.to_bytes().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_filter_built_for_wasip1_gets_the_wasi_envoy_gives_filters() {
+    let backend = Backend::start("app").await;
+    let filter = rust_filter_for("rust-sdk-filters", None, "wasm32-wasip1");
+    let gw = Gateway::start(&format!(
+        "[upstreams.app]\nendpoints = [\"{}\"]\n{}\
+         [[routes]]\nname = \"r\"\nupstream = \"app\"\nchain = [{{ plugin = \"sdk\", \
+         config = {{ add_header = [\"x-sdk\", \"wasip1\"], misbehave = \"trap\" }} }}]\n",
+        backend.endpoint(),
+        filter_toml("sdk", &filter, "instances = \"pooled\""),
+    ));
+    let r = get_with(&gw.url("/"), &[("x-remove-me", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.seen("x-sdk").as_deref(), Some("wasip1"));
+    assert_eq!(r.seen("x-remove-me"), None);
+    assert_eq!(r.seen("x-request-count").as_deref(), Some("1"));
+    // What the filter wrote to stderr (WASI fd_write) is in the gateway's log, with its name.
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rust-sdk-filters: configured") && l.contains("plugin=\"sdk\"")),
+        "{log}"
+    );
+    // A panic ends only its request.
+    let r = get_with(&gw.url("/"), &[("x-misbehave", "yes")]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("trapped"), "{}", r.text());
+    assert_eq!(get(&gw.url("/")).await.status, 200);
 }

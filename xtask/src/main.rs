@@ -114,7 +114,8 @@ fn ensure_wasm_target() -> Result<()> {
         return Ok(());
     };
     let installed = String::from_utf8_lossy(&o.stdout).to_string();
-    for target in ["wasm32-wasip2", "wasm32-unknown-unknown"] {
+    // wasip2 for components; unknown-unknown and wasip1 for the proxy-wasm test filters.
+    for target in ["wasm32-wasip2", "wasm32-unknown-unknown", "wasm32-wasip1"] {
         if !installed.lines().any(|l| l.trim() == target) {
             sh(Command::new("rustup").args(["target", "add", target]))?;
         }

@@ -28,6 +28,7 @@ pub(crate) fn linker<T: Send + 'static>(module: &Module) -> wasmtime::Result<Lin
     properties(&mut linker)?;
     http_calls(&mut linker)?;
     metrics(&mut linker)?;
+    wasi(&mut linker)?;
     Ok(linker)
 }
 
@@ -128,19 +129,6 @@ fn logging<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Result
         "proxy_set_effective_context",
         |_: Ctx<'_, T>, _: u32| OK,
     )?;
-    // SDKs end the filter through WASI's `proc_exit` (AssemblyScript's abort): a trap, with
-    // the code in its message, rather than a return into code that cannot go on.
-    for module in ["wasi_unstable", "wasi_snapshot_preview1"] {
-        linker.func_wrap(
-            module,
-            "proc_exit",
-            |_: Ctx<'_, T>, code: i32| -> wasmtime::Result<()> {
-                Err(wasmtime::Error::msg(format!(
-                    "the filter exited (proc_exit {code})"
-                )))
-            },
-        )?;
-    }
     Ok(())
 }
 
@@ -565,6 +553,111 @@ fn metrics<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Result
     Ok(())
 }
 
+/// WASI's preview 1 modules, as filters built for `wasm32-wasip1` (and TinyGo, C++ with
+/// Emscripten) import them from a proxy-wasm host.
+const WASI: [&str; 2] = ["wasi_snapshot_preview1", "wasi_unstable"];
+/// WASI's `errno` values used here.
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_BADF: i32 = 8;
+const ERRNO_IO: i32 = 29;
+const ERRNO_NOSYS: i32 = 52;
+
+/// The subset of WASI preview 1 Envoy gives filters: no environment and no arguments, clocks,
+/// random bytes, stdout and stderr into the filter's log, `sched_yield`, and `proc_exit` as a
+/// trap (the filter ended itself, as AssemblyScript's abort does) rather than a return into
+/// code that cannot go on. The rest answers `ENOSYS`.
+fn wasi<T: Send + 'static>(linker: &mut Linker<State<T>>) -> wasmtime::Result<()> {
+    for module in WASI {
+        for name in ["environ_sizes_get", "args_sizes_get"] {
+            linker.func_wrap(module, name, |mut c: Ctx<'_, T>, count: u32, size: u32| {
+                let ok = write(&mut c, count, &[0; 4]) && write(&mut c, size, &[0; 4]);
+                if ok { ERRNO_SUCCESS } else { ERRNO_IO }
+            })?;
+        }
+        for name in ["environ_get", "args_get"] {
+            linker.func_wrap(module, name, |_: Ctx<'_, T>, _: u32, _: u32| ERRNO_SUCCESS)?;
+        }
+        linker.func_wrap(module, "sched_yield", |_: Ctx<'_, T>| ERRNO_SUCCESS)?;
+        linker.func_wrap(
+            module,
+            "proc_exit",
+            |_: Ctx<'_, T>, code: i32| -> wasmtime::Result<()> {
+                Err(wasmtime::Error::msg(format!(
+                    "the filter exited (proc_exit {code})"
+                )))
+            },
+        )?;
+        linker.func_wrap(module, "clock_time_get", clock_time_get::<T>)?;
+        linker.func_wrap(
+            module,
+            "random_get",
+            |mut c: Ctx<'_, T>, buf: u32, len: u32| {
+                let mut bytes = vec![0u8; len as usize];
+                let filled = std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+                if filled.is_ok() && write(&mut c, buf, &bytes) {
+                    ERRNO_SUCCESS
+                } else {
+                    ERRNO_IO
+                }
+            },
+        )?;
+        linker.func_wrap(module, "fd_write", fd_write::<T>)?;
+    }
+    Ok(())
+}
+
+/// `clock_time_get`: the realtime clock, or a monotonic one (also for the CPU-time clocks,
+/// which mean nothing here).
+fn clock_time_get<T>(mut c: Ctx<'_, T>, id: u32, _precision: u64, out: u32) -> i32 {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let ns = match id {
+        1..=3 => STARTED
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64,
+        _ => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
+    if write(&mut c, out, &ns.to_le_bytes()) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_IO
+    }
+}
+
+/// `fd_write` to stdout (info) or stderr (warning): into the filter's log, a line at a time.
+fn fd_write<T>(mut c: Ctx<'_, T>, fd: u32, iovs: u32, count: u32, written: u32) -> i32 {
+    if fd != 1 && fd != 2 {
+        return ERRNO_BADF;
+    }
+    let mut text = Vec::new();
+    for i in 0..count.min(64) {
+        let Some(iov) = read(&mut c, iovs.wrapping_add(i * 8), 8) else {
+            return ERRNO_IO;
+        };
+        let ptr = u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
+        let len = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
+        let Some(bytes) = read(&mut c, ptr, len.min(64 << 10)) else {
+            return ERRNO_IO;
+        };
+        text.extend_from_slice(&bytes);
+    }
+    let level = if fd == 1 { 2 } else { abi::LOG_WARN };
+    for line in String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        c.data_mut().log(level, line.to_string());
+    }
+    if write(&mut c, written, &(text.len() as u32).to_le_bytes()) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_IO
+    }
+}
+
 /// Every function `module` imports answers `Unimplemented` (or nothing, for a function with no
 /// result) unless a real host call shadows it: the filter gets an error value, never a trap.
 fn unimplemented<T: Send + 'static>(
@@ -579,9 +672,14 @@ fn unimplemented<T: Send + 'static>(
             .results()
             .next()
             .is_some_and(|r| matches!(r, ValType::I32));
+        // WASI's errno for "not implemented" is not the ABI's status.
+        let answer = match WASI.contains(&import.module()) {
+            true => ERRNO_NOSYS,
+            false => Status::Unimplemented as i32,
+        };
         linker.func_new(import.module(), import.name(), ty, move |_, _, results| {
             if returns_status && let Some(r) = results.first_mut() {
-                *r = Val::I32(Status::Unimplemented as i32);
+                *r = Val::I32(answer);
             }
             Ok(())
         })?;

@@ -183,6 +183,9 @@ impl RootContext for Root {
             None => {}
         }
         info!("configured: {config:?}");
+        // To stderr too: built for wasm32-wasip1 that is WASI's fd_write (a no-op on
+        // wasm32-unknown-unknown).
+        eprintln!("rust-sdk-filters: configured");
         self.config = Rc::new(config);
         true
     }
