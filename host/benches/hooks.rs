@@ -2,6 +2,7 @@
 //! reused (pooled) instance, and what a fresh instance per request costs (store + instantiate +
 //! `init` + one hook + drop). Prints medians and p99 in microseconds. Then the cost of metering:
 //! the pooled hook with no interruption, with CPU-time budgets (the default) and with fuel.
+//! Last, the same header edits by a WIT plugin and by a proxy-wasm filter, per request.
 //!
 //! Run: `cargo bench -p weir --bench hooks` (needs the plugins built: `cargo xtask plugins`).
 
@@ -142,6 +143,71 @@ async fn metering_costs(wasm: &std::path::Path, config: &str) -> anyhow::Result<
     Ok(())
 }
 
+/// Times a request hook and a response hook on a reused instance, per iteration: what a
+/// plugin that edits both heads costs per request.
+async fn both_hooks_samples(
+    plugin: &weir::plugin::LoadedPlugin,
+    config: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut instance = PluginInstance::new(plugin, config).await?;
+    let mut ex = exchange();
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        ex.phase = weir::exchange::Phase::Request;
+        ex.response = None;
+        let t = Instant::now();
+        let (mut back, result) = instance.on_request(ex).await;
+        anyhow::ensure!(result.is_ok(), "request hook failed: {result:?}");
+        back.phase = weir::exchange::Phase::Response;
+        back.response = Some(http::Response::new(()).into_parts().0);
+        let (back, result) = instance.on_response(back).await;
+        samples.push(t.elapsed());
+        anyhow::ensure!(result.is_ok(), "response hook failed: {result:?}");
+        ex = back;
+    }
+    Ok(samples)
+}
+
+/// The same header edits (one request header, one response header) by the `headers` WIT
+/// plugin and by a proxy-wasm filter built with the proxy-wasm Rust SDK, pooled, rounds
+/// interleaved. The filter is built by `cargo xtask bench` / `bench-proxy-wasm`.
+async fn proxy_wasm_costs(runtime: &Runtime) -> anyhow::Result<()> {
+    let filter = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../tests/proxy-wasm/header-filter/target/wasm32-unknown-unknown/release/header_filter.wasm",
+    );
+    if !filter.exists() {
+        println!(
+            "(proxy-wasm hooks skipped: build {} first)",
+            filter.display()
+        );
+        return Ok(());
+    }
+    let mut settings = common::settings(InstancePolicy::Pooled, Duration::from_millis(100));
+    let wit = runtime.load(
+        "headers",
+        &common::built_plugin("headers")?,
+        settings.clone(),
+        Default::default(),
+    )?;
+    settings.filter.body = weir::config::FilterBody::None;
+    let pw = runtime.load("header-filter", &filter, settings, Default::default())?;
+    let wit_config =
+        r#"{"request":{"set":{"x-user":"bench"}},"response":{"set":{"x-served-by":"weir"}}}"#;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _round in 0..3 {
+        a.extend(both_hooks_samples(&wit, wit_config).await?);
+        b.extend(both_hooks_samples(&pw, "").await?);
+    }
+    let wit = summary("pooled WIT headers: request + response hook", a);
+    let pw = summary("pooled proxy-wasm filter: the same edits", b);
+    println!(
+        "    proxy-wasm / WIT per request: {:.2}x ({:+.2} µs)",
+        pw / wit,
+        pw - wit
+    );
+    Ok(())
+}
+
 fn summary(name: &str, mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
@@ -193,6 +259,7 @@ fn main() -> anyhow::Result<()> {
             fresh / pooled,
             if fresh <= 10.0 { "met" } else { "NOT met" }
         );
-        metering_costs(&wasm, config).await
+        metering_costs(&wasm, config).await?;
+        proxy_wasm_costs(&runtime).await
     })
 }
