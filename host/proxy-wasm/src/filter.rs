@@ -330,27 +330,25 @@ impl<T: Send + 'static> FilterInstance<T> {
     }
 
     /// The headers of one side, through `proxy_on_request_headers` or
-    /// `proxy_on_response_headers` (the response's in the same HTTP context as the request's);
-    /// `headers` comes back as the filter left it. Both sides stay readable until the request
-    /// ends (the response callbacks may read the request's headers).
+    /// `proxy_on_response_headers` (the response's in the same HTTP context as the request's).
+    /// Read them as the filter left them with [`Self::header_map`], after any HTTP call it
+    /// waits for; both sides stay readable until the request ends (the response callbacks may
+    /// read the request's headers).
     pub async fn headers(
         &mut self,
         side: Side,
-        headers: &mut Headers,
+        headers: Headers,
         end_of_stream: bool,
     ) -> Result<Outcome, FilterError> {
         let map = self.store.data_mut().head(side);
-        *map = std::mem::take(headers);
+        *map = headers;
         let count = map.len();
         let callback = match side {
             Side::Request => "proxy_on_request_headers",
             Side::Response => "proxy_on_response_headers",
         };
-        let out = self
-            .stream_callback(callback, count, end_of_stream, side as usize)
-            .await;
-        headers.clone_from(self.store.data_mut().head(side));
-        out
+        self.stream_callback(callback, count, end_of_stream, side as usize)
+            .await
     }
 
     /// Body bytes of one side, through `proxy_on_request_body` or `proxy_on_response_body`.

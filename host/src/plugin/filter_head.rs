@@ -51,18 +51,21 @@ pub(super) fn request_pairs(ex: &Exchange) -> Headers {
     pairs
 }
 
+/// Pseudo-headers (`:path`, `:status`...) as the filter left them.
+type Pseudo<'a> = Vec<(&'a str, &'a str)>;
+
 /// Header fields back from the filter; pseudo-headers are returned apart.
-fn fields(pairs: Headers) -> Result<(HeaderMap, Vec<(String, String)>), HookFailure> {
-    let mut map = HeaderMap::new();
+fn fields(pairs: &[(String, String)]) -> Result<(HeaderMap, Pseudo<'_>), HookFailure> {
+    let mut map = HeaderMap::with_capacity(pairs.len());
     let mut pseudo = Vec::new();
     for (k, v) in pairs {
         if k.starts_with(':') {
-            pseudo.push((k, v));
+            pseudo.push((k.as_str(), v.as_str()));
             continue;
         }
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| HookFailure::BadDecision(format!("invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(&v)
+        let value = HeaderValue::from_str(v)
             .map_err(|_| HookFailure::BadDecision(format!("invalid value for header {k}")))?;
         map.append(name, value);
     }
@@ -70,19 +73,22 @@ fn fields(pairs: Headers) -> Result<(HeaderMap, Vec<(String, String)>), HookFail
 }
 
 /// Trailers back from the filter, checked like header fields.
-pub(super) fn trailer_map(pairs: Headers) -> Result<HeaderMap, HookFailure> {
+pub(super) fn trailer_map(pairs: &[(String, String)]) -> Result<HeaderMap, HookFailure> {
     fields(pairs).map(|(map, _)| map)
 }
 
 /// The filter's request head into the exchange: fields, and a changed `:path` or `:method`
 /// (a path made canonical as the client's was).
-pub(super) fn apply_request(ex: &mut Exchange, pairs: Headers) -> Result<(), HookFailure> {
+pub(super) fn apply_request(
+    ex: &mut Exchange,
+    pairs: &[(String, String)],
+) -> Result<(), HookFailure> {
     let (map, pseudo) = fields(pairs)?;
     ex.request.headers = map;
     for (k, v) in pseudo {
-        match k.as_str() {
-            ":path" if ex.request.uri.path_and_query().map(|p| p.as_str()) != Some(&v) => {
-                ex.set_path(&v)
+        match k {
+            ":path" if ex.request.uri.path_and_query().map(|p| p.as_str()) != Some(v) => {
+                ex.set_path(v)
                     .map_err(|_| HookFailure::BadDecision(format!("invalid :path {v:?}")))?;
             }
             ":method" if ex.request.method.as_str() != v => {
@@ -96,13 +102,16 @@ pub(super) fn apply_request(ex: &mut Exchange, pairs: Headers) -> Result<(), Hoo
 }
 
 /// The filter's response head into the exchange: fields and a changed `:status`.
-pub(super) fn apply_response(ex: &mut Exchange, pairs: Headers) -> Result<(), HookFailure> {
+pub(super) fn apply_response(
+    ex: &mut Exchange,
+    pairs: &[(String, String)],
+) -> Result<(), HookFailure> {
     let (map, pseudo) = fields(pairs)?;
     let Some(response) = ex.response.as_mut() else {
         return Ok(());
     };
     response.headers = map;
-    if let Some((_, status)) = pseudo.iter().find(|(k, _)| k == ":status") {
+    if let Some((_, status)) = pseudo.iter().find(|(k, _)| *k == ":status") {
         response.status = status
             .parse::<u16>()
             .ok()

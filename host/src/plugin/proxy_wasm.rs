@@ -350,7 +350,7 @@ impl FilterRun {
         })
         .await?;
         let buffered = self.code.settings.body == FilterBody::Buffered;
-        let mut headers = request_pairs(ex);
+        let headers = request_pairs(ex);
         let mut body = match buffered {
             true => ex
                 .request_body
@@ -366,7 +366,7 @@ impl FilterRun {
         };
         let out = self
             .guard(bounds, "proxy_on_request_headers", async |f| {
-                f.headers(Side::Request, &mut headers, no_body).await
+                f.headers(Side::Request, headers, no_body).await
             })
             .await?;
         let mut out = self.settle(bounds, out, false).await?;
@@ -378,7 +378,7 @@ impl FilterRun {
                 .await?;
             out = self.settle(bounds, o, false).await?;
         }
-        apply_request(ex, self.instance.header_map(Side::Request).clone())?;
+        apply_request(ex, self.instance.header_map(Side::Request))?;
         write_back(ex, &self.instance);
         if buffered {
             ex.request_body = Some(Bytes::from(body));
@@ -430,7 +430,7 @@ impl FilterRun {
         let eos = if buffered { body.is_empty() } else { !streams };
         let out = self
             .guard(bounds, "proxy_on_response_headers", async |f| {
-                f.headers(Side::Response, &mut headers, eos).await
+                f.headers(Side::Response, headers, eos).await
             })
             .await?;
         let mut out = self.settle(bounds, out, true).await?;
@@ -442,7 +442,7 @@ impl FilterRun {
                 .await?;
             out = self.settle(bounds, o, true).await?;
         }
-        apply_response(ex, self.instance.header_map(Side::Response).clone())?;
+        apply_response(ex, self.instance.header_map(Side::Response))?;
         if buffered {
             ex.response_body = Some(Bytes::from(body));
         }
@@ -534,7 +534,7 @@ impl FilterRun {
                 (Outcome::Respond(r), _) | (_, Outcome::Respond(r)) => Outcome::Respond(r),
                 _ => Outcome::Continue,
             };
-            *trailers = trailer_map(pairs)?;
+            *trailers = trailer_map(&pairs)?;
         }
         if side == 1 {
             self.guard(bounds, "proxy_on_done", async |f| f.done().await)
