@@ -381,11 +381,7 @@ impl<T: Send + 'static> FilterInstance<T> {
         side: Side,
         trailers: &mut Headers,
     ) -> Result<Outcome, FilterError> {
-        let data = self.store.data_mut();
-        let map = match side {
-            Side::Request => &mut data.request_trailers,
-            Side::Response => &mut data.response_trailers,
-        };
+        let map = self.store.data_mut().trailers(side);
         *map = std::mem::take(trailers);
         let count = map.len();
         let callback = match side {
@@ -395,11 +391,7 @@ impl<T: Send + 'static> FilterInstance<T> {
         let out = self
             .stream_callback(callback, count, false, side as usize)
             .await;
-        let data = self.store.data_mut();
-        *trailers = std::mem::take(match side {
-            Side::Request => &mut data.request_trailers,
-            Side::Response => &mut data.response_trailers,
-        });
+        *trailers = std::mem::take(self.store.data_mut().trailers(side));
         out
     }
 

@@ -248,6 +248,14 @@ impl<T> State<T> {
         }
     }
 
+    /// The trailers of one side of the stream.
+    pub(crate) fn trailers(&mut self, side: crate::Side) -> &mut Headers {
+        match side {
+            crate::Side::Request => &mut self.request_trailers,
+            crate::Side::Response => &mut self.response_trailers,
+        }
+    }
+
     /// The body buffer of one side of the stream.
     pub(crate) fn body(&mut self, side: crate::Side) -> &mut Vec<u8> {
         match side {
